@@ -1,0 +1,51 @@
+"""patchfield: visualize, quantify and train on the patch interactions of Vision Transformers.
+
+Implements "Visualizing and Understanding Patch Interactions in Vision Transformer"
+(Ma et al.); ``SPEC.md`` fixes every quantity's meaning.
+"""
+
+from .analysis import Analysis, analyze, analyze_map
+from .capture import (
+    AttentionMaps,
+    UncertaintyCapture,
+    attention_hooks,
+    capture_attention,
+    capture_uncertainty,
+    find_attention_modules,
+)
+from .dip import column_variance, indiscriminative_patches, patch_keep_mask
+from .encoding import FieldCode, decode_field, encode_field
+from .field import ResponsiveField, responsive_field
+from .grid import Grid
+from .loading import load_model, load_state_dict
+from .uncertainty import UncertaintyAccumulator, interaction_uncertainty
+from .windows import Windows, adaptive_windows
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Analysis",
+    "AttentionMaps",
+    "FieldCode",
+    "Grid",
+    "ResponsiveField",
+    "UncertaintyAccumulator",
+    "UncertaintyCapture",
+    "Windows",
+    "adaptive_windows",
+    "analyze",
+    "analyze_map",
+    "attention_hooks",
+    "capture_attention",
+    "capture_uncertainty",
+    "column_variance",
+    "decode_field",
+    "encode_field",
+    "find_attention_modules",
+    "indiscriminative_patches",
+    "interaction_uncertainty",
+    "load_model",
+    "load_state_dict",
+    "patch_keep_mask",
+    "responsive_field",
+]

@@ -1,0 +1,31 @@
+"""Arguments and helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from torch import nn
+
+__all__ = ["add_model_args", "model_from_args"]
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="timm architecture name or Hugging Face model directory")
+    parser.add_argument("--weights", help="local weights file (.safetensors/.pth/.bin) or HF directory")
+    parser.add_argument("--image-size", type=int, help="input size in pixels (position embeddings resampled)")
+    parser.add_argument("--num-classes", type=int, help="classifier size (default: from the checkpoint)")
+    parser.add_argument(
+        "--random-weights", action="store_true", help="allow a randomly initialised model (no --weights)"
+    )
+
+
+def model_from_args(args: argparse.Namespace) -> nn.Module:
+    from ..loading import _hf_directory, load_model
+
+    if args.weights is None and not args.random_weights and _hf_directory(Path(args.model)) is None:
+        raise ValueError(
+            f"no weights for {args.model}: pass --weights FILE (a local .safetensors/.pth/.bin in timm or "
+            "Hugging Face layout, or a Hugging Face model directory), or --random-weights to analyse an untrained model"
+        )
+    return load_model(args.model, args.weights, img_size=args.image_size, num_classes=args.num_classes)

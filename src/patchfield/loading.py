@@ -1,0 +1,227 @@
+"""Load ViTs from local files only: timm names with local weights, or Hugging Face directories.
+
+Nothing here reaches for the network. Weights come from ``.safetensors``, ``.pth``/``.pt``
+or ``.bin`` files in timm or Hugging Face key layout, or from a Hugging Face model directory
+(``config.json`` plus weights), including a hub cache folder ``models--org--name``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["load_model", "load_state_dict", "hf_vit_to_timm"]
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a local file, unwrapping ``model``/``state_dict``/``module.`` wrappers.
+
+    Raises:
+        FileNotFoundError: the file is missing (the message says how to give weights).
+        ValueError: the file is not a readable checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file {path} does not exist. patchfield never downloads weights: pass a local "
+            ".safetensors/.pth/.bin file (timm or Hugging Face layout) or a Hugging Face model directory"
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd: Any = load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or foreign file
+        raise ValueError(f"could not read weights from {path}: {e}") from e
+    for key in ("state_dict", "model", "model_state", "module"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{path} holds no state dict of tensors")
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+_HF_LAYER_MAP = [
+    # transformers < 5 names, then transformers >= 5 names
+    (r"attention\.attention\.query\.", "attn.q."),
+    (r"attention\.attention\.key\.", "attn.k."),
+    (r"attention\.attention\.value\.", "attn.v."),
+    (r"attention\.output\.dense\.", "attn.proj."),
+    (r"attention\.q_proj\.", "attn.q."),
+    (r"attention\.k_proj\.", "attn.k."),
+    (r"attention\.v_proj\.", "attn.v."),
+    (r"attention\.o_proj\.", "attn.proj."),
+    (r"layernorm_before\.", "norm1."),
+    (r"layernorm_after\.", "norm2."),
+    (r"intermediate\.dense\.", "mlp.fc1."),
+    (r"^output\.dense\.", "mlp.fc2."),
+    (r"mlp\.fc1\.", "mlp.fc1."),
+    (r"mlp\.fc2\.", "mlp.fc2."),
+]
+
+
+def is_hf_layout(sd: dict[str, torch.Tensor]) -> bool:
+    return any(re.match(r"^(vit\.|deit\.)?(encoder\.layer|layers)\.\d+\.", k) for k in sd) and not any(
+        k.startswith("blocks.") for k in sd
+    )
+
+
+def hf_vit_to_timm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Convert a Hugging Face ``ViTModel``/``ViTForImageClassification`` state dict to timm's layout.
+
+    Separate ``q``/``k``/``v`` projections are concatenated into timm's fused ``qkv``.
+    """
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for key, value in sd.items():
+        k = re.sub(r"^(vit|deit|model)\.", "", key)
+        if k.startswith("embeddings."):
+            k = {
+                "embeddings.cls_token": "cls_token",
+                "embeddings.position_embeddings": "pos_embed",
+                "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+                "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+            }.get(k)
+            if k is None:
+                continue  # mask token of masked-image-modelling heads
+            out[k] = value
+            continue
+        m = re.match(r"(?:encoder\.layer|layers)\.(\d+)\.(.*)", k)
+        if m:
+            i, rest = int(m.group(1)), m.group(2)
+            for pattern, repl in _HF_LAYER_MAP:
+                if re.search(pattern, rest):
+                    rest = re.sub(pattern, repl, rest)
+                    break
+            else:
+                raise ValueError(f"unrecognised Hugging Face ViT key {key!r}")
+            qm = re.match(r"attn\.([qkv])\.(weight|bias)", rest)
+            if qm:
+                qkv.setdefault((i, qm.group(2)), {})[qm.group(1)] = value
+            else:
+                out[f"blocks.{i}.{rest}"] = value
+            continue
+        if k.startswith("layernorm."):
+            out["norm." + k.split(".", 1)[1]] = value
+        elif k.startswith("classifier."):
+            out["head." + k.split(".", 1)[1]] = value
+        elif k.startswith("pooler."):
+            continue  # timm ViTs have no pooler
+        else:
+            raise ValueError(f"unrecognised Hugging Face ViT key {key!r}")
+    for (i, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise ValueError(f"layer {i} lacks one of query/key/value {kind}")
+        out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out
+
+
+def _hf_directory(path: Path) -> Path | None:
+    """A directory with ``config.json``, resolving hub cache folders (``models--org--name``)."""
+    if not path.is_dir():
+        return None
+    if (path / "config.json").is_file():
+        return path
+    snaps = path / "snapshots"
+    if snaps.is_dir():
+        ref = path / "refs" / "main"
+        if ref.is_file() and (snaps / ref.read_text().strip() / "config.json").is_file():
+            return snaps / ref.read_text().strip()
+        found = sorted(p for p in snaps.iterdir() if (p / "config.json").is_file())
+        if found:
+            return found[-1]
+    return None
+
+
+def _load_hf(directory: Path) -> nn.Module:
+    try:
+        from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+    except ImportError as e:
+        raise ImportError("loading a Hugging Face model needs transformers: pip install 'patchfield[hf]'") from e
+    config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    cls = AutoModelForImageClassification if getattr(config, "architectures", None) and any(
+        a.endswith("ForImageClassification") for a in config.architectures
+    ) else AutoModel
+    model = cls.from_pretrained(directory, local_files_only=True)
+    return model.eval()
+
+
+def load_model(
+    name: str,
+    weights: str | Path | None = None,
+    *,
+    img_size: int | tuple[int, int] | None = None,
+    num_classes: int | None = None,
+    strict: bool = True,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a model from local files only, in eval mode.
+
+    Args:
+        name: a timm architecture name (``"vit_base_patch16_224"``), or a Hugging Face model
+            directory / hub cache folder.
+        weights: a local weights file (timm or Hugging Face key layout), or a Hugging Face
+            directory. ``None`` leaves the model randomly initialised.
+        img_size: build the timm model for this input size; position embeddings of the
+            checkpoint are resampled to it.
+        num_classes: classifier size; taken from the checkpoint's head when not given.
+        strict: fail on missing or unexpected keys.
+        **kwargs: passed to ``timm.create_model``.
+
+    Raises:
+        FileNotFoundError: a given weights path does not exist.
+        ValueError: the checkpoint does not fit the architecture (keys are listed).
+    """
+    import timm
+
+    for candidate in (name, weights):
+        if candidate is not None:
+            hf_dir = _hf_directory(Path(candidate))
+            if hf_dir is not None:
+                return _load_hf(hf_dir)
+    if weights is not None and Path(weights).is_dir():
+        raise FileNotFoundError(
+            f"{weights} is a directory without config.json; give a weights file or a Hugging Face model directory"
+        )
+    if weights is not None and Path(weights).suffix not in _WEIGHT_SUFFIXES:
+        raise ValueError(f"unsupported weights file {weights}: use one of {', '.join(_WEIGHT_SUFFIXES)}")
+    sd = load_state_dict(weights) if weights is not None else None
+    if sd is not None and is_hf_layout(sd):
+        sd = hf_vit_to_timm(sd)
+    if num_classes is None and sd is not None and "head.weight" in sd:
+        num_classes = sd["head.weight"].shape[0]
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    try:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise ValueError(f"unknown model {name!r}: not a timm architecture nor a Hugging Face directory") from e
+        raise
+    if sd is not None:
+        try:
+            from timm.models.vision_transformer import checkpoint_filter_fn
+
+            sd = checkpoint_filter_fn(sd, model)  # resamples pos_embed to the model's grid
+        except (ImportError, KeyError, AttributeError):
+            pass
+        result = model.load_state_dict(sd, strict=False)
+        if strict and (result.missing_keys or result.unexpected_keys):
+            raise ValueError(
+                f"weights {weights} do not fit {name}: missing keys {result.missing_keys[:6]}, "
+                f"unexpected keys {result.unexpected_keys[:6]}"
+                + (" ..." if len(result.missing_keys) + len(result.unexpected_keys) > 12 else "")
+            )
+    return model.eval()

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny models built in the test, never downloaded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def tiny_vit(**overrides):
+    """A 2-layer, 2-head timm ViT on 32x32 images with 8x8 patches (a 4x4 grid)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    kwargs = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=5)
+    kwargs.update(overrides)
+    torch.manual_seed(0)
+    return VisionTransformer(**kwargs).eval()
+
+
+def tiny_deit():
+    from timm.models.deit import VisionTransformerDistilled
+
+    torch.manual_seed(0)
+    return VisionTransformerDistilled(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=5
+    ).eval()
+
+
+def tiny_hf_vit(attn_implementation: str = "sdpa"):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        image_size=32, patch_size=8, num_labels=5, layer_norm_eps=1e-6,
+    )
+    torch.manual_seed(0)
+    return ViTForImageClassification._from_config(config, attn_implementation=attn_implementation).eval()
+
+
+@pytest.fixture
+def images():
+    torch.manual_seed(1)
+    return torch.randn(3, 3, 32, 32)
