@@ -16,7 +16,9 @@ MODELS = {
     ),
     "non_square": (lambda: tiny_vit(img_size=(24, 48), patch_size=(8, 8)), 1, (3, 6), (24, 48)),
     "patch4": (lambda: tiny_vit(img_size=(20, 16), patch_size=4, reg_tokens=1), 2, (5, 4), (20, 16)),
+    "dynamic_size": (lambda: tiny_vit(dynamic_img_size=True), 1, (5, 3), (40, 24)),
     "huggingface": (tiny_hf_vit, 1, (4, 4), (32, 32)),
+    "huggingface_other_size": (tiny_hf_vit, 1, (6, 4), (48, 32)),
 }
 
 
@@ -42,8 +44,10 @@ def test_capture_leaves_output_and_settings_unchanged(name):
     model = build()
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
-        before = model(x)
-        before = getattr(before, "logits", before)
+        if name.startswith("huggingface"):
+            before = model(pixel_values=x, interpolate_pos_encoding=size != (32, 32)).logits
+        else:
+            before = model(x)
     state = _attention_state(model)
     maps = capture_attention(model, x)
     torch.testing.assert_close(maps.logits, before, atol=1e-5, rtol=1e-5)
