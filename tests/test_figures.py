@@ -56,3 +56,232 @@ def test_analyze_writes_json_and_basic_figures(weights, image_files, tmp_path, c
                 assert im.format == "PNG" and im.width > 100 and im.height > 100
         leftovers = [p.name for p in (out / name).iterdir() if p.name.startswith(".")]
         assert leftovers == []
+
+
+# ---------------------------------------------------------------- figure functions on a tiny model
+
+import colorsys  # noqa: E402
+
+from matplotlib.figure import Figure  # noqa: E402
+
+import patchfield as pf  # noqa: E402
+from patchfield import figures as F  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """Tiny random ViT (4x4 grid, 6 layers, 2 heads) on two 64-px synthetic images with object masks."""
+    import timm
+
+    from patchfield.data import SyntheticShapes
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit", img_size=64, num_classes=3).eval()
+    ds = SyntheticShapes(2, image_size=64)
+    x, _ = ds.batch([0, 1])
+    maps = pf.capture_attention(model, x)
+    U = pf.interaction_uncertainty(maps.patch_block())
+    windows, dropped, field = pf.analyze_map(U, maps.grid, 0.1, 0.25)
+    images = [ds.raw_image(i) for i in range(2)]
+    masks = [ds.object_mask(i).numpy() for i in range(2)]
+    return dict(maps=maps, U=U, windows=windows, dropped=dropped, field=field, images=images, masks=masks)
+
+
+def _titles(fig: Figure) -> list[str]:
+    return [ax.get_title() for ax in fig.axes]
+
+
+def _overlays(fig: Figure, shape) -> int:
+    """Number of image layers drawn at the image's full resolution."""
+    return sum(1 for ax in fig.axes for im in ax.get_images() if im.get_array().shape[:2] == shape[:2])
+
+
+def _colorbars(fig: Figure) -> int:
+    return sum(1 for ax in fig.axes if ax.get_label() == "<colorbar>")
+
+
+def test_basic_maps(scene):
+    img, g = scene["images"][1], scene["maps"].grid
+    fig = F.plot_uncertainty(scene["U"], 1)
+    assert isinstance(fig, Figure) and _colorbars(fig) == 1
+    assert fig.axes[0].get_images()[0].get_array().shape == (g.n, g.n)
+    fig = F.plot_windows(img, scene["windows"], [0, 5], index=1)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    areas = scene["windows"].area()[1]
+    assert legend == [f"patch 0: {int(areas[0])} cells", f"patch 5: {int(areas[5])} cells"]
+    fig = F.plot_dip(img, scene["dropped"], g, 1, beta=0.25)
+    assert "4 of 16" in fig.axes[0].get_legend().get_texts()[0].get_text()  # round(0.25 * 16) = 4
+    fig = F.plot_field_size(img, scene["field"], 1)
+    assert _colorbars(fig) == 1 and _overlays(fig, img.shape) == 2
+    overlay = fig.axes[0].get_images()[1].get_array()
+    size = scene["field"].size[1].reshape(4, 4).numpy()
+    np.testing.assert_array_equal(overlay[::16, ::16], size)  # 16-px cells: full resolution, one value per patch
+    fig = F.plot_tendency_arrows(img, scene["field"], 1)
+    assert len(fig.axes[0].collections) >= 1
+    with pytest.raises(ValueError, match="outside"):
+        F.plot_windows(img, scene["windows"], [16], index=0)
+
+
+def test_attention_figures(scene):
+    maps, img, g = scene["maps"], scene["images"][0], scene["maps"].grid
+    L, k = maps.attn.shape[1], maps.attn.shape[2]
+    fig = F.plot_pair_attention(maps, scene["masks"][0], img, 0, seed=1)
+    assert len(fig.axes) == 2 and fig.axes[1].get_xlabel() == "layer"
+    lines = fig.axes[1].get_lines()
+    a, b, c = F.sample_pair(F.patch_mask(scene["masks"][0], g), seed=1)
+    attn = maps.attn[0, :, :, maps.num_prefix_tokens:, maps.num_prefix_tokens:].double()
+    np.testing.assert_allclose(lines[0].get_ydata(), attn[:, :, a, b].mean(1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(lines[1].get_ydata(), attn[:, :, a, c].mean(1).numpy(), rtol=1e-5)
+    fig = F.plot_layer_attention(maps, img, [1, 6], 0)
+    assert len(fig.axes) == 2 * (L + 1) + 2 and _colorbars(fig) == 2
+    assert _titles(fig)[1:L + 1] == [f"A_{i + 1}" for i in range(L)]
+    fig = F.plot_head_uncertainty(maps, img, [3], 0)
+    assert len(fig.axes) == (k + 1) + 1
+    fig = F.plot_uncertainty_rows(scene["U"], img, g, [0, 5, 10], 0)
+    assert _colorbars(fig) == 3 and _overlays(fig, img.shape) == 6
+    inner, outer = F.pair_attention(maps, F.patch_mask(np.stack(scene["masks"]), g))
+    fig = F.plot_pair_attention_dataset(inner, outer, maps.layers)
+    assert len(fig.axes) == 2 and "2 images" in fig.axes[0].get_title()
+
+
+def test_window_and_field_figures(scene):
+    img, g, U = scene["images"][0], scene["maps"].grid, scene["U"]
+    fig = F.plot_global_vs_window(img, scene["windows"], 5, 0)
+    assert _titles(fig) == ["(a) global attention: 16 patches",
+                            f"(c) adaptive window: {int(scene['windows'].area()[0, 5])} patches"]
+    fig = F.plot_indiscriminative(U, img, g, 0.25, 0)
+    assert len(fig.axes) == 4 and _colorbars(fig) == 1  # U, variances, image + U's colour bar
+    dots = fig.axes[1].collections[0].get_offsets()
+    var = pf.column_variance(U[0].double()).numpy()
+    np.testing.assert_allclose(np.asarray(dots)[:, 1], np.sort(var)[:4], rtol=1e-4, atol=1e-30)
+    fig = F.plot_dip_betas(U, img, g, (0.1, 0.5), 0)
+    assert _titles(fig) == ["image", "beta = 0.1", "beta = 0.5"]
+    fig = F.plot_responsive_field(img, scene["field"], 0)
+    assert len(fig.axes) == 5 and _colorbars(fig) == 1
+    flow = fig.axes[1].get_images()[0].get_array()
+    assert flow.shape == img.shape  # full resolution
+    fig = F.plot_tendency_flow(img, scene["field"], 0)
+    assert len(fig.axes) == 2
+
+
+def test_winft_figure_and_masks(scene):
+    gt = scene["field"].mask()[0]
+    torch.manual_seed(3)
+    logits = torch.randn(2, 5, 16, 16)
+    pred = F.winft_masks(logits)
+    w = 1 / (1 + np.exp(-logits.double().numpy()))
+    ref = np.zeros(w.shape, dtype=bool)
+    for b in range(2):
+        for layer in range(5):
+            for p in range(16):
+                ref[b, layer, p] = w[b, layer, p] > sum(w[b, layer, p]) / 16
+    np.testing.assert_array_equal(pred.numpy(), ref)
+    fig = F.plot_winft_windows(gt, pred[0], scene["images"][0])
+    assert len(fig.axes) == 5 and _colorbars(fig) == 2
+    votes = fig.axes[2].get_images()[0].get_array()
+    np.testing.assert_array_equal(votes, ref[0].sum(0))
+    with pytest.raises(ValueError, match="predicted must be"):
+        F.plot_winft_windows(gt, pred[0, 0], None)
+
+
+# ---------------------------------------------------------------- reference checks of the statistics
+
+
+def test_patch_mask_against_loops():
+    rng = np.random.default_rng(0)
+    mask = rng.random((2, 12, 18)) > 0.4
+    g = pf.Grid(3, 4)  # cells of 4 x 4.5 pixels: uneven
+    got = F.patch_mask(mask, g).numpy()
+    for b in range(2):
+        for p in range(g.n):
+            y, x = divmod(p, g.width)
+            cells = [(r, c) for r in range(12) for c in range(18) if (r * 3) // 12 == y and (c * 4) // 18 == x]
+            share = sum(mask[b, r, c] for r, c in cells) / len(cells)
+            assert got[b, p] == (share >= 0.5)
+    assert F.patch_mask(torch.tensor([True, False] * 6), g).tolist() == [True, False] * 6
+
+
+def test_pair_attention_against_loops(scene):
+    maps = scene["maps"]
+    masks = F.patch_mask(np.stack(scene["masks"]), maps.grid)
+    inner, outer = F.pair_attention(maps, masks)
+    P, n = maps.num_prefix_tokens, maps.grid.n
+    a = maps.attn.double().numpy()
+    for b in range(2):
+        m = masks[b].tolist()
+        for li in range(a.shape[1]):
+            ins, outs = [], []
+            for p in range(n):
+                for q in range(n):
+                    v = sum(a[b, li, h, P + p, P + q] for h in range(a.shape[2])) / a.shape[2]
+                    if m[p] and m[q] and p != q:
+                        ins.append(v)
+                    elif m[p] and not m[q]:
+                        outs.append(v)
+            assert inner[b, li].item() == pytest.approx(sum(ins) / len(ins), rel=1e-5)
+            assert outer[b, li].item() == pytest.approx(sum(outs) / len(outs), rel=1e-5)
+    none = torch.zeros(2, n, dtype=torch.bool)
+    assert torch.isnan(F.pair_attention(maps, none)[0]).all()
+
+
+def _baker_reference(u: float, v: float) -> tuple[int, int, int]:
+    """Baker et al.'s computeColor for one unit-or-shorter vector, written out with plain loops."""
+    import math
+
+    ry, yg, gc, cb, bm, mr = 15, 6, 4, 11, 13, 6
+    wheel = []
+    wheel += [(255, math.floor(255 * i / ry), 0) for i in range(ry)]
+    wheel += [(255 - math.floor(255 * i / yg), 255, 0) for i in range(yg)]
+    wheel += [(0, 255, math.floor(255 * i / gc)) for i in range(gc)]
+    wheel += [(0, 255 - math.floor(255 * i / cb), 255) for i in range(cb)]
+    wheel += [(math.floor(255 * i / bm), 0, 255) for i in range(bm)]
+    wheel += [(255, 0, 255 - math.floor(255 * i / mr)) for i in range(mr)]
+    rad = math.hypot(u, v)
+    a = math.atan2(-v, -u) / math.pi
+    fk = (a + 1) / 2 * (len(wheel) - 1)
+    k0 = math.floor(fk)
+    k1 = (k0 + 1) % len(wheel)
+    f = fk - k0
+    out = []
+    for c in range(3):
+        col = ((1 - f) * wheel[k0][c] + f * wheel[k1][c]) / 255
+        col = 1 - rad * (1 - col) if rad <= 1 else col * 0.75
+        out.append(math.floor(255 * col + 0.5))
+    return tuple(out)
+
+
+def test_flow_colours_axis_hues_and_reference():
+    # Image directions: u to the right, v down.  Documented hues of the Middlebury wheel:
+    # right = red, down = yellow(-orange), left = cyan-blue, up = blue-violet.
+    expected = {"right": (1.0, 0.0, 0, 10), "down": (0.0, 1.0, 40, 65), "left": (-1.0, 0.0, 180, 200),
+                "up": (0.0, -1.0, 250, 275)}
+    for name, (u, v, lo, hi) in expected.items():
+        rgb = F.flow_to_color(np.array([u]), np.array([v]))[0]
+        hue = colorsys.rgb_to_hsv(*(rgb / 255.0))[0] * 360
+        assert lo <= hue <= hi, (name, rgb, hue)
+        assert max(rgb) == 255 and min(rgb) == 0  # fully saturated at the largest magnitude
+    rng = np.random.default_rng(1)
+    u, v = rng.normal(size=40), rng.normal(size=40)
+    got = F.flow_to_color(u, v, max_magnitude=3.0)
+    for j in range(40):
+        assert tuple(got[j]) == _baker_reference(u[j] / 3.0, v[j] / 3.0)
+    np.testing.assert_array_equal(F.flow_to_color(np.zeros(2), np.zeros(2)), 255)  # no motion: white
+    with pytest.raises(ValueError, match="same shape"):
+        F.flow_to_color(np.zeros(2), np.zeros(3))
+
+
+def test_figures_cli_writes_everything(weights, tmp_path):
+    out = tmp_path / "figs"
+    code = main(["figures", "--synthetic", "1", "--model", "test_vit", "--weights", str(weights), "--image-size",
+                 "64", "--svg", "--betas", "0.2", "0.5", "--out", str(out)])
+    assert code == 0
+    index = json.loads((out / "figures.json").read_text())
+    names = set(index["synthetic_000"])
+    assert {"fig2_pair_attention", "fig3_layer_attention", "fig3_head_uncertainty", "fig3_uncertainty_rows",
+            "fig4_global_vs_window", "fig5_indiscriminative", "fig6_dip_betas", "fig7_responsive_field",
+            "fig7_tendency_flow", "fig12_field_size"} <= names
+    for name in names:
+        assert (out / "synthetic_000" / f"{name}.png").stat().st_size > 1000
+        assert (out / "synthetic_000" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    assert (out / "fig2_pair_attention_dataset.png").is_file()
+    assert main(["figures", "--model", "test_vit", "--weights", str(weights), "--out", str(out)]) == 2

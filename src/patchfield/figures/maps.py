@@ -143,7 +143,7 @@ def plot_field_size(image, field: ResponsiveField, index: int = 0) -> Figure:
     size = pick(field.size, index, 1)
     fig = new_figure(4.6, 4.0)
     show_patch_map(fig.add_subplot(), as_image(image), size, field.grid, title="responsive-field size |S_p|",
-                   cmap="magma", label="|S_p| (patches)", vmin=1, vmax=field.grid.n)
+                   cmap="magma", label="|S_p| (patches)")
     return fig
 
 
