@@ -1,0 +1,134 @@
+"""Build the model of a training kind: a timm ViT, patched into AWD-ViT or WinfT."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..grid import Grid
+
+__all__ = ["build_model", "model_grid", "forward_kind", "unwrap"]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def model_grid(model: nn.Module) -> Grid:
+    """The patch grid of a timm ViT (``patch_embed.grid_size``)."""
+    pe = getattr(unwrap(model), "patch_embed", None)
+    size = getattr(pe, "grid_size", None)
+    if size is None:
+        raise ValueError(f"{type(unwrap(model)).__name__} has no patch_embed.grid_size: not a timm ViT")
+    return Grid(int(size[0]), int(size[1]))
+
+
+def _load_weights(model: nn.Module, weights: str | Path) -> None:
+    """Load local starting weights; a classifier head of another size is left freshly initialised."""
+    from ..loading import hf_vit_to_timm, is_hf_layout, load_state_dict
+
+    sd = load_state_dict(weights)
+    if is_hf_layout(sd):
+        sd = hf_vit_to_timm(sd)
+    try:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        sd = checkpoint_filter_fn(sd, model)  # resamples position embeddings to the model's grid
+    except (ImportError, KeyError, AttributeError):
+        pass
+    own = model.state_dict()
+    head = [k for k in sd if k.startswith("head.") and k in own and sd[k].shape != own[k].shape]
+    if head:
+        print(f"note: {weights} has a classifier head of another size; training a new head", file=sys.stderr)
+        sd = {k: v for k, v in sd.items() if k not in head}
+    result = model.load_state_dict(sd, strict=False)
+    missing = [k for k in result.missing_keys if k not in head]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"weights {weights} do not fit the model: missing keys {missing[:6]}, "
+            f"unexpected keys {result.unexpected_keys[:6]}"
+        )
+
+
+def build_model(
+    name: str,
+    kind: str,
+    *,
+    num_classes: int | None = None,
+    image_size: int | None = None,
+    weights: str | Path | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
+    """A timm ViT for ``kind`` (``vit``, ``awd``, ``awd-dip``, ``winft-paper``, ``winft-restrict``).
+
+    Args:
+        name: timm architecture name.
+        kind: the training kind; AWD kinds get :func:`patchfield.models.apply_awd`, WinfT kinds
+            :func:`patchfield.models.apply_winft` in the kind's mode.
+        num_classes: classifier size.
+        image_size: input size (position embeddings of ``weights`` are resampled to it).
+        weights: optional local starting weights.
+        model_kwargs: extra ``timm.create_model`` arguments (``patch_size``, ``embed_dim``, ...).
+    """
+    import timm
+
+    kwargs = dict(model_kwargs or {})
+    if num_classes is not None:
+        kwargs["num_classes"] = int(num_classes)
+    if image_size is not None:
+        kwargs["img_size"] = int(image_size)
+    try:
+        import patchfield.models  # noqa: F401  (registers the awd_/winft_ timm names)
+    except ImportError:
+        pass
+    try:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise ValueError(f"unknown model {name!r}: not a timm architecture name") from e
+        raise
+    model_grid(model)
+    if weights is not None:
+        _load_weights(model, weights)
+    if kind in ("awd", "awd-dip"):
+        from ..models import apply_awd
+
+        model = apply_awd(model)
+    elif kind.startswith("winft"):
+        from ..models import apply_winft
+
+        model = apply_winft(model, mode=kind.split("-", 1)[1])
+    elif kind != "vit":
+        raise ValueError(f"unknown kind {kind!r}")
+    return model
+
+
+def forward_kind(
+    model: nn.Module,
+    kind: str,
+    images: torch.Tensor,
+    field_mask: torch.Tensor | None = None,
+    dropped: torch.Tensor | None = None,
+    window_logits: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run a model of ``kind`` on a batch: ``(logits, window_logits or None)``.
+
+    AWD kinds attend within ``field_mask`` (``[B, N, N]``); ``awd-dip`` also zeroes the
+    patches in ``dropped``. WinfT returns its per-layer window logits when ``window_logits``.
+    """
+    if kind == "vit":
+        return model(images), None
+    if kind in ("awd", "awd-dip"):
+        if field_mask is None:
+            raise ValueError(f"kind {kind!r} needs the fields of a ground-truth store")
+        return model(images, field_mask=field_mask, dropped=dropped if kind == "awd-dip" else None), None
+    if kind.startswith("winft"):
+        if window_logits:
+            return model(images, return_window_logits=True)
+        return model(images), None
+    raise ValueError(f"unknown kind {kind!r}")

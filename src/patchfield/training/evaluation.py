@@ -1,0 +1,153 @@
+"""Top-1, top-5 and ``E_O`` of a model on a data set (SPEC §3, §5, §8 by model kind)."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .build import forward_kind, model_grid
+from .config import KINDS
+from .distributed import pick_device
+from .loop import interactions_of_batch
+from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
+
+__all__ = ["evaluate", "evaluate_run"]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    kind: str,
+    *,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Accuracy and expected interactions of ``model`` over ``loader``.
+
+    ``E_O`` by kind: ``vit`` ``N²`` per image; ``awd`` the windows' ``O`` (SPEC §3) and
+    ``awd-dip`` ``Σ_p |S_p|`` (§5), both counted on the masks the loader hands in; WinfT the
+    ones of its predicted ``W`` (``model.last_interactions``, §8). Under an initialised process
+    group the sums are all-reduced (each process passing its own shard).
+
+    Args:
+        model: a model of ``kind`` (see :func:`patchfield.training.build_model`).
+        loader: iterable of ``(images, labels)`` or, for the AWD kinds, ``(images, labels, field_mask, dropped)``.
+        kind: one of :data:`patchfield.training.KINDS`.
+        device: where to run; ``None`` keeps the model's device.
+        amp: bf16 autocast; ``None`` turns it on exactly on CUDA.
+        progress: show a progress bar.
+
+    Returns:
+        ``{"kind", "num_images", "top1", "top5", "top5_k", "eo", "eo_full", "eo_ratio", "grid"}``;
+        ``top5_k`` is ``min(5, classes)``, ``eo_full`` is ``N²``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(dev).eval()
+    grid = model_grid(model)
+    use_amp = amp if amp is not None else dev.type == "cuda"
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_amp else nullcontext
+    sums = torch.zeros(4, dtype=torch.float64)  # top1, topk, n, interactions
+    k = None
+    bar = tqdm(loader, unit="batch", desc=f"evaluate {kind}", file=sys.stderr, disable=not progress)
+    for batch in bar:
+        images, labels, mask, dropped = split_batch(batch, dev)
+        if kind in ("awd", "awd-dip") and mask is None:
+            raise ValueError(f"evaluating kind {kind!r} needs the fields of the images: pass a ground-truth store")
+        with autocast():
+            logits, _ = forward_kind(model, kind, images, mask, dropped)
+        k = min(5, logits.shape[-1])
+        top = logits.float().topk(k, dim=-1).indices
+        hit = top == labels[:, None]
+        n = labels.shape[0]
+        eo = interactions_of_batch(model, kind, grid.n, n, mask).sum().item()
+        sums += torch.tensor([hit[:, 0].sum().item(), hit.any(-1).sum().item(), n, eo], dtype=torch.float64)
+    bar.close()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    count = sums[2].item()
+    if count == 0:
+        raise ValueError("the data set is empty: nothing to evaluate")
+    full = float(grid.n * grid.n)
+    eo = sums[3].item() / count
+    return {
+        "kind": kind, "num_images": int(count), "top1": sums[0].item() / count, "top5": sums[1].item() / count,
+        "top5_k": int(k), "eo": eo, "eo_full": full, "eo_ratio": eo / full, "grid": [grid.height, grid.width],
+    }
+
+
+def evaluate_run(
+    *,
+    run_dir: str | Path | None = None,
+    model_name: str | None = None,
+    weights: str | Path | None = None,
+    kind: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    data: str = "synthetic",
+    split: str = "val",
+    data_root: str | Path | None = None,
+    data_kwargs: dict[str, Any] | None = None,
+    image_size: int | None = None,
+    groundtruth: str | Path | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a finished run folder, or a timm model with local weights, on a data set.
+
+    Either ``run_dir`` (``model.safetensors`` + ``run.json``) or ``model_name`` (with ``weights``
+    and ``kind``). The AWD kinds need ``groundtruth``: a store built on this data set and split.
+    """
+    from .build import build_model
+    from .checkpoint import load_run
+
+    if (run_dir is None) == (model_name is None):
+        raise ValueError("give either a run folder or --model (with --weights and --kind), not both or neither")
+    if run_dir is not None:
+        model, info = load_run(run_dir)
+        kind = kind or info["kind"]
+        if kind != info["kind"]:
+            raise ValueError(f"{run_dir} holds a {info['kind']!r} model; --kind {kind!r} does not fit")
+    else:
+        kind = kind or "vit"
+        if weights is None:
+            raise ValueError(f"no weights for {model_name}: pass --weights FILE (a local checkpoint) or a run folder")
+        from ..loading import load_state_dict
+
+        sd = load_state_dict(weights)
+        num_classes = sd["head.weight"].shape[0] if "head.weight" in sd else None
+        model = build_model(model_name, kind, num_classes=num_classes, image_size=image_size, weights=weights,
+                            model_kwargs=model_kwargs)
+        info = {"model": model_name, "kind": kind}
+    if kind in ("awd", "awd-dip") and groundtruth is None:
+        raise ValueError(f"a {kind!r} model needs --groundtruth STORE: the fields of this data set's images")
+    dev = pick_device(device)
+    size = model_image_size(model)
+    if image_size is not None and image_size != size:
+        raise ValueError(f"--image-size {image_size} differs from the model's input size {size}")
+    dataset = open_dataset(data, split, size, data_root, model_normalisation(model), **(data_kwargs or {}))
+    classes = getattr(dataset, "num_classes", None)
+    head = getattr(model, "num_classes", None)
+    if classes is not None and head is not None and int(classes) != int(head):
+        raise ValueError(f"the model predicts {head} classes but data set {data!r} has {classes}")
+    if groundtruth is not None and kind != "vit":
+        dataset, _ = attach_fields(dataset, groundtruth, model_grid(model))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=dev.type == "cuda")
+    result = evaluate(model, loader, kind, device=dev, progress=progress)
+    result.update({"model": info["model"], "data": data, "split": split,
+                   "run": str(run_dir) if run_dir is not None else None,
+                   "groundtruth": str(groundtruth) if groundtruth is not None else None})
+    return result

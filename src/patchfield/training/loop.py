@@ -1,0 +1,309 @@
+"""The training loop: ViT, AWD-ViT, AWD-ViT + DIP and WinfT, alone or under ``torchrun``."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..utils.io import atomic_write
+from .build import build_model, forward_kind, model_grid, unwrap
+from .checkpoint import CHECKPOINT, export_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .data import batches_per_epoch, make_loader
+from .distributed import DistEnv, all_gather_objects, all_reduce_sum, cleanup_distributed, setup_distributed
+from .losses import total_loss
+from .schedule import build_scheduler
+from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
+
+__all__ = ["train", "accumulate_gradients", "build_optimizer", "interactions_of_batch", "LOG_FILE"]
+
+LOG_FILE = "log.jsonl"
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with momentum; weight decay skips biases, norms, position embeddings and prefix tokens."""
+    decay, no_decay = [], []
+    skip = set(getattr(unwrap(model), "no_weight_decay", lambda: set())())
+    for name, p in unwrap(model).named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def interactions_of_batch(
+    model: nn.Module, kind: str, grid_n: int, batch_size: int, field_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Per-image interactions ``[B]`` of the forward just run (the summands of ``E_O``).
+
+    ``vit``: ``N²``; ``awd``: the windows' ``O`` (SPEC §3); ``awd-dip``: ``Σ_p |S_p|`` (§5), both
+    the ones of the attention mask used; WinfT: ``model.last_interactions`` (§8).
+    """
+    if kind == "vit":
+        return torch.full((batch_size,), float(grid_n * grid_n))
+    if kind in ("awd", "awd-dip"):
+        return field_mask.sum((-2, -1)).float().cpu()
+    return unwrap(model).last_interactions.detach().float().cpu()
+
+
+def _grouped(loader, size: int):
+    """Consecutive groups of ``size`` micro-batches (a last, shorter group is dropped)."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+
+
+def accumulate_gradients(
+    model: nn.Module,
+    kind: str,
+    micro_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]],
+    num_patches: int,
+    lambda_ce: float = 1.0,
+    lambda_bce: float = 1.0,
+    autocast=nullcontext,
+    no_sync: bool = False,
+) -> torch.Tensor:
+    """Backpropagate ``L_total`` over micro-batches of equal size into ``.grad`` (one optimiser step's worth).
+
+    Each micro-batch's loss is divided by their count, so the summed gradient equals that of
+    one batch holding them all. Under DDP (``no_sync``) gradients are all-reduced once, on the last.
+
+    Args:
+        model: the model (possibly DDP-wrapped), in train mode.
+        kind: the training kind.
+        micro_batches: ``(images, labels, field_mask, dropped)`` each, on the model's device.
+        num_patches: ``N`` of the model's grid (for the ViT's ``E_O``).
+        lambda_ce, lambda_bce: loss weights.
+        autocast: a context factory (bf16 autocast on GPU).
+        no_sync: skip the gradient all-reduce on all micro-batches but the last.
+
+    Returns:
+        float64 ``[6]``: sums over images of CE, BCE, loss, correct top-1, the image count, interactions.
+    """
+    sums = torch.zeros(6, dtype=torch.float64)
+    k = len(micro_batches)
+    for j, (images, labels, mask, dropped) in enumerate(micro_batches):
+        sync = model.no_sync if (no_sync and j < k - 1) else nullcontext
+        with sync():
+            with autocast():
+                logits, window_logits = forward_kind(
+                    model, kind, images, mask, dropped, window_logits=kind.startswith("winft")
+                )
+            parts = total_loss(logits, labels, window_logits, mask, lambda_ce, lambda_bce)
+            (parts["loss"] / k).backward()
+        n = labels.shape[0]
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == labels).sum().item()
+            eo = interactions_of_batch(model, kind, num_patches, n, mask).sum().item()
+        sums += torch.tensor([parts["ce"].item() * n, parts["bce"].item() * n, parts["loss"].item() * n,
+                              correct, n, eo], dtype=torch.float64)
+    return sums
+
+
+def _total_steps(cfg: TrainConfig, per_epoch: int) -> int:
+    if cfg.steps is not None:
+        return int(cfg.steps)
+    steps = math.floor(cfg.epochs * per_epoch / cfg.accum_steps)
+    if steps < 1:
+        raise ValueError(f"{cfg.epochs} epoch(s) of {per_epoch} micro-batches make no optimiser step: use --steps")
+    return steps
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = []
+    for ln in lines:
+        try:
+            if json.loads(ln).get("step", 0) <= step:
+                kept.append(ln)
+        except json.JSONDecodeError:
+            continue  # a line cut short by the kill
+    with atomic_write(path) as tmp:
+        tmp.write_text("".join(ln + "\n" for ln in kept))
+
+
+def _prepare(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
+    """Model, data (with fields), optimiser and scheduler of a run."""
+    torch.manual_seed(cfg.seed)
+    probe = None
+    if cfg.image_size is None:
+        probe = build_model(cfg.model, "vit", model_kwargs=cfg.model_kwargs)
+    image_size = cfg.image_size or model_image_size(probe)
+    norm = model_normalisation(probe) if probe is not None else None
+    dataset = open_dataset(cfg.data, cfg.split, image_size, cfg.data_root, norm, **cfg.data_kwargs)
+    num_classes = getattr(dataset, "num_classes", None)
+    if num_classes is None:
+        raise ValueError(f"data set {cfg.data!r} does not say its number of classes (num_classes)")
+    torch.manual_seed(cfg.seed)
+    model = build_model(
+        cfg.model, cfg.kind, num_classes=num_classes, image_size=image_size, weights=cfg.weights,
+        model_kwargs=cfg.model_kwargs,
+    )
+    if norm is None:
+        # the data set was built before the model: check that it uses the model's statistics
+        norm = model_normalisation(model)
+    grid = model_grid(model)
+    store = None
+    if cfg.uses_fields:
+        dataset, store = attach_fields(dataset, cfg.groundtruth, grid)
+    return {"model": model, "dataset": dataset, "store": store, "grid": grid, "image_size": image_size,
+            "num_classes": int(num_classes)}
+
+
+def _run_info(cfg: TrainConfig, prep: dict[str, Any], step: int) -> dict[str, Any]:
+    store = prep["store"]
+    gt = None
+    if store is not None:
+        gt = {"path": str(Path(cfg.groundtruth).resolve()), "alpha": float(store.alpha), "beta": float(store.beta)}
+    return {
+        "model": cfg.model, "kind": cfg.kind, "winft_mode": cfg.winft_mode, "model_kwargs": cfg.model_kwargs,
+        "num_classes": prep["num_classes"], "image_size": prep["image_size"],
+        "grid": [prep["grid"].height, prep["grid"].width], "num_patches": prep["grid"].n,
+        "data": cfg.data, "data_kwargs": cfg.data_kwargs, "groundtruth": gt, "steps": step, "config": cfg.to_dict(),
+    }
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train one model as ``cfg`` says; returns ``{"step", "out", "last"}`` (``last``: the final log line).
+
+    Under ``torchrun`` every process calls this; rank 0 writes the files. Set-up errors (bad
+    store, missing files) raise before any training.
+    """
+    env = setup_distributed(cfg.device)
+    try:
+        return _train(cfg, env)
+    finally:
+        cleanup_distributed()
+
+
+def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not cfg.resume:
+        raise ValueError(f"{out} already holds a run ({CHECKPOINT}): pass --resume to continue it, or another --out")
+    prep = _prepare(cfg, env)
+    model: nn.Module = prep["model"].to(env.device)
+    grid = prep["grid"]
+    amp = cfg.amp if cfg.amp is not None else env.device.type == "cuda"
+    per_epoch = batches_per_epoch(len(prep["dataset"]), cfg.batch_size, env.world_size)
+    if per_epoch < 1:
+        raise ValueError(
+            f"a data set of {len(prep['dataset'])} images fills no batch of {cfg.batch_size} on each of "
+            f"{env.world_size} process(es): use a smaller --batch-size or more data"
+        )
+    total = _total_steps(cfg, per_epoch)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, total, cfg.warmup_steps, cfg.min_lr)
+    step = 0
+    if cfg.resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        diff = TrainConfig.from_dict(state["config"]).mismatches(cfg)
+        if diff:
+            raise ValueError(f"--resume with other settings than the run in {out}: " + "; ".join(diff))
+        if state["world_size"] != env.world_size:
+            raise ValueError(
+                f"the run in {out} used {state['world_size']} process(es); resume it with the same number "
+                f"(now {env.world_size}) so the data order continues exactly"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        set_rng_state(state["rng"][env.rank])
+        if env.is_main:
+            _trim_log(out / LOG_FILE, step)
+            print(f"resuming {out} at step {step} of {total}", file=sys.stderr)
+    else:
+        if cfg.resume and env.is_main:
+            print(f"no checkpoint in {out}: starting the run from step 0", file=sys.stderr)
+        torch.manual_seed(cfg.seed + env.rank)
+        np.random.seed((cfg.seed + env.rank) % 2**32)
+    if env.distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda"
+                                                    else None)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(at: int) -> None:
+        rngs = all_gather_objects(rng_state(), env)
+        if env.is_main:
+            save_checkpoint(ckpt_path, {
+                "config": cfg.to_dict(), "step": at, "world_size": env.world_size,
+                "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rngs,
+                "data": {"micro_batch": at * cfg.accum_steps, "epoch": at * cfg.accum_steps // per_epoch},
+            })
+        env.barrier()
+
+    stop_at = total if cfg.stop_after_steps is None else max(step, min(total, cfg.stop_after_steps))
+    loader = make_loader(
+        prep["dataset"], cfg.batch_size, cfg.seed, rank=env.rank, world_size=env.world_size,
+        start=step * cfg.accum_steps, stop=stop_at * cfg.accum_steps, workers=cfg.workers,
+        pin_memory=env.device.type == "cuda",
+    )
+    bar = tqdm(total=total, initial=step, unit="step", desc=f"train {cfg.kind}", file=sys.stderr,
+               disable=not (cfg.progress and env.is_main), dynamic_ncols=True)
+    autocast = (lambda: torch.autocast(env.device.type, dtype=torch.bfloat16)) if amp else nullcontext
+    sums = torch.zeros(6, dtype=torch.float64)  # ce·n, bce·n, loss·n, correct, n, interactions
+    last: dict[str, Any] = {}
+    tick = time.perf_counter()
+    model.train()
+    for group in _grouped(loader, cfg.accum_steps):
+        stats = accumulate_gradients(
+            model, cfg.kind, [split_batch(b, env.device) for b in group], grid.n, cfg.lambda_ce, cfg.lambda_bce,
+            autocast=autocast, no_sync=env.distributed,
+        )
+        sums += stats
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == stop_at:
+            tot = all_reduce_sum(sums, env)
+            now = time.perf_counter()
+            count = max(tot[4].item(), 1.0)
+            last = {
+                "step": step, "epoch": round((step * cfg.accum_steps) / per_epoch, 4),
+                "loss": tot[2].item() / count, "ce": tot[0].item() / count, "bce": tot[1].item() / count,
+                "accuracy": tot[3].item() / count, "lr": lr, "eo": tot[5].item() / count,
+                "images": int(tot[4].item()),
+                "images_per_s": tot[4].item() / max(now - tick, 1e-9),
+            }
+            if not math.isfinite(last["loss"]):
+                raise FloatingPointError(f"the loss became {last['loss']} at step {step}: lower --lr")
+            if env.is_main:
+                with open(out / LOG_FILE, "a") as fh:
+                    fh.write(json.dumps(last) + "\n")
+                bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}", lr=f"{lr:.2e}",
+                                img_s=f"{last['images_per_s']:.0f}")
+            sums.zero_()
+            tick = now
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+            checkpoint(step)
+    bar.close()
+    if step < total:
+        return {"step": step, "out": str(out), "last": last, "finished": False}
+    checkpoint(step)
+    if env.is_main:
+        export_run(out, model, _run_info(cfg, prep, step))
+    env.barrier()
+    return {"step": step, "out": str(out), "last": last, "finished": True}

@@ -1,0 +1,104 @@
+"""Data sets and ground-truth fields for training and evaluation, with clear mismatch errors."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..grid import Grid
+
+__all__ = ["model_image_size", "model_normalisation", "open_dataset", "attach_fields", "split_batch"]
+
+
+def model_image_size(model: nn.Module) -> int:
+    """The square input size of a timm ViT (``patch_embed.img_size``)."""
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if size is None:
+        raise ValueError(f"{type(model).__name__} has no patch_embed.img_size: pass --image-size")
+    h, w = (size, size) if isinstance(size, int) else size
+    if h != w:
+        raise ValueError(f"the model expects {h}x{w} inputs; patchfield's data sets are square: pass --image-size")
+    return int(h)
+
+
+def model_normalisation(model: nn.Module) -> dict[str, tuple[float, ...]]:
+    """``{"mean", "std"}`` from the model's timm ``pretrained_cfg`` (ImageNet statistics otherwise)."""
+    from ..images import model_input_spec
+
+    spec = model_input_spec(model)
+    return {"mean": tuple(spec["mean"]), "std": tuple(spec["std"])}
+
+
+def open_dataset(
+    name: str, split: str, image_size: int, root: str | Path | None = None,
+    normalisation: dict[str, Any] | None = None, **kwargs: Any,
+) -> Any:
+    """``patchfield.data.build_dataset(name, split, image_size, root, **kwargs)``.
+
+    ``normalisation`` (mean/std) is passed on where the data set builder accepts it.
+    """
+    from .. import data
+
+    build = getattr(data, "build_dataset", None)
+    if build is None:  # the data package predates build_dataset: only the embedded set
+        if name != "synthetic":
+            raise ValueError(f"unknown data set {name!r}")
+        kw = {"num_images": 512, **kwargs}
+        return data.SyntheticShapes(image_size=image_size, split=split, **kw, **(normalisation or {}))
+    params = inspect.signature(build).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key, value in (normalisation or {}).items():
+        if key not in kwargs and (key in params or takes_any):
+            kwargs[key] = value
+    return build(name, split, image_size, root=root, **kwargs)
+
+
+def attach_fields(dataset: Any, store_path: str | Path, grid: Grid) -> tuple[Any, Any]:
+    """Wrap ``dataset`` so items carry their ground-truth field: ``(wrapped, store)``.
+
+    Raises:
+        FileNotFoundError: no store at ``store_path``.
+        ValueError: the store does not belong to this data set (length or fingerprint), or its
+            grid is not the model's.
+    """
+    from ..groundtruth import GroundTruthStore, WithFields
+
+    store = GroundTruthStore(store_path)
+    store_grid = Grid.coerce(store.grid)
+    if store_grid != grid:
+        raise ValueError(
+            f"ground-truth store {store_path} has a {store_grid.height}x{store_grid.width} patch grid but the model's "
+            f"grid is {grid.height}x{grid.width}: build the store with a ViT of the same patch and image size"
+        )
+    if len(store) != len(dataset):
+        raise ValueError(
+            f"ground-truth store {store_path} holds {len(store)} images but the data set has {len(dataset)}: "
+            "build the store on this data set and split (`patchfield groundtruth`)"
+        )
+    theirs = getattr(store, "fingerprint", None)
+    ours = getattr(dataset, "fingerprint", None)
+    theirs = theirs() if callable(theirs) else theirs
+    ours = ours() if callable(ours) else ours
+    if theirs and ours and theirs != ours:
+        raise ValueError(
+            f"ground-truth store {store_path} was built on another data set (fingerprint {theirs}, this one {ours}): "
+            "build the store on this data set and split"
+        )
+    return WithFields(dataset, store), store
+
+
+def split_batch(
+    batch: Any, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(images, labels, field_mask or None, dropped or None)`` of a collated batch, on ``device``."""
+    images, labels = batch[0], batch[1]
+    mask = dropped = None
+    if len(batch) >= 4:
+        mask, dropped = batch[2], batch[3]
+        mask = mask.to(device, non_blocking=True).bool()
+        dropped = dropped.to(device, non_blocking=True).bool()
+    return images.to(device, non_blocking=True), torch.as_tensor(labels).to(device, non_blocking=True), mask, dropped

@@ -1,0 +1,261 @@
+"""Training: schedule, gradient accumulation, loss composition, kill-and-resume, torchrun, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from patchfield.training import (
+    TrainConfig,
+    accumulate_gradients,
+    build_optimizer,
+    build_scheduler,
+    total_loss,
+    train,
+    warmup_cosine_lr,
+)
+
+TINY = {"patch_size": 8, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "img_size": 16}
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on the 2 shared cores, 2 threads per process are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(out: Path, **kw) -> TrainConfig:
+    base = dict(model="vit_tiny_patch16_224", model_kwargs=TINY, data_kwargs={"num_images": 48}, out=str(out),
+                steps=6, batch_size=8, warmup_steps=2, lr=0.05, checkpoint_every=2, log_every=1, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+
+
+def test_schedule_hand_values():
+    # total 10, warm-up 4, base 0.1: 0.025, 0.05, 0.075, 0.1, then 0.1·(1 + cos(π t / 6)) / 2
+    want = [0.025, 0.05, 0.075, 0.1, 0.1, 0.1 * (1 + math.sqrt(3) / 2) / 2, 0.075, 0.05, 0.025,
+            0.1 * (1 - math.sqrt(3) / 2) / 2]
+    got = [warmup_cosine_lr(s, 10, 4, 0.1) for s in range(10)]
+    assert got == pytest.approx(want, abs=1e-15)
+    assert warmup_cosine_lr(10, 10, 4, 0.1) == pytest.approx(0.0, abs=1e-15)
+    assert warmup_cosine_lr(7, 10, 4, 0.1, min_lr=0.02) == pytest.approx(0.02 + 0.08 * 0.5, abs=1e-15)
+    # no warm-up: the cosine starts at the peak
+    assert warmup_cosine_lr(0, 4, 0, 1.0) == 1.0 and warmup_cosine_lr(2, 4, 0, 1.0) == pytest.approx(0.5)
+
+
+def test_scheduler_drives_the_optimiser():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sched = build_scheduler(opt, total_steps=10, warmup_steps=4, min_lr=0.01)
+    seen = []
+    for _ in range(10):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([warmup_cosine_lr(s, 10, 4, 0.1, 0.01) for s in range(10)], abs=1e-12)
+    with pytest.raises(ValueError, match="warm-up"):
+        build_scheduler(opt, total_steps=5, warmup_steps=5)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def test_loss_composition_against_loops():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, dtype=torch.float64)
+    labels = torch.tensor([4, 0, 2])
+    out = total_loss(logits, labels, lambda_ce=0.7, lambda_bce=2.0)
+    ce = 0.0
+    for b in range(3):
+        row = logits[b].tolist()
+        ce += -(row[int(labels[b])] - math.log(sum(math.exp(v) for v in row))) / 3
+    assert float(out["ce"]) == pytest.approx(ce, abs=1e-6)
+    assert float(out["bce"]) == 0.0 and float(out["loss"]) == pytest.approx(0.7 * ce, abs=1e-6)
+
+
+def test_loss_composition_with_window_bce():
+    pytest.importorskip("patchfield.models", reason="the models package (WinfT) is not there yet")
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3)
+    labels = torch.tensor([1, 2])
+    s = torch.randn(2, 3, 4, 4) * 3  # [B, L, N, N]
+    target = torch.rand(2, 4, 4) < 0.4
+    out = total_loss(logits, labels, s, target, lambda_ce=0.5, lambda_bce=1.5)
+    bce = 0.0
+    for b in range(2):
+        for layer in range(3):
+            for p in range(4):
+                for i in range(4):
+                    z = float(s[b, layer, p, i])
+                    t = float(target[b, p, i])
+                    sig = 1 / (1 + math.exp(-z))
+                    bce -= t * math.log(sig) + (1 - t) * math.log(1 - sig)
+    bce /= 2 * 3 * 16
+    ce = float(F.cross_entropy(logits.double(), labels))
+    assert float(out["bce"]) == pytest.approx(bce, rel=1e-5)
+    assert float(out["loss"]) == pytest.approx(0.5 * ce + 1.5 * bce, rel=1e-5)
+    with pytest.raises(ValueError, match="w_gt"):
+        total_loss(logits, labels, s, None)
+
+
+# ---------------------------------------------------------------------------------------------- accumulation
+
+
+def test_gradient_accumulation_equals_one_large_batch():
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=16, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=3).double()
+    x = torch.randn(8, 3, 16, 16, dtype=torch.float64)
+    y = torch.randint(0, 3, (8,))
+
+    def grads(chunks):
+        model.zero_grad()
+        batches = [(xc, yc, None, None) for xc, yc in zip(x.chunk(chunks), y.chunk(chunks))]
+        stats = accumulate_gradients(model, "vit", batches, num_patches=4)
+        return [p.grad.clone() for p in model.parameters()], stats
+
+    one, s1 = grads(1)
+    four, s4 = grads(4)
+    for a, b in zip(one, four):
+        assert torch.allclose(a, b, rtol=0, atol=1e-13)
+    # the reference: the gradient of the mean cross-entropy over the whole batch
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    for a, p in zip(one, model.parameters()):
+        assert torch.allclose(a, p.grad, rtol=0, atol=1e-13)
+    assert s1[4] == s4[4] == 8 and s1[2].item() == pytest.approx(s4[2].item(), abs=1e-12)  # count, summed loss
+    assert s1[5] == 8 * 16  # E_O of a ViT: N^2 per image
+
+
+def test_accumulated_run_equals_large_batch_run(tmp_path, one_thread):
+    train(_config(tmp_path / "big", steps=3, batch_size=8, accum_steps=1, checkpoint_every=0))
+    train(_config(tmp_path / "acc", steps=3, batch_size=4, accum_steps=2, checkpoint_every=0))
+    a, b = load_file(tmp_path / "big" / "model.safetensors"), load_file(tmp_path / "acc" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-5), k
+    first = load_file(tmp_path / "big" / "model.safetensors")
+    torch.manual_seed(0)
+    from patchfield.training import build_model
+
+    init = build_model("vit_tiny_patch16_224", "vit", num_classes=4, model_kwargs=TINY).state_dict()
+    assert any(not torch.equal(first[k], init[k]) for k in init)  # training moved the weights
+
+
+def test_optimizer_groups():
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=3)
+    opt = build_optimizer(model, TrainConfig(model="x", weight_decay=0.05, momentum=0.9))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"])
+    ids = {id(p) for p in no_decay["params"]}
+    assert id(model.pos_embed) in ids and id(model.cls_token) in ids and id(model.head.bias) in ids
+    assert opt.defaults["momentum"] == 0.9
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def test_run_layout_and_log(tmp_path, one_thread):
+    out = tmp_path / "run"
+    result = train(_config(out))
+    assert result["finished"] and result["step"] == 6
+    for name in ("checkpoint.pt", "model.safetensors", "run.json", "log.jsonl"):
+        assert (out / name).is_file(), name
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    lines = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert [ln["step"] for ln in lines] == list(range(1, 7))
+    assert [ln["lr"] for ln in lines] == pytest.approx([warmup_cosine_lr(s, 6, 2, 0.05) for s in range(6)])
+    for ln in lines:
+        assert set(ln) >= {"loss", "ce", "bce", "accuracy", "lr", "eo", "images_per_s", "epoch"}
+        assert ln["eo"] == 16.0 and ln["images"] == 8 and ln["loss"] == pytest.approx(ln["ce"])
+    info = json.loads((out / "run.json").read_text())
+    assert info["model"] == "vit_tiny_patch16_224" and info["kind"] == "vit" and info["grid"] == [2, 2]
+    assert info["num_classes"] == 4 and info["model_kwargs"] == TINY and info["steps"] == 6
+    # the final weights load with patchfield.load_model and with load_run
+    import patchfield as pf
+    from patchfield.training import load_run
+
+    plain = pf.load_model("vit_tiny_patch16_224", out / "model.safetensors", **TINY)
+    model, _ = load_run(out)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), model(x))
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 6 and set(ckpt) >= {"model", "optimizer", "scheduler", "rng", "config"}
+
+
+def test_kill_and_resume_gives_the_same_parameters(tmp_path, one_thread):
+    ref = tmp_path / "ref"
+    train(_config(ref, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}))  # 5 batches/epoch
+    run = tmp_path / "run"
+    # "killed" after step 5: the last checkpoint is step 3, steps 4 and 5 are lost and redone
+    stopped = train(_config(run, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}, stop_after_steps=5))
+    assert not stopped["finished"] and not (run / "model.safetensors").exists()
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 3
+    with pytest.raises(ValueError, match="--resume"):
+        train(_config(run, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}))
+    with pytest.raises(ValueError, match="lr"):
+        train(_config(run, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}, lr=0.1, resume=True))
+    done = train(_config(run, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}, resume=True))
+    assert done["finished"]
+    a, b = load_file(ref / "model.safetensors"), load_file(run / "model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=0, atol=1e-6), k
+    # the log holds each step once, with the uninterrupted run's losses
+    la = [json.loads(x) for x in (ref / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lb] == list(range(1, 8))
+    assert [x["loss"] for x in lb] == pytest.approx([x["loss"] for x in la], abs=1e-6)
+
+
+def test_configuration_errors(tmp_path):
+    with pytest.raises(ValueError, match="groundtruth"):
+        TrainConfig(model="vit_tiny_patch16_224", kind="awd")
+    with pytest.raises(ValueError, match="unknown kind"):
+        TrainConfig(model="vit_tiny_patch16_224", kind="cnn")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(model="vit_tiny_patch16_224", batch_size=0)
+    with pytest.raises(ValueError, match="warm-up"):
+        train(_config(tmp_path / "w", warmup_steps=6))
+    with pytest.raises(ValueError, match="batch"):
+        train(_config(tmp_path / "b", batch_size=64))
+    with pytest.raises(ValueError, match="unknown model"):
+        train(_config(tmp_path / "m", model="no_such_model_xyz"))
+
+
+def test_torchrun_two_processes(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "patchfield", "train", "--model", "vit_tiny_patch16_224", "--model-kwargs", json.dumps(TINY),
+           "--data-kwargs", '{"num_images": 32}', "--steps", "3", "--batch-size", "4", "--warmup-steps", "1",
+           "--log-every", "1", "--checkpoint-every", "2", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "model.safetensors", "run.json"]
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
+    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3]  # rank 0 alone writes
+    assert all(x["images"] == 8 for x in lines)  # 4 images on each of 2 processes per step
+    sd = load_file(out / "model.safetensors")
+    assert not any(k.startswith("module.") for k in sd)
