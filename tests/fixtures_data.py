@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-TINY_VIT_NAME = "patchfield_test_tiny_vit"
 TINY_VIT_KWARGS = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=4)
 
 
@@ -122,21 +121,6 @@ def write_mnist_csv(path: str | Path, images: np.ndarray, labels: np.ndarray) ->
     return path
 
 
-def register_tiny_vit() -> str:
-    """Register :data:`TINY_VIT_NAME` with timm (a 2-layer, 2-head ViT, 32x32, 8x8 patches); return the name."""
-    import timm
-    from timm.models import register_model
-    from timm.models.vision_transformer import VisionTransformer
-
-    if not timm.is_model(TINY_VIT_NAME):
-
-        def patchfield_test_tiny_vit(pretrained: bool = False, **kwargs):
-            return VisionTransformer(**{**TINY_VIT_KWARGS, **kwargs})
-
-        register_model(patchfield_test_tiny_vit)
-    return TINY_VIT_NAME
-
-
 def save_tiny_vit(path: str | Path, seed: int = 0, **overrides):
     """Build the tiny ViT with a fixed seed, save it as safetensors at ``path``, return it (eval mode)."""
     import torch
@@ -149,18 +133,9 @@ def save_tiny_vit(path: str | Path, seed: int = 0, **overrides):
     return model
 
 
-CLI_WRAPPER = """\
-import sys
-sys.path.insert(0, {tests!r})
-import fixtures_data
-fixtures_data.register_tiny_vit()
-from patchfield.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+def tiny_vit_cli_args(weights: str | Path, **overrides) -> list[str]:
+    """``--model/--model-kwargs/--weights`` arguments that rebuild :func:`save_tiny_vit`'s model in the CLI."""
+    import json
 
-
-def write_cli_wrapper(path: str | Path) -> Path:
-    """A script running ``patchfield`` with :data:`TINY_VIT_NAME` registered (for subprocess / torchrun tests)."""
-    path = Path(path)
-    path.write_text(CLI_WRAPPER.format(tests=str(Path(__file__).resolve().parent)))
-    return path
+    return ["--model", "vit_base_patch16_224", "--model-kwargs", json.dumps({**TINY_VIT_KWARGS, **overrides}),
+            "--weights", str(weights)]

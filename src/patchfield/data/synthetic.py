@@ -6,8 +6,9 @@ gradient, low-contrast stripes, distractor line segments, pixel noise). Nothing 
 disk; a batch of images is rendered with vectorised array operations (:meth:`SyntheticShapes.render`),
 and ``DataLoader`` uses that path through ``__getitems__``.
 
-The object's colour is chosen far from the background's mean colour and its texture is
-random, so the class is carried by the shape alone.
+The object's colour is random but far from the background's mean colour; the class is carried
+by the object alone, by its shape and by its surface pattern (one per class), never by colour or
+by the background, so a model must find the object to classify it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,31 @@ SHAPE_CLASSES: tuple[str, ...] = ("disc", "square", "triangle", "cross", "ring",
 _MAX_ROTATION = np.pi / 18  # ±10°: keeps square/diamond and cross/saltire distinct
 _NUM_DISTRACTORS = 3
 _CHUNK = 128
+
+
+def _textures(u: np.ndarray, v: np.ndarray, kind: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Each class's surface pattern in object coordinates (``True``: first colour), ``[B, H, W]``.
+
+    Solid, horizontal / vertical / diagonal / anti-diagonal stripes, checks, concentric rings, dots;
+    periods are fractions of the object's radius, so the pattern scales with the object.
+    """
+    k = kind[:, None, None]
+    tau = 2 * np.pi
+    dots = ((u * 2.5 + phase / tau) % 1 - 0.5) ** 2 + ((v * 2.5) % 1 - 0.5) ** 2 <= 0.09
+    patterns = [
+        np.ones_like(u, dtype=bool),  # solid
+        np.sin(tau * 2.0 * v + phase) > 0,  # horizontal stripes
+        np.sin(tau * 2.0 * u + phase) > 0,  # vertical stripes
+        np.sin(tau * 1.5 * u + phase) * np.sin(tau * 1.5 * v) > 0,  # checks
+        np.sin(tau * 2.0 * np.sqrt(u * u + v * v) + phase) > 0,  # concentric rings
+        np.sin(tau * 1.6 * (u + v) + phase) > 0,  # diagonal stripes
+        ~dots,  # dots
+        np.sin(tau * 1.6 * (u - v) + phase) > 0,  # anti-diagonal stripes
+    ]
+    out = np.zeros(u.shape, dtype=bool)
+    for c, m in enumerate(patterns):
+        out |= m & (k == c)
+    return out
 
 
 def _shape_masks(u: np.ndarray, v: np.ndarray, kind: np.ndarray) -> np.ndarray:
@@ -63,6 +89,10 @@ def _shape_masks(u: np.ndarray, v: np.ndarray, kind: np.ndarray) -> np.ndarray:
 class SyntheticShapes(Dataset):
     """Deterministic textured shapes on cluttered backgrounds, with object masks.
 
+    Class ``c`` is shape ``SHAPE_CLASSES[c]`` with the ``c``-th surface pattern (solid, stripes,
+    checks, rings, dots); colours, position, scale (radius 20-38 % of the side), rotation (±10°)
+    and the background are random.
+
     Labels are balanced: image ``i`` has class ``i mod num_classes``.
 
     Args:
@@ -72,8 +102,8 @@ class SyntheticShapes(Dataset):
         seed: base seed; with ``split`` and the index it fixes every image.
         split: any name (``"train"``, ``"val"``, ...); different splits give different images.
         mean, std: normalisation of the returned tensors (ImageNet statistics by default).
-        clutter: difficulty in ``[0, 1]``: scales background stripes, distractor lines, pixel noise and
-            the object's texture contrast (``0``: a flat object on a clean gradient).
+        clutter: difficulty in ``[0, 1]``: scales background stripes, distractor lines and pixel noise
+            (``0``: the object on a clean gradient).
 
     >>> ds = SyntheticShapes(8, image_size=32)
     >>> x, y = ds[5]
@@ -119,7 +149,7 @@ class SyntheticShapes(Dataset):
 
     def fingerprint(self) -> str:
         """A short hash of everything that fixes the images and labels."""
-        key = f"synthetic-v1|{self.num_images}|{self.image_size}|{self.num_classes}|{self.seed}|{self.split}"
+        key = f"synthetic-v2|{self.num_images}|{self.image_size}|{self.num_classes}|{self.seed}|{self.split}"
         key += f"|{self.mean}|{self.std}|{self.clutter}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -202,10 +232,8 @@ class SyntheticShapes(Dataset):
             bg_mean = (c0 + c1) / 2
             fg = np.where(bg_mean > 0.5, 0.1, 0.9) + (u[:, 29:30] - 0.5) * 0.3 * np.array([1.0, -0.6, 0.4])
             fg = np.clip(fg, 0, 1).astype(np.float32)
-            fg2 = fg + self.clutter * (np.clip(fg * 0.55 + 0.2 * (1 - fg), 0, 1) - fg)
-            fg2 = fg2.astype(np.float32)
-            tang, tfreq = col(30) * np.pi, 0.08 + 0.15 * col(31)
-            tex = np.sin(2 * np.pi * (px * np.cos(tang) + py * np.sin(tang)) * tfreq) > 0
+            fg2 = np.clip(fg * 0.5 + 0.25 * (1 - fg), 0, 1).astype(np.float32)
+            tex = _textures(ou, ov, labels, col(30) * 2 * np.pi)
             obj = np.where(tex[..., None], fg[:, None, None, :], fg2[:, None, None, :])
             img = np.where(mask[..., None], obj, img)
         img = img + 0.06 * self.clutter * prm["noise"]

@@ -1,0 +1,81 @@
+"""``patchfield groundtruth``: every image's responsive field from a trained ViT, in a sharded store.
+
+Resumable (run the same command again after a kill) and ``torchrun``-ready::
+
+    torchrun --nproc_per_node 8 -m patchfield groundtruth --model vit_base_patch16_224 --weights w.safetensors \\
+        --data imagefolder --data-root /data/imagenet --split train --alpha 0.1 --beta 0.2 --out gt/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ._common import add_model_args
+
+
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"num_images\": 512}'")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("groundtruth", help="store every image's responsive field (SPEC §6) from a trained ViT",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    p.add_argument("--model-kwargs", type=_json_dict, default={},
+                   help="JSON object passed to timm.create_model (e.g. a small custom ViT)")
+    p.add_argument("--data", required=True,
+                   help="data set: synthetic, imagefolder, cub, fashion-mnist, mnist5k")
+    p.add_argument("--data-root", help="folder of a folder data set (mnist5k: the CSV file)")
+    p.add_argument("--data-kwargs", type=_json_dict, default={},
+                   help="JSON object for the data set builder, e.g. '{\"num_images\": 512}' for synthetic")
+    p.add_argument("--split", default="train", help="split (default: %(default)s)")
+    p.add_argument("--alpha", type=float, required=True, help="share of U's entries shaping windows (0, 1]")
+    p.add_argument("--beta", type=float, required=True, help="share of patches dropped as indiscriminative [0, 1)")
+    p.add_argument("--out", type=Path, required=True, help="store folder (an unfinished one is resumed)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--shard-size", type=int, default=4096, help="images per shard (the unit of resumption)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the local GPU when there is one)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import build_dataset
+    from ..groundtruth import build_groundtruth
+    from ..images import model_input_spec
+    from ..loading import _hf_directory, load_model
+
+    if args.weights is None and not args.random_weights and _hf_directory(Path(args.model)) is None:
+        raise ValueError(f"no weights for {args.model}: pass --weights FILE (ground truth needs a trained ViT), "
+                         "or --random-weights for a smoke test")
+    kw = dict(args.model_kwargs)
+    img_size = args.image_size if args.image_size is not None else kw.pop("img_size", None)
+    num_classes = args.num_classes if args.num_classes is not None else kw.pop("num_classes", None)
+    kw.pop("img_size", None), kw.pop("num_classes", None)
+    model = load_model(args.model, args.weights, img_size=img_size, num_classes=num_classes, **kw)
+    spec = model_input_spec(model)
+    height, width = spec["size"]
+    dataset = build_dataset(args.data, args.split, height if height == width else (height, width),
+                            root=args.data_root, mean=spec["mean"], std=spec["std"], **args.data_kwargs)
+    store = build_groundtruth(
+        model, dataset, args.out, args.alpha, args.beta, batch_size=args.batch_size, shard_size=args.shard_size,
+        num_workers=args.workers, device=args.device, model_name=args.model, dataset_name=args.data,
+        progress=not args.no_progress,
+    )
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        failed = store.manifest["failed"]
+        tail = f"; {len(failed)} unreadable image(s) recorded as invalid" if failed else ""
+        print(f"ground truth of {len(store)} image(s) in {args.out}: grid {store.grid.height}x{store.grid.width}, "
+              f"E_O {store.expected_interactions():.1f}{tail}")
+    return 0

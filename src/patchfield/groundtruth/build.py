@@ -1,0 +1,333 @@
+"""Build a ground-truth store: every image's responsive field (SPEC §6) from a trained ViT.
+
+The data set is cut into shards of ``shard_size`` consecutive images; shard ``k`` is written
+atomically to ``shard-<k>.npz`` and never recomputed once it exists, so a killed run resumes where it
+stopped (only the unfinished shards' work is redone). Under ``torchrun`` (``WORLD_SIZE > 1``) each rank
+takes the shards ``k ≡ rank (mod world size)``; after a barrier rank 0 checks every shard and writes
+``manifest.json``. Batches are the same whatever the number of ranks, so the store is too.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ..analysis import analyze
+from ..encoding import encode_field
+from ..grid import Grid
+from ..utils.io import write_json_atomic
+from .store import FORMAT, MANIFEST, VERSION, GroundTruthStore, model_grid, read_shard, shard_name, write_shard
+
+__all__ = ["build_groundtruth", "dataset_fingerprint"]
+
+log = logging.getLogger("patchfield.groundtruth")
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """The data set's own ``fingerprint()``, else a hash of its type and length."""
+    fp = getattr(dataset, "fingerprint", None)
+    if callable(fp):
+        return str(fp())
+    if fp is not None:
+        return str(fp)
+    return hashlib.sha256(f"{type(dataset).__name__}|{len(dataset)}".encode()).hexdigest()[:16]
+
+
+def _model_name(model: torch.nn.Module) -> str:
+    for attr in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(model, attr, None)
+        if isinstance(cfg, dict) and cfg.get("architecture"):
+            return str(cfg["architecture"])
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "_name_or_path", None):
+        return str(config._name_or_path)
+    return type(model).__name__
+
+
+class _Batches(Dataset):
+    """Item ``k`` is the ``k``-th batch of ``indices``: ``(indices, images, labels, ok)``.
+
+    Loading whole batches lets worker processes use a data set's vectorised ``__getitems__`` and
+    keeps the batch composition fixed (it depends on ``shard_size`` and ``batch_size`` only).
+    Items that fail to load (``None``) are marked ``ok = False`` and left out of ``images``.
+    """
+
+    def __init__(self, dataset: Dataset, batches: list[list[int]]) -> None:
+        self.dataset, self.batches = dataset, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int):
+        idx = self.batches[k]
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(idx) if getitems is not None else [self.dataset[i] for i in idx]
+        ok = [item is not None for item in items]
+        kept = [item for item in items if item is not None]
+        images = torch.stack([item[0] for item in kept]) if kept else torch.empty(0)
+        labels = [int(item[1]) for item in items if item is not None]
+        labels_all = np.full(len(idx), -1, dtype=np.int64)
+        labels_all[np.asarray(ok, dtype=bool)] = labels
+        return np.asarray(idx, dtype=np.int64), images, labels_all, np.asarray(ok, dtype=bool)
+
+
+def _dist_setup(device: torch.device) -> tuple[int, int, bool]:
+    """``(rank, world size, whether this call initialised the process group)``."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or not dist.is_available():
+        return 0, 1, False
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(hours=6))
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _barrier(world: int, device: torch.device) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            dist.barrier(device_ids=[device.index or 0])
+        else:
+            dist.barrier()
+
+
+def _resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _shard_meta(settings: dict[str, Any], index: int, start: int, stop: int) -> dict[str, Any]:
+    return {**settings, "shard": index, "start": start, "stop": stop}
+
+
+def _existing_shard_ok(path: Path, meta: dict[str, Any]) -> bool:
+    """``True`` when ``path`` is a finished shard of these settings; raise when it is one of others."""
+    if not path.is_file():
+        return False
+    try:
+        _, theirs = read_shard(path)
+    except ValueError:
+        return False  # unreadable: recompute it
+    differ = {k: (theirs.get(k), v) for k, v in meta.items() if k != "grid" and theirs.get(k) != v}
+    if differ:
+        listed = ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(f"{path} was computed with other settings ({listed}); use another output folder, "
+                         "or delete it to start over")
+    return True
+
+
+@torch.no_grad()
+def build_groundtruth(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    out_dir: str | Path,
+    alpha: float,
+    beta: float,
+    *,
+    batch_size: int = 64,
+    shard_size: int = 4096,
+    num_workers: int = 0,
+    device: torch.device | str | None = None,
+    model_name: str | None = None,
+    dataset_name: str | None = None,
+    progress: bool = True,
+) -> GroundTruthStore:
+    """Run ``model`` over ``dataset`` and store every image's responsive field (SPEC §6).
+
+    Args:
+        model: a trained timm or Hugging Face ViT (put in eval mode and moved to ``device``).
+        dataset: items ``(image [3, H, W], label)``, or ``None`` for an unreadable image (recorded as
+            invalid, counted and named in the manifest).
+        out_dir: the store folder; an unfinished store there with the same settings is resumed.
+        alpha, beta: window and DIP rates (SPEC §3, §4).
+        batch_size: images per forward pass.
+        shard_size: images per shard (the unit of resumption and of work across ranks).
+        num_workers: data-loading processes.
+        device: ``cpu``, ``cuda``, ``cuda:1`` ...; default the local GPU when there is one.
+        model_name, dataset_name: recorded in the manifest (default: from the model / data set).
+        progress: show a progress bar (rank 0).
+
+    Returns:
+        The finished :class:`GroundTruthStore` (on every rank).
+
+    Raises:
+        ValueError: bad rates or sizes, or ``out_dir`` holds a store built with other settings.
+    """
+    if not 0.0 < float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if not 0.0 <= float(beta) < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    if int(batch_size) < 1 or int(shard_size) < 1 or int(num_workers) < 0:
+        raise ValueError(f"batch_size and shard_size must be >= 1 and num_workers >= 0; got {batch_size}, "
+                         f"{shard_size}, {num_workers}")
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("the data set is empty")
+    out = Path(out_dir)
+    dev = _resolve_device(device)
+    rank, world, own_group = _dist_setup(dev)
+    try:
+        model = model.eval().to(dev)
+        settings = {
+            "format": FORMAT, "version": VERSION, "alpha": float(alpha), "beta": float(beta),
+            "shard_size": int(shard_size), "num_images": n, "fingerprint": dataset_fingerprint(dataset),
+            "model": model_name or _model_name(model),
+        }
+        manifest_path = out / MANIFEST
+        if manifest_path.is_file():
+            done = json.loads(manifest_path.read_text())
+            mismatch = {k: (done.get(k), v) for k, v in settings.items() if k in done and done[k] != v}
+            if done.get("dataset", {}).get("fingerprint") != settings["fingerprint"]:
+                mismatch["fingerprint"] = (done.get("dataset", {}).get("fingerprint"), settings["fingerprint"])
+            if mismatch:
+                raise ValueError(f"{out} already holds a finished store with other settings ({mismatch}); "
+                                 "use another output folder")
+            _barrier(world, dev)
+            return GroundTruthStore(out)
+        out.mkdir(parents=True, exist_ok=True)
+        num_shards = -(-n // int(shard_size))
+        mine = [k for k in range(num_shards) if k % world == rank]
+        todo, done_images = [], 0
+        for k in mine:
+            start, stop = k * shard_size, min((k + 1) * shard_size, n)
+            if _existing_shard_ok(out / shard_name(k), _shard_meta(settings, k, start, stop)):
+                done_images += stop - start
+            else:
+                todo.append((k, start, stop))
+                for stale in out.glob(f".{shard_name(k)}.tmp*"):  # left by a killed writer
+                    stale.unlink(missing_ok=True)
+        total = sum(min((k + 1) * shard_size, n) - k * shard_size for k in mine)
+        bar = tqdm(total=total, initial=done_images, unit="img", desc="groundtruth", file=sys.stderr,
+                   disable=not progress or rank != 0, dynamic_ncols=True)
+        batches = [list(range(b, min(b + batch_size, stop))) for _, start, stop in todo
+                   for b in range(start, stop, batch_size)]
+        loader = DataLoader(_Batches(dataset, batches), batch_size=None, num_workers=num_workers,
+                            pin_memory=dev.type == "cuda", persistent_workers=False)
+        it = iter(loader)
+        for k, start, stop in todo:
+            parts: dict[str, list[np.ndarray]] = {key: [] for key in
+                                                  ("bounds", "dropped", "interactions", "window_interactions",
+                                                   "labels", "predicted", "valid")}
+            grid = None
+            for _ in range(-(-(stop - start) // batch_size)):
+                idx, images, labels, ok = next(it)
+                b = len(idx)
+                if ok.any():
+                    res = analyze(model, images.to(dev, non_blocking=True), alpha, beta)
+                    grid = res.grid
+                    code = encode_field(res.field)
+                    bounds = np.zeros((b, *code.bounds.shape[1:]), dtype=code.bounds.dtype)
+                    dropped = np.zeros((b, *code.dropped.shape[1:]), dtype=np.uint8)
+                    inter = np.zeros(b, dtype=np.int64)
+                    winter = np.zeros(b, dtype=np.int64)
+                    pred = np.full(b, -1, dtype=np.int64)
+                    bounds[ok], dropped[ok] = code.bounds, code.dropped
+                    inter[ok] = res.interactions().cpu().numpy()
+                    winter[ok] = res.windows.interactions().cpu().numpy()
+                    if res.logits is not None and res.logits.dim() == 2:
+                        pred[ok] = res.logits.argmax(-1).cpu().numpy()
+                    parts["bounds"].append(bounds)
+                    parts["dropped"].append(dropped)
+                    parts["interactions"].append(inter)
+                    parts["window_interactions"].append(winter)
+                    parts["predicted"].append(pred)
+                else:
+                    parts["bounds"].append(None)  # filled once the grid is known
+                    for key in ("dropped", "interactions", "window_interactions", "predicted"):
+                        parts[key].append(None)
+                parts["labels"].append(labels)
+                parts["valid"].append(ok)
+                bar.update(b)
+            grid = grid if grid is not None else model_grid(model)  # a shard with no readable image
+            arrays = _finish_shard(parts, grid)
+            write_shard(out / shard_name(k), arrays,
+                        _shard_meta(settings, k, start, stop) | {"grid": [grid.height, grid.width]})
+        bar.close()
+        _barrier(world, dev)
+        if rank == 0:
+            _write_manifest(out, settings, num_shards, n, dataset_name or getattr(dataset, "name", None), dataset)
+        _barrier(world, dev)
+        return GroundTruthStore(out)
+    finally:
+        if own_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _finish_shard(parts: dict[str, list], grid: Grid) -> dict[str, np.ndarray]:
+    """Concatenate a shard's batches; batches without a readable image get empty fields."""
+    batches_sizes = [len(v) for v in parts["valid"]]
+    n_patches = grid.n
+    dtype = np.uint8 if max(grid.width, grid.height) <= 256 else np.uint16
+    fill = {
+        "bounds": lambda b: np.zeros((b, n_patches, 4), dtype=dtype),
+        "dropped": lambda b: np.zeros((b, -(-n_patches // 8)), dtype=np.uint8),
+        "interactions": lambda b: np.zeros(b, dtype=np.int64),
+        "window_interactions": lambda b: np.zeros(b, dtype=np.int64),
+        "predicted": lambda b: np.full(b, -1, dtype=np.int64),
+    }
+    arrays = {}
+    for key, chunks in parts.items():
+        if key in fill:
+            chunks = [fill[key](b) if c is None else c for c, b in zip(chunks, batches_sizes)]
+        arrays[key] = np.concatenate(chunks)
+    return arrays
+
+
+def _write_manifest(out: Path, settings: dict[str, Any], num_shards: int, n: int, name: str | None,
+                    dataset: Dataset) -> None:
+    shards, failed, grid, total, valid_count = [], [], None, 0, 0
+    for k in range(num_shards):
+        path = out / shard_name(k)
+        if not path.is_file():
+            raise RuntimeError(f"shard {path} is missing after every rank finished; run again to complete it")
+        arrays, meta = read_shard(path)
+        if grid is None:
+            grid = meta["grid"]
+        elif grid != meta["grid"]:
+            raise ValueError(f"shard {path} has grid {meta['grid']}, others {grid}: the model changed between runs")
+        bad = np.nonzero(~arrays["valid"])[0] + meta["start"]
+        failed.extend(int(i) for i in bad)
+        total += int(arrays["interactions"][arrays["valid"]].sum())
+        valid_count += int(arrays["valid"].sum())
+        shards.append({"file": path.name, "start": meta["start"], "stop": meta["stop"],
+                       "failed": int(len(bad))})
+    names = []
+    path_of = getattr(dataset, "path", None)
+    if callable(path_of):
+        names = [str(path_of(i)) for i in failed]
+    if failed:
+        log.warning("groundtruth: %d unreadable image(s) recorded as invalid (no field): %s", len(failed),
+                    ", ".join(names) if names else ", ".join(map(str, failed)))
+    manifest = {
+        "format": FORMAT, "version": VERSION, "grid": grid, "num_patches": grid[0] * grid[1],
+        "alpha": settings["alpha"], "beta": settings["beta"], "num_images": n,
+        "dataset": {"name": name, "len": n, "fingerprint": settings["fingerprint"],
+                    "split": getattr(dataset, "split", None)},
+        "fingerprint": settings["fingerprint"], "model": settings["model"], "shard_size": settings["shard_size"],
+        "shards": shards, "failed": failed, "failed_files": names,
+        "expected_interactions": total / valid_count if valid_count else None,
+        "bytes_per_image": grid[0] * grid[1] * 4 + -(-grid[0] * grid[1] // 8),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json_atomic(out / MANIFEST, manifest)

@@ -1,0 +1,241 @@
+"""The on-disk ground-truth store (SPEC §6): shards of compact fields plus a manifest.
+
+Layout of a store folder::
+
+    manifest.json        written last: the store is complete when it exists
+    shard-00000.npz      images [0, shard_size)
+    shard-00001.npz      images [shard_size, 2 * shard_size) ...
+
+Each shard is an uncompressed ``.npz`` written atomically, holding for its images ``bounds``
+(``[b, N, 4]`` window bounds left, right, top, bottom; ``uint8``, ``uint16`` for grids wider than
+256), ``dropped`` (``[b, ceil(N / 8)]`` packed ``D``), ``interactions`` (``int64 [b]``: ``Σ_p |S_p|``,
+this image's share of ``E_O``), ``window_interactions`` (``O`` of the windows alone), ``labels``,
+``predicted`` (the model's top-1, ``-1`` without logits), ``valid`` (``False`` for an image that
+could not be read: its field is empty and must not be used) and ``meta`` (JSON text: the settings the
+shard was computed with, checked on resume).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..encoding import FieldCode, decode_field
+from ..grid import Grid
+from ..utils.io import atomic_write
+
+__all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "model_grid", "read_shard", "shard_name",
+           "write_shard"]
+
+FORMAT = "patchfield-groundtruth"
+VERSION = 1
+MANIFEST = "manifest.json"
+SHARD_KEYS = ("bounds", "dropped", "interactions", "window_interactions", "labels", "predicted", "valid")
+
+
+class StoreMismatchError(ValueError):
+    """A ground-truth store used with a data set or model it was not built for."""
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.npz"
+
+
+def write_shard(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write one shard atomically (a killed writer never leaves a file that looks complete)."""
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+
+
+def read_shard(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``(arrays, meta)`` of one shard.
+
+    Raises:
+        ValueError: the file is not a ground-truth shard.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in SHARD_KEYS}
+            meta = json.loads(str(z["meta"]))
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable ground-truth shard ({e})") from e
+    return arrays, meta
+
+
+def model_grid(model: torch.nn.Module) -> Grid:
+    """The patch grid a timm or Hugging Face ViT sees at its configured input size.
+
+    Raises:
+        ValueError: the model does not state its grid.
+    """
+    pe = getattr(model, "patch_embed", None)
+    if pe is not None and getattr(pe, "grid_size", None) is not None:
+        return Grid(*(int(g) for g in pe.grid_size))
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "image_size") and hasattr(config, "patch_size"):
+        size, patch = config.image_size, config.patch_size
+        size = (size, size) if isinstance(size, int) else size
+        patch = (patch, patch) if isinstance(patch, int) else patch
+        return Grid(size[0] // patch[0], size[1] // patch[1])
+    raise ValueError(f"cannot tell the patch grid of {type(model).__name__}; compare grids with check_grid()")
+
+
+class GroundTruthStore:
+    """Read a finished ground-truth store.
+
+    Shards are loaded into memory on first use of a per-image array (``4·N + N/8`` bytes per image).
+
+    Args:
+        path: the store folder (holding ``manifest.json``).
+
+    Raises:
+        FileNotFoundError: no manifest (the build did not finish: run it again with the same arguments
+            to resume), or a shard it lists is missing.
+        ValueError: the manifest is not a ground-truth manifest.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        manifest = self.path / MANIFEST
+        if not manifest.is_file():
+            partial = sorted(self.path.glob("shard-*.npz")) if self.path.is_dir() else []
+            hint = (f"; {len(partial)} shard(s) exist: the build did not finish, run `patchfield groundtruth` again "
+                    "with the same arguments to resume it") if partial else ""
+            raise FileNotFoundError(f"no ground-truth store at {self.path} (no {MANIFEST}){hint}")
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{manifest} is not valid JSON ({e})") from e
+        if self.manifest.get("format") != FORMAT:
+            raise ValueError(f"{manifest} is not a patchfield ground-truth manifest")
+        for shard in self.manifest["shards"]:
+            if not (self.path / shard["file"]).is_file():
+                missing = self.path / shard["file"]
+                raise FileNotFoundError(f"ground-truth shard {missing} listed in {manifest} is missing")
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    # -- settings -------------------------------------------------------------------------------
+    @property
+    def grid(self) -> Grid:
+        return Grid(*self.manifest["grid"])
+
+    @property
+    def alpha(self) -> float:
+        return float(self.manifest["alpha"])
+
+    @property
+    def beta(self) -> float:
+        return float(self.manifest["beta"])
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the data set the store was built on."""
+        return str(self.manifest["dataset"]["fingerprint"])
+
+    @property
+    def model_name(self) -> str:
+        return str(self.manifest["model"])
+
+    def __len__(self) -> int:
+        return int(self.manifest["num_images"])
+
+    def __repr__(self) -> str:
+        g = self.grid
+        return (f"GroundTruthStore({str(self.path)!r}, images={len(self)}, grid={g.height}x{g.width}, "
+                f"alpha={self.alpha}, beta={self.beta})")
+
+    # -- per-image arrays -------------------------------------------------------------------------
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            parts: dict[str, list[np.ndarray]] = {k: [] for k in SHARD_KEYS}
+            expected = 0
+            for shard in self.manifest["shards"]:
+                arrays, meta = read_shard(self.path / shard["file"])
+                if meta["start"] != expected or meta["stop"] - meta["start"] != len(arrays["valid"]):
+                    raise ValueError(f"shard {shard['file']} covers images {meta['start']}..{meta['stop']}, "
+                                     f"expected to start at {expected}: the store is inconsistent, rebuild it")
+                expected = meta["stop"]
+                for k in SHARD_KEYS:
+                    parts[k].append(arrays[k])
+            if expected != len(self):
+                raise ValueError(f"shards of {self.path} hold {expected} images, the manifest says {len(self)}")
+            self._arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        return self._arrays
+
+    @property
+    def interactions(self) -> np.ndarray:
+        """``int64 [n]``: per image, ``Σ_p |S_p|`` (``O`` of the windows when ``D`` is empty)."""
+        return self._load()["interactions"]
+
+    @property
+    def window_interactions(self) -> np.ndarray:
+        """``int64 [n]``: per image, ``O`` of the windows alone (Eq. 5)."""
+        return self._load()["window_interactions"]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._load()["labels"]
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """The model's top-1 class per image (``-1`` for models without logits)."""
+        return self._load()["predicted"]
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``bool [n]``: ``False`` for images that could not be read (no field)."""
+        return self._load()["valid"]
+
+    def expected_interactions(self) -> float:
+        """``E_O`` over the valid images."""
+        v = self.valid
+        return float(self.interactions[v].mean()) if v.any() else float("nan")
+
+    def codes(self, indices) -> FieldCode:
+        """The compact fields of ``indices`` (an int, a sequence or a slice)."""
+        a = self._load()
+        idx = np.arange(len(self))[indices] if isinstance(indices, slice) else np.atleast_1d(np.asarray(indices))
+        return FieldCode(bounds=a["bounds"][idx], dropped=a["dropped"][idx], grid=self.grid)
+
+    def masks(self, indices, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(field_mask bool [B, N, N], dropped bool [B, N])`` of ``indices``, decoded (SPEC §6 ``w_gt``)."""
+        field = decode_field(self.codes(indices), device=device)
+        return field.mask(), field.dropped
+
+    # -- checks ---------------------------------------------------------------------------------
+    def check_grid(self, grid: Grid | tuple[int, int]) -> None:
+        """Raise :class:`StoreMismatchError` unless ``grid`` is the store's grid."""
+        g, mine = Grid.coerce(grid), self.grid
+        if g != mine:
+            raise StoreMismatchError(
+                f"ground-truth store {self.path} has a {mine.height}x{mine.width} patch grid but the model's grid is "
+                f"{g.height}x{g.width}: build the store with a ViT of the same patch and image size"
+            )
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Raise :class:`StoreMismatchError` unless ``model`` sees the store's patch grid."""
+        self.check_grid(model_grid(model))
+
+    def check_dataset(self, dataset) -> None:
+        """Raise :class:`StoreMismatchError` unless ``dataset`` is the one the store was built on.
+
+        Compares the length and, when the data set has one, its ``fingerprint()`` (file list, labels,
+        image size and normalisation, or the synthetic set's parameters).
+        """
+        if len(dataset) != len(self):
+            raise StoreMismatchError(
+                f"ground-truth store {self.path} holds {len(self)} images but the data set has {len(dataset)}: "
+                "build the store on this data set and split (`patchfield groundtruth`)"
+            )
+        fp = getattr(dataset, "fingerprint", None)
+        fp = fp() if callable(fp) else fp
+        if fp is not None and str(fp) != self.fingerprint:
+            raise StoreMismatchError(
+                f"ground-truth store {self.path} was built on another data set (fingerprint {self.fingerprint}, "
+                f"this one {fp}; stored: {self.manifest['dataset']}): build the store on this data set, split, "
+                "image size and normalisation"
+            )
