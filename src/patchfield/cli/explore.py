@@ -1,0 +1,45 @@
+"""``patchfield explore``: one self-contained interactive HTML page for an image."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..images import model_input_spec, read_image, to_model_input
+from ._common import add_model_args, model_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="write an interactive, self-contained HTML explorer for one image")
+    p.add_argument("image", type=Path, help="image file")
+    add_model_args(p)
+    p.add_argument("--alpha", type=float, default=0.1, help="initial alpha (0, 1]")
+    p.add_argument("--beta", type=float, default=0.2, help="initial beta [0, 1)")
+    p.add_argument("--patch", type=int, help="patch selected when the page opens (default: the centre)")
+    p.add_argument("--full-attention", choices=["auto", "yes", "no"], default="auto",
+                   help="embed every layer's and head's attention (auto: when it stays under 8 MB)")
+    p.add_argument("--out", type=Path, required=True, help="output HTML file")
+    p.set_defaults(func=run)
+
+
+@torch.no_grad()
+def run(args: argparse.Namespace) -> int:
+    from ..capture import capture_attention
+    from ..explorer import write_explorer
+
+    if not 0.0 < args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in (0, 1], got {args.alpha}")
+    if not 0.0 <= args.beta < 1.0:
+        raise ValueError(f"--beta must be in [0, 1), got {args.beta}")
+    model = model_from_args(args)
+    spec = model_input_spec(model)
+    x, crop = to_model_input(read_image(args.image), spec["size"], spec["mean"], spec["std"])
+    maps = capture_attention(model, x[None])
+    full = {"auto": "auto", "yes": True, "no": False}[args.full_attention]
+    out = args.out if args.out.suffix else args.out.with_suffix(".html")
+    write_explorer(out, maps, crop, 0, args.alpha, args.beta, full_attention=full, patch=args.patch,
+                   model_name=args.model, title=f"patchfield explorer: {args.image.name}")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in a browser")
+    return 0

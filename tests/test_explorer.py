@@ -1,0 +1,227 @@
+"""The explorer page: payload checks in Python, then the page driven in headless Chromium.
+
+The browser tests compare every window, ``D``, field size and extent and ``E_O`` the page computes
+in JavaScript with patchfield's Python results for the same ``alpha`` and ``beta``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import patchfield as pf
+from patchfield.cli import main
+from patchfield.explorer import explorer_html, explorer_payload
+
+
+def _maps(grid: int, layers: int = 3, heads: int = 2, prefix: int = 1, seed: int = 0) -> pf.AttentionMaps:
+    g = torch.Generator().manual_seed(seed)
+    t = prefix + grid * grid
+    attn = torch.softmax(3 * torch.randn(1, layers, heads, t, t, generator=g), dim=-1)
+    return pf.AttentionMaps(attn, pf.Grid(grid, grid), prefix, tuple(range(layers)))
+
+
+def _image(size: int) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size]
+    return np.stack([x * 255 // size, y * 255 // size, (x + y) * 127 // size], -1).astype(np.uint8)
+
+
+def _payload_of(page: str) -> dict:
+    m = re.search(r'<script type="application/json" id="pf-data">(.*?)</script>', page, re.S)
+    return json.loads(m.group(1))
+
+
+def test_payload_is_exact_and_self_contained():
+    maps = _maps(4)
+    U = pf.interaction_uncertainty(maps.patch_block())
+    page = explorer_html(maps, _image(32), 0, 0.1, 0.2, title="t <x>")
+    assert "http://" not in page and "https://" not in page and "t &lt;x&gt;" in page
+    data = _payload_of(page)
+    got = np.frombuffer(base64.b64decode(data["U"]), dtype="<f4").reshape(16, 16)
+    np.testing.assert_array_equal(got, U[0].numpy())  # float32, bit for bit
+    var = np.frombuffer(base64.b64decode(data["column_variance"]), dtype="<f4")
+    np.testing.assert_array_equal(var, pf.column_variance(U[0]).numpy())
+    full = data["attention"]["full"]
+    q = np.frombuffer(base64.b64decode(full["q"]), dtype=np.uint8).reshape(3, 2, 16, 16)
+    scale = np.frombuffer(base64.b64decode(full["scale"]), dtype="<f4").reshape(3, 2, 16)
+    block = maps.patch_block()[0].double().numpy()
+    np.testing.assert_allclose(q / 255 * scale[..., None], block, atol=block.max() / 255 / 2 + 1e-9)
+    np.testing.assert_allclose(scale, block.max(-1), rtol=1e-6)
+    small = explorer_payload(maps, _image(32), full_attention=False)
+    assert "full" not in small["attention"] and "layer_mean" in small["attention"]
+    with pytest.raises(ValueError, match="alpha"):
+        explorer_payload(maps, _image(32), alpha=0.0)
+    with pytest.raises(ValueError, match="outside"):
+        explorer_payload(maps, _image(32), patch=16)
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+def _chromium() -> str | None:
+    for path in (os.environ.get("PATCHFIELD_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install -c constraints.txt playwright)"
+    exe = _chromium()
+    if reason is None and exe is None:
+        reason = "no Chromium at /usr/bin/chromium (make test installs Debian's chromium where apt-get works)"
+    if reason:
+        warnings.warn(f"browser test skipped: {reason}", stacklevel=1)
+        pytest.skip(reason)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def _open(browser, path: Path, width: int = 1280):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: errors.append(f"network request {r.url}") if not r.url.startswith(("file:", "data:"))
+            else None)
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    return page, errors
+
+
+def _state(page) -> dict:
+    page.wait_for_timeout(50)  # one animation frame
+    return page.locator("#state").evaluate("e => Object.assign({}, e.dataset)")
+
+
+def _check_against_python(state: dict, U: torch.Tensor, grid: pf.Grid) -> None:
+    alpha, beta = float(state["alpha"]), float(state["beta"])
+    w = pf.adaptive_windows(U, alpha, grid)
+    d = pf.indiscriminative_patches(U, beta)
+    f = pf.responsive_field(w, d)
+    eo = int(f.interactions()) if bool(d.any()) else int(w.interactions())
+    assert state["windows"] == ";".join(",".join(map(str, b)) for b in w.bounds().tolist())
+    assert state["dropped"] == ",".join(map(str, torch.nonzero(d).flatten().tolist()))
+    assert state["sizes"] == ",".join(map(str, f.size.tolist()))
+    assert state["extents"] == ";".join(",".join(map(str, b)) for b in f.extent.tolist())
+    assert int(state["eo"]) == eo
+    assert int(state["tsel"]) == pf.grid.round_half_up(alpha * grid.n * grid.n)
+    assert int(state["dcount"]) == int(d.sum())
+    p = int(state["selected"])
+    assert state["window"] == ",".join(map(str, w.bounds()[p].tolist()))
+    assert int(state["fieldSize"]) == int(f.size[p])
+    assert [float(v) for v in state["offset"].split(",")] == f.offset[p].tolist()
+    np.testing.assert_allclose([float(v) for v in state["tendency"].split(",")], f.tendency[p].tolist(), atol=1e-6)
+
+
+@pytest.mark.browser
+def test_explore_cli_page_in_chromium(browser, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from patchfield.images import model_input_spec, read_image, to_model_input
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit", img_size=96, num_classes=3).eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    Image.fromarray(_image(120)).save(tmp_path / "img.png")
+    out = tmp_path / "page.html"
+    assert main(["explore", str(tmp_path / "img.png"), "--model", "test_vit", "--weights",
+                 str(tmp_path / "w.safetensors"), "--image-size", "96", "--out", str(out)]) == 0
+    spec = model_input_spec(model)
+    x, _ = to_model_input(read_image(tmp_path / "img.png"), spec["size"], spec["mean"], spec["std"])
+    U = pf.interaction_uncertainty(pf.capture_attention(model, x[None]).patch_block())[0]
+    grid = pf.Grid(6, 6)
+
+    page, errors = _open(browser, out)
+    state = _state(page)
+    assert (state["alpha"], state["beta"], state["selected"]) == ("0.1", "0.2", str(3 * 6 + 3))
+    _check_against_python(state, U, grid)
+    box = page.locator("#main").bounding_box()  # click patch (x 4, y 1)
+    page.mouse.click(box["x"] + box["width"] * 4.5 / 6, box["y"] + box["height"] * 1.5 / 6)
+    state = _state(page)
+    assert state["selected"] == str(1 * 6 + 4)
+    slider = page.locator("#alpha").bounding_box()  # move the alpha slider with the mouse
+    page.mouse.click(slider["x"] + slider["width"] * 0.3, slider["y"] + slider["height"] / 2)
+    state = _state(page)
+    assert 0.2 < float(state["alpha"]) < 0.4
+    _check_against_python(state, U, grid)
+    page.locator("#beta").focus()
+    for _ in range(15):
+        page.keyboard.press("ArrowRight")  # keyboard: beta 0.2 -> 0.35
+    state = _state(page)
+    assert state["beta"] == "0.35"
+    _check_against_python(state, U, grid)
+    page.locator("#main").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("t")
+    state = _state(page)
+    assert state["selected"] == str(2 * 6 + 3) and state["view"] == "tendency"
+    _check_against_python(state, U, grid)
+    page.keyboard.press("f")
+    page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+    assert (tmp_path / "explorer.png").stat().st_size > 10_000
+    assert errors == []
+    page.close()
+
+
+@pytest.mark.browser
+def test_page_breaks_ties_like_python(browser, tmp_path):
+    """A map with many equal entries and equal columns: selections at the tie must agree exactly."""
+    maps = _maps(5, seed=2)
+    g = torch.Generator().manual_seed(5)
+    U = torch.randint(0, 4, (25, 25), generator=g).float() / 4
+    U[:, 7] = U[:, 3]  # equal column variances
+    U[:, 11] = U[:, 3]
+    path = tmp_path / "ties.html"
+    path.write_text(explorer_html(maps, _image(40), 0, 0.1, 0.2, U=U))
+    page, errors = _open(browser, path)
+    for alpha, beta in (("0.1", "0.2"), ("0.333", "0.12"), ("0.05", "0.5"), ("1", "0"), ("0.001", "0.04")):
+        page.locator("#alpha").fill(alpha)
+        page.locator("#beta").fill(beta)
+        state = _state(page)
+        assert (state["alpha"], state["beta"]) == (alpha, beta)
+        _check_against_python(state, U, pf.Grid(5, 5))
+    assert errors == []
+    page.close()
+
+
+@pytest.mark.browser
+def test_page_stays_responsive_at_576_patches(browser, tmp_path):
+    """A 24x24 grid (384-pixel input, 16-pixel patches): slider updates recompute in well under a frame budget."""
+    maps = _maps(24, layers=2, heads=2, seed=3)
+    U = pf.interaction_uncertainty(maps.patch_block())[0]
+    path = tmp_path / "n576.html"
+    path.write_text(explorer_html(maps, _image(384), 0, 0.1, 0.2))
+    page, errors = _open(browser, path)
+    times = []
+    for alpha, beta in (("0.2", "0.3"), ("0.05", "0.1"), ("0.5", "0.6")):
+        page.locator("#alpha").fill(alpha)
+        page.locator("#beta").fill(beta)
+        state = _state(page)
+        times.append(float(state["computeMs"]))
+    _check_against_python(state, U, pf.Grid(24, 24))
+    assert max(times) < 250, times
+    page.locator("#main").focus()
+    page.keyboard.press("u")  # the N x N matrix view draws
+    assert _state(page)["view"] == "matrix"
+    page.screenshot(path=str(tmp_path / "matrix576.png"))
+    assert errors == []
+    page.close()
