@@ -140,13 +140,17 @@ def make_loader(
 ) -> DataLoader:
     """A ``DataLoader`` over the micro-batch stream ``[start, stop)`` (see :class:`EpochBatchSampler`).
 
+    Unreadable images (``None`` items) are dropped from their batch; a batch with none left is ``None``.
+
     The loader has its own generator, so creating it never draws from the global torch RNG
     (which a resumed run must find exactly as it was saved).
     """
     sampler = EpochBatchSampler(len(dataset), batch_size, seed, rank, world_size, start, stop)
     g = torch.Generator()
     g.manual_seed(int(seed))
+    from ..data.registry import collate_skip
+
     return DataLoader(
         SeededItems(dataset, seed), batch_sampler=sampler, num_workers=int(workers), pin_memory=pin_memory,
-        generator=g, persistent_workers=False,
+        generator=g, persistent_workers=False, collate_fn=collate_skip,
     )

@@ -62,6 +62,8 @@ def evaluate(
     k = None
     bar = tqdm(loader, unit="batch", desc=f"evaluate {kind}", file=sys.stderr, disable=not progress)
     for batch in bar:
+        if batch is None:  # every image of the batch was unreadable (reported by the data set)
+            continue
         images, labels, mask, dropped = split_batch(batch, dev)
         if kind in ("awd", "awd-dip") and mask is None:
             raise ValueError(f"evaluating kind {kind!r} needs the fields of the images: pass a ground-truth store")
@@ -85,6 +87,13 @@ def evaluate(
         "kind": kind, "num_images": int(count), "top1": sums[0].item() / count, "top5": sums[1].item() / count,
         "top5_k": int(k), "eo": eo, "eo_full": full, "eo_ratio": eo / full, "grid": [grid.height, grid.width],
     }
+
+
+def _collate():
+    """The data package's collate that drops unreadable (``None``) items."""
+    from ..data.registry import collate_skip
+
+    return collate_skip
 
 
 def evaluate_run(
@@ -142,10 +151,10 @@ def evaluate_run(
     head = getattr(model, "num_classes", None)
     if classes is not None and head is not None and int(classes) != int(head):
         raise ValueError(f"the model predicts {head} classes but data set {data!r} has {classes}")
-    if groundtruth is not None and kind != "vit":
-        dataset, _ = attach_fields(dataset, groundtruth, model_grid(model))
+    if groundtruth is not None and kind in ("awd", "awd-dip"):
+        dataset, _ = attach_fields(dataset, groundtruth, model_grid(model), dip=kind == "awd-dip")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=dev.type == "cuda")
+                        pin_memory=dev.type == "cuda", collate_fn=_collate())
     result = evaluate(model, loader, kind, device=dev, progress=progress)
     result.update({"model": info["model"], "data": data, "split": split,
                    "run": str(run_dir) if run_dir is not None else None,

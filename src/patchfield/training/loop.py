@@ -141,28 +141,27 @@ def _trim_log(path: Path, step: int) -> None:
 
 def _prepare(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     """Model, data (with fields), optimiser and scheduler of a run."""
-    torch.manual_seed(cfg.seed)
-    probe = None
-    if cfg.image_size is None:
-        probe = build_model(cfg.model, "vit", model_kwargs=cfg.model_kwargs)
-    image_size = cfg.image_size or model_image_size(probe)
-    norm = model_normalisation(probe) if probe is not None else None
-    dataset = open_dataset(cfg.data, cfg.split, image_size, cfg.data_root, norm, **cfg.data_kwargs)
+    # a throw-away instance tells the input size and the model's own normalisation
+    probe = build_model(cfg.model, "vit", image_size=cfg.image_size, model_kwargs=cfg.model_kwargs)
+    image_size = model_image_size(probe)
+    dataset = open_dataset(cfg.data, cfg.split, image_size, cfg.data_root, model_normalisation(probe),
+                           **cfg.data_kwargs)
+    del probe
     num_classes = getattr(dataset, "num_classes", None)
     if num_classes is None:
         raise ValueError(f"data set {cfg.data!r} does not say its number of classes (num_classes)")
+    asked = cfg.model_kwargs.get("num_classes")
+    if asked is not None and int(asked) != int(num_classes):
+        raise ValueError(f"--model-kwargs asks for {asked} classes but data set {cfg.data!r} has {num_classes}")
     torch.manual_seed(cfg.seed)
     model = build_model(
         cfg.model, cfg.kind, num_classes=num_classes, image_size=image_size, weights=cfg.weights,
         model_kwargs=cfg.model_kwargs,
     )
-    if norm is None:
-        # the data set was built before the model: check that it uses the model's statistics
-        norm = model_normalisation(model)
     grid = model_grid(model)
     store = None
     if cfg.uses_fields:
-        dataset, store = attach_fields(dataset, cfg.groundtruth, grid)
+        dataset, store = attach_fields(dataset, cfg.groundtruth, grid, dip=cfg.kind != "awd")
     return {"model": model, "dataset": dataset, "store": store, "grid": grid, "image_size": image_size,
             "num_classes": int(num_classes)}
 
@@ -266,6 +265,9 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     tick = time.perf_counter()
     model.train()
     for group in _grouped(loader, cfg.accum_steps):
+        group = [b for b in group if b is not None]  # None: every image of the micro-batch was unreadable
+        if not group and env.distributed:
+            raise ValueError(f"every image of the micro-batches of step {step + 1} on rank {env.rank} was unreadable")
         stats = accumulate_gradients(
             model, cfg.kind, [split_batch(b, env.device) for b in group], grid.n, cfg.lambda_ce, cfg.lambda_bce,
             autocast=autocast, no_sync=env.distributed,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
+from ..encoding import decode_field
 from ..grid import Grid
 
-__all__ = ["model_image_size", "model_normalisation", "open_dataset", "attach_fields", "split_batch"]
+__all__ = ["FieldItems", "model_image_size", "model_normalisation", "open_dataset", "attach_fields", "split_batch"]
 
 
 def model_image_size(model: nn.Module) -> int:
@@ -41,14 +45,8 @@ def open_dataset(
 
     ``normalisation`` (mean/std) is passed on where the data set builder accepts it.
     """
-    from .. import data
+    from ..data import build_dataset as build
 
-    build = getattr(data, "build_dataset", None)
-    if build is None:  # the data package predates build_dataset: only the embedded set
-        if name != "synthetic":
-            raise ValueError(f"unknown data set {name!r}")
-        kw = {"num_images": 512, **kwargs}
-        return data.SyntheticShapes(image_size=image_size, split=split, **kw, **(normalisation or {}))
     params = inspect.signature(build).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key, value in (normalisation or {}).items():
@@ -57,38 +55,51 @@ def open_dataset(
     return build(name, split, image_size, root=root, **kwargs)
 
 
-def attach_fields(dataset: Any, store_path: str | Path, grid: Grid) -> tuple[Any, Any]:
-    """Wrap ``dataset`` so items carry their ground-truth field: ``(wrapped, store)``.
+class FieldItems(Dataset):
+    """Items of ``dataset`` with their ground-truth field: ``(image, label, field_mask, dropped)``.
+
+    ``field_mask`` is boolean ``[N, N]``: with ``dip`` the responsive field ``S_p`` of every patch
+    (the window minus ``D``, plus the patch: ``w_gt`` of SPEC §6, and the AWD+DIP attention mask),
+    without it the window alone (the AWD attention mask, SPEC §7). ``dropped`` is ``D``, ``[N]``.
+    Batched fetches decode the fields of the whole batch at once. Images the data set could not
+    read, or that have no valid field in the store, come back as ``None`` (dropped by the collate).
+    """
+
+    def __init__(self, dataset: Any, store: Any, dip: bool = True) -> None:
+        self.dataset, self.store, self.dip = dataset, store, bool(dip)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = list(getitems(list(indices))) if getitems is not None else [self.dataset[i] for i in indices]
+        field = decode_field(self.store.codes(np.asarray(indices, dtype=np.int64)))
+        masks = field.mask() if self.dip else field.windows.mask()
+        valid = self.store.valid[np.asarray(indices, dtype=np.int64)]
+        return [
+            None if item is None or not valid[j] else (item[0], item[1], masks[j], field.dropped[j])
+            for j, item in enumerate(items)
+        ]
+
+
+def attach_fields(dataset: Any, store_path: str | Path, grid: Grid, dip: bool = True) -> tuple[Any, Any]:
+    """Wrap ``dataset`` so items carry their ground-truth field (:class:`FieldItems`): ``(wrapped, store)``.
 
     Raises:
-        FileNotFoundError: no store at ``store_path``.
+        FileNotFoundError: no finished store at ``store_path``.
         ValueError: the store does not belong to this data set (length or fingerprint), or its
             grid is not the model's.
     """
-    from ..groundtruth import GroundTruthStore, WithFields
+    from ..groundtruth.store import GroundTruthStore
 
     store = GroundTruthStore(store_path)
-    store_grid = Grid.coerce(store.grid)
-    if store_grid != grid:
-        raise ValueError(
-            f"ground-truth store {store_path} has a {store_grid.height}x{store_grid.width} patch grid but the model's "
-            f"grid is {grid.height}x{grid.width}: build the store with a ViT of the same patch and image size"
-        )
-    if len(store) != len(dataset):
-        raise ValueError(
-            f"ground-truth store {store_path} holds {len(store)} images but the data set has {len(dataset)}: "
-            "build the store on this data set and split (`patchfield groundtruth`)"
-        )
-    theirs = getattr(store, "fingerprint", None)
-    ours = getattr(dataset, "fingerprint", None)
-    theirs = theirs() if callable(theirs) else theirs
-    ours = ours() if callable(ours) else ours
-    if theirs and ours and theirs != ours:
-        raise ValueError(
-            f"ground-truth store {store_path} was built on another data set (fingerprint {theirs}, this one {ours}): "
-            "build the store on this data set and split"
-        )
-    return WithFields(dataset, store), store
+    store.check_grid(grid)
+    store.check_dataset(dataset)
+    return FieldItems(dataset, store, dip=dip), store
 
 
 def split_batch(
