@@ -1,0 +1,212 @@
+"""WinfT: window-free multi-head attention that predicts its own windows (paper Eq. 8, 9, SPEC §8).
+
+Per layer, from the layer's own queries and keys (no parameters are added):
+
+- ``s = mean over heads of Q Kᵀ`` (raw, unscaled dot products), ``[B, T, T]``;
+- ``w' = sigmoid(s)`` and ``W[i, j] = 1`` iff ``w'[i, j] > mean_j w'[i, :]`` (the row mean over
+  all ``T`` keys is the dynamic threshold);
+- ``W`` is applied to the patch block only; rows and columns of prefix tokens stay 1.
+
+Two modes:
+
+- ``"paper"`` (default): ``A' = softmax((Q Kᵀ / √d) ⊙ W)``. Masked logits become 0, not −∞, so
+  masked patches still receive weight ``exp(0)`` and still inform the query. This is the
+  paper's formula (Eq. 9) and the mode that reproduces its accuracy claims (Tables 3, 4).
+- ``"restrict"``: masked logits become −∞ (the patch itself always kept), so a query really
+  interacts only with its ``W = 1`` keys. This is the mode in which the interactions counted in
+  ``E_O`` (Table 3's WinfT column) are the only ones that happen.
+
+``E_O`` of a forward (``model.last_interactions``, ``[B]``) is, per image, the mean over layers
+of the number of ones of ``W`` on the patch block (in restrict mode ``W`` with its diagonal
+forced on, i.e. the mask actually used).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._patch import check_vit, remove_patch, swap_class
+
+__all__ = ["apply_winft", "window_mask", "head_mean", "WinfTAttention", "WinfTViT", "MODES"]
+
+MODES = ("paper", "restrict")
+
+
+def head_mean(scores: torch.Tensor) -> torch.Tensor:
+    """Mean over heads of ``scores`` ``[B, h, T, S]`` → ``[B, T, S]``.
+
+    Written as one small matrix product with a ``1/h`` vector, which is several times faster on
+    CPU than ``scores.mean(1)`` (a strided reduction over the head dimension).
+    """
+    b, h, t, s = scores.shape
+    weights = scores.new_full((1, 1, h), 1.0 / h)
+    return torch.matmul(weights, scores.reshape(b, h, t * s)).reshape(b, t, s)
+
+
+def window_mask(s: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
+    """WinfT's window ``W`` on the patch block, boolean ``[B, N, N]``, from the logits ``s`` ``[B, T, T]``.
+
+    ``w' = sigmoid(s)``; ``W[i, j] = w'[i, j] > mean_j w'[i, :]`` with the mean over all ``T`` keys
+    of row ``i``, then rows and columns of prefix tokens are dropped.
+
+    >>> s = torch.tensor([[[0., 0., 0.], [0., 2., -2.], [0., -1., 3.]]])
+    >>> window_mask(s, 1).int().tolist()
+    [[[1, 0], [0, 1]]]
+    """
+    w = torch.sigmoid(s.float())
+    above = w > w.mean(dim=-1, keepdim=True)
+    p = int(num_prefix_tokens)
+    return above[:, p:, p:]
+
+
+class WinfTAttention:
+    """Mixin swapped into each block's timm ``Attention`` by :func:`apply_winft`.
+
+    Honours ``fused_attn`` like timm: with it off, the softmax goes through ``self.attn_drop``
+    (where :func:`patchfield.capture_attention` reads it); with it on, restrict mode runs the
+    fused ``scaled_dot_product_attention`` with the window as an additive mask. Paper mode
+    always runs the explicit path: its masked logits are data-dependent zeros, not a mask.
+    """
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+    ) -> torch.Tensor:
+        if attn_mask is not None or is_causal:
+            raise ValueError("WinfT attention builds its own window mask; it takes no attn_mask or is_causal")
+        b, t, _ = x.shape
+        gate_layer = getattr(self, "gate", None)
+        gate = gate_layer(x).sigmoid() if gate_layer is not None else None
+        qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+
+        raw = q @ k.transpose(-2, -1)  # [B, h, T, T], unscaled
+        s = head_mean(raw).float()  # [B, T, T]
+        p = self.winft_num_prefix_tokens
+        restrict = self.winft_mode == "restrict"
+        w = window_mask(s, p)
+        if restrict:
+            w = w | torch.eye(t - p, dtype=torch.bool, device=w.device)
+        state = self._winft_state
+        with torch.no_grad():
+            state["counts"].append(w.sum(dim=(-2, -1)).float())
+        if state["keep_logits"]:
+            state["logits"].append(s[:, p:, p:])
+        full = F.pad(w, (p, 0, p, 0), value=True)[:, None]  # [B, 1, T, T]
+
+        if restrict:
+            bias = torch.zeros(full.shape, dtype=raw.dtype, device=raw.device).masked_fill_(~full, float("-inf"))
+            if self.fused_attn:
+                out = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.0
+                )
+            else:
+                attn = torch.add(bias, raw, alpha=self.scale).softmax(dim=-1)
+                out = self.attn_drop(attn) @ v
+        else:
+            attn = (raw * (full * self.scale).to(raw.dtype)).softmax(dim=-1)
+            out = self.attn_drop(attn) @ v
+
+        out = out.transpose(1, 2).reshape(b, t, self.attn_dim)
+        out = self.norm(out)
+        if gate is not None:
+            out = out * gate
+        return self.proj_drop(self.proj(out))
+
+
+class WinfTViT:
+    """Mixin swapped into a timm ``VisionTransformer``'s class by :func:`apply_winft`."""
+
+    def _winft_begin(self, keep_logits: bool) -> dict[str, Any]:
+        state = self._winft_state
+        state["keep_logits"] = keep_logits
+        state["logits"] = []
+        state["counts"] = []
+        return state
+
+    def forward_features(self, x: torch.Tensor, return_window_logits: bool = False):
+        """Embeddings, WinfT blocks, final norm: ``[B, T, C]`` (and ``[B, L, N, N]`` window logits when asked).
+
+        Gradient checkpointing is not applied: the window logits leave the blocks through a side
+        channel that a recomputing checkpoint would not connect to the graph.
+        """
+        state = self._winft_begin(return_window_logits)
+        x = self.patch_embed(x)
+        x = self._pos_embed(x)
+        x = self.patch_drop(x)
+        x = self.norm_pre(x)
+        x = self.blocks(x)
+        x = self.norm(x)
+        counts, logits = state["counts"], state["logits"]
+        state["counts"], state["logits"] = [], []
+        if len(counts) != len(self.blocks):
+            raise RuntimeError(
+                f"{len(counts)} of {len(self.blocks)} WinfT attention layers ran; was a block's attention replaced?"
+            )
+        self.last_interactions = torch.stack(counts, dim=1).mean(dim=1)
+        if return_window_logits:
+            return x, torch.stack(logits, dim=1)
+        return x
+
+    def forward(self, x: torch.Tensor, return_window_logits: bool = False):
+        """Logits of the images ``x`` ``[B, C, H, W]``.
+
+        Args:
+            x: images.
+            return_window_logits: also return every layer's window logits ``s`` on the patch block,
+                float ``[B, L, N, N]`` (unscaled; ``sigmoid(s)`` is ``w'``), for ``L_BCE``
+                (:func:`patchfield.models.window_bce_loss`).
+
+        Returns:
+            ``logits``, or ``(logits, window_logits)``. ``self.last_interactions`` (``[B]``) holds the
+            forward's ``E_O`` per image.
+        """
+        if return_window_logits:
+            feats, window_logits = self.forward_features(x, return_window_logits=True)
+            return self.forward_head(feats), window_logits
+        return self.forward_head(self.forward_features(x))
+
+
+def apply_winft(model: nn.Module, mode: str = "paper") -> nn.Module:
+    """Patch a timm ``VisionTransformer`` into a WinfT, in place (weights and keys unchanged).
+
+    Args:
+        model: a timm ``VisionTransformer`` whose blocks use timm's ``Attention``.
+        mode: ``"paper"`` (``softmax((QKᵀ/√d) ⊙ W)``, the paper's Eq. 9) or ``"restrict"`` (masked
+            logits at −∞, the patch itself kept). See the module docstring for which claim each
+            mode reproduces.
+
+    Returns:
+        The same ``model``; afterwards ``model(x)`` → logits, ``model(x, return_window_logits=True)``
+        → ``(logits, window_logits [B, L, N, N])``, and ``model.last_interactions`` → ``[B]``.
+
+    Raises:
+        ValueError: unknown ``mode``.
+        TypeError: not a timm ``VisionTransformer``, or a block whose attention is not timm's ``Attention``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"WinfT mode must be one of {MODES}; got {mode!r}")
+    from timm.layers import Attention
+
+    remove_patch(model)
+    check_vit(model, "apply_winft")
+    for i, blk in enumerate(model.blocks):
+        if not isinstance(getattr(blk, "attn", None), Attention):
+            raise TypeError(
+                f"block {i} of {type(model).__name__} has attention {type(getattr(blk, 'attn', None)).__name__}; "
+                "WinfT supports timm's Attention (qkv projection, q_norm/k_norm) only"
+            )
+    state: dict[str, Any] = {"keep_logits": False, "logits": [], "counts": []}
+    for blk in model.blocks:
+        swap_class(blk.attn, WinfTAttention, "winft")
+        blk.attn.winft_mode = mode
+        blk.attn.winft_num_prefix_tokens = int(model.num_prefix_tokens)
+        blk.attn._winft_state = state
+    model._winft_state = state
+    model.winft_mode = mode
+    swap_class(model, WinfTViT, "winft")
+    return model
