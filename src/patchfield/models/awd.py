@@ -53,7 +53,7 @@ def awd_attention_mask(
     >>> m.shape, m[0, 0].int().tolist()
     (torch.Size([1, 1, 3, 3]), [[1, 1, 1], [1, 1, 0], [1, 0, 1]])
     >>> awd_attention_mask(None, torch.tensor([False, True]), 1)[0, 0].int().tolist()
-    [[1, 1, 0], [1, 1, 0], [1, 0, 1]]
+    [[1, 1, 0], [1, 1, 0], [1, 1, 1]]
     """
     ref = field_mask if field_mask is not None else dropped
     if ref is None:
