@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fixtures_data import save_tiny_vit, tiny_vit_cli_args, write_image_folder
+from fixtures_data import TINY_VIT_KWARGS, save_tiny_vit, tiny_vit_cli_args, write_image_folder
 from torch.utils.data import DataLoader
 
-from patchfield import analyze, encode_field
+from patchfield import analyze, encode_field, load_model
 from patchfield.data import ImageFolderDataset, SyntheticShapes, collate_skip
 from patchfield.groundtruth import GroundTruthStore, StoreMismatchError, WithFields, build_groundtruth, read_shard
 from patchfield.images import model_input_spec
@@ -95,6 +95,10 @@ def test_store_mismatch_errors(tiny, tmp_path):
         GroundTruthStore(tmp_path / "gt")
     with pytest.raises(ValueError, match="other settings"):
         build_groundtruth(model, ds, tmp_path / "gt", 0.1, 0.3, batch_size=8, shard_size=8, progress=False)
+    # a damaged shard is not trusted: it is recomputed on resume, to the same content
+    (tmp_path / "gt" / "shard-00001.npz").write_bytes(b"PK\x03\x04 damaged")
+    again = build_groundtruth(model, ds, tmp_path / "gt", 0.1, 0.0, batch_size=8, shard_size=8, progress=False)
+    assert np.array_equal(again.codes(slice(None)).bounds, store.codes(slice(None)).bounds)
     with pytest.raises(ValueError, match="alpha"):
         build_groundtruth(model, ds, tmp_path / "x", 0.0, 0.1)
 
@@ -126,7 +130,7 @@ def test_unreadable_images_are_recorded_invalid(tiny, tmp_path, caplog):
 def _cli(weights: Path, out: Path, n: int) -> list[str]:
     return [*tiny_vit_cli_args(weights, img_size=64), "--data", "synthetic",
             "--data-kwargs", json.dumps({"num_images": n}), "--alpha", "0.1", "--beta", "0.2",
-            "--out", str(out), "--batch-size", "16", "--shard-size", "32", "--no-progress"]
+            "--out", str(out), "--batch-size", "16", "--shard-size", "32", "--workers", "1", "--no-progress"]
 
 
 def _store_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -146,21 +150,27 @@ def _assert_same_store(a: Path, b: Path) -> None:
         assert np.array_equal(xa[key], xb[key]), key
 
 
-N_CLI = 1024
+N_CLI = 512
 
 
 @pytest.fixture(scope="module")
-def reference_store(tiny, tmp_path_factory):
-    """An uninterrupted one-process CLI run (64x64 images, 8x8 grid)."""
-    model, weights = tiny
-    save_tiny_vit(weights.with_name("tiny64.safetensors"), img_size=64)
+def reference_store(tmp_path_factory):
+    """An uninterrupted one-process run (in this process, one thread like the CLI runs; 64x64 images, 8x8 grid)."""
+    weights = tmp_path_factory.mktemp("model64") / "tiny64.safetensors"
+    save_tiny_vit(weights, img_size=64)
+    # the model as the CLI loads it (timm name + kwargs), normalising with that architecture's statistics
+    model = load_model("vit_base_patch16_224", weights, **{**TINY_VIT_KWARGS, "img_size": 64})
+    spec = model_input_spec(model)
+    ds = SyntheticShapes(N_CLI, image_size=64, num_classes=4, split="train", mean=spec["mean"], std=spec["std"])
     out = tmp_path_factory.mktemp("gt") / "ref"
-    cmd = [sys.executable, "-m", "patchfield", "groundtruth", *_cli(weights.with_name("tiny64.safetensors"), out,
-                                                                      N_CLI)]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "ground truth of 1024 image(s)" in done.stdout
-    return weights.with_name("tiny64.safetensors"), out
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        build_groundtruth(model, ds, out, 0.1, 0.2, batch_size=16, shard_size=32, progress=False,
+                          model_name="vit_base_patch16_224", dataset_name="synthetic")
+    finally:
+        torch.set_num_threads(threads)
+    return weights, out
 
 
 def test_cli_kill_and_resume_equals_uninterrupted(reference_store, tmp_path):
@@ -184,6 +194,7 @@ def test_cli_kill_and_resume_equals_uninterrupted(reference_store, tmp_path):
     stamps = {name: (out / name).stat().st_mtime_ns for name in finished}
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert "ground truth of 512 image(s)" in done.stdout
     assert {name: (out / name).stat().st_mtime_ns for name in finished} == stamps  # finished shards not redone
     assert not list(out.glob(".*tmp*"))  # no temporary file left behind
     _assert_same_store(out, ref)
@@ -196,5 +207,5 @@ def test_torchrun_two_processes_equals_one(reference_store, tmp_path):
            "-m", "patchfield", "groundtruth", *_cli(weights, out, N_CLI)]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("ground truth of 1024 image(s)") == 1  # rank 0 reports once
+    assert done.stdout.count("ground truth of 512 image(s)") == 1  # rank 0 reports once
     _assert_same_store(out, ref)

@@ -142,6 +142,7 @@ class SyntheticShapes(Dataset):
         self.std = tuple(float(s) for s in std)
         self.classes = list(SHAPE_CLASSES[: self.num_classes])
         self.name = "synthetic"
+        self.has_masks = True
         self._split_code = zlib.crc32(self.split.encode())
 
     def __len__(self) -> int:

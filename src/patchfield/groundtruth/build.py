@@ -28,7 +28,17 @@ from ..analysis import analyze
 from ..encoding import encode_field
 from ..grid import Grid
 from ..utils.io import write_json_atomic
-from .store import FORMAT, MANIFEST, VERSION, GroundTruthStore, model_grid, read_shard, shard_name, write_shard
+from .store import (
+    FORMAT,
+    MANIFEST,
+    VERSION,
+    GroundTruthStore,
+    model_grid,
+    read_shard,
+    read_shard_meta,
+    shard_name,
+    write_shard,
+)
 
 __all__ = ["build_groundtruth", "dataset_fingerprint"]
 
@@ -124,7 +134,7 @@ def _existing_shard_ok(path: Path, meta: dict[str, Any]) -> bool:
     if not path.is_file():
         return False
     try:
-        _, theirs = read_shard(path)
+        theirs = read_shard_meta(path)
     except ValueError:
         return False  # unreadable: recompute it
     differ = {k: (theirs.get(k), v) for k, v in meta.items() if k != "grid" and theirs.get(k) != v}
@@ -206,10 +216,15 @@ def build_groundtruth(
         out.mkdir(parents=True, exist_ok=True)
         num_shards = -(-n // int(shard_size))
         mine = [k for k in range(num_shards) if k % world == rank]
+        finished = set()
+        for k in range(num_shards):  # every rank checks every shard, so a mismatch stops all ranks alike
+            start, stop = k * shard_size, min((k + 1) * shard_size, n)
+            if _existing_shard_ok(out / shard_name(k), _shard_meta(settings, k, start, stop)):
+                finished.add(k)
         todo, done_images = [], 0
         for k in mine:
             start, stop = k * shard_size, min((k + 1) * shard_size, n)
-            if _existing_shard_ok(out / shard_name(k), _shard_meta(settings, k, start, stop)):
+            if k in finished:
                 done_images += stop - start
             else:
                 todo.append((k, start, stop))

@@ -18,6 +18,7 @@ shard was computed with, checked on resume).
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ from ..encoding import FieldCode, decode_field
 from ..grid import Grid
 from ..utils.io import atomic_write
 
-__all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "model_grid", "read_shard", "shard_name",
-           "write_shard"]
+__all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "model_grid", "read_shard", "read_shard_meta",
+           "shard_name", "write_shard"]
 
 FORMAT = "patchfield-groundtruth"
 VERSION = 1
@@ -61,9 +62,20 @@ def read_shard(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in SHARD_KEYS}
             meta = json.loads(str(z["meta"]))
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable ground-truth shard ({e})") from e
     return arrays, meta
+
+
+def read_shard_meta(path: str | Path) -> dict[str, Any]:
+    """The settings a shard was computed with (reads only its ``meta`` member)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not all(k in z.files for k in SHARD_KEYS):
+                raise KeyError("missing arrays")
+            return json.loads(str(z["meta"]))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable ground-truth shard ({e})") from e
 
 
 def model_grid(model: torch.nn.Module) -> Grid:
