@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -242,20 +243,117 @@ def test_configuration_errors(tmp_path):
         train(_config(tmp_path / "m", model="no_such_model_xyz"))
 
 
-def test_torchrun_two_processes(tmp_path):
+# ---------------------------------------------------------------------------------------------- with fields
+
+FIELDS_TINY = {"patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "img_size": 16}
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """Fields of 64 synthetic images from a random tiny ViT (4x4 grid), built with `patchfield groundtruth`."""
+    from patchfield.cli import main
+
+    out = tmp_path_factory.mktemp("gt") / "store"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["groundtruth", "--model", "vit_tiny_patch16_224", "--model-kwargs", json.dumps(FIELDS_TINY),
+                     "--num-classes", "4", "--random-weights", "--data", "synthetic", "--data-kwargs",
+                     '{"num_images": 64}', "--alpha", "0.2", "--beta", "0.25", "--out", str(out),
+                     "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def test_sigkill_and_resume_with_fields_and_workers(tmp_path, small_store, one_thread):
+    """A WinfT run killed with SIGKILL (loader in a worker process) and resumed ends like an uninterrupted one."""
+    from patchfield.cli import main
+
+    args = ["train", "--model", "vit_tiny_patch16_224", "--model-kwargs", json.dumps(FIELDS_TINY), "--kind",
+            "winft-paper", "--groundtruth", str(small_store), "--data-kwargs", '{"num_images": 64}', "--steps", "150",
+            "--batch-size", "8", "--warmup-steps", "5", "--checkpoint-every", "10", "--log-every", "10",
+            "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "ref")]) == 0  # uninterrupted, no worker processes
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "patchfield", *args[:], "--workers", "1", "--out", str(run)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.kill()
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -9, err.decode()[-2000:]  # killed, not finished
+    assert not (run / "model.safetensors").exists()
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+    assert 10 <= killed_at < 150
+    assert main([*args, "--workers", "1", "--resume", "--out", str(run)]) == 0
+    a, b = load_file(tmp_path / "ref" / "model.safetensors"), load_file(run / "model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=0, atol=1e-6), k
+    la = [json.loads(x) for x in (tmp_path / "ref" / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lb] == list(range(10, 151, 10))
+    assert [x["bce"] for x in lb] == pytest.approx([x["bce"] for x in la], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["awd", "awd-dip"])
+def test_awd_masks_from_the_store(kind, small_store):
+    """The AWD kinds get the windows (awd) or the fields S_p (awd-dip) the store encodes, per image index."""
+    from patchfield.data import build_dataset
+    from patchfield.encoding import decode_field
+    from patchfield.groundtruth import GroundTruthStore
+    from patchfield.training.data import make_loader
+    from patchfield.training.sources import attach_fields
+
+    store = GroundTruthStore(small_store)
+    ds = build_dataset("synthetic", "train", 16, num_images=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    wrapped, _ = attach_fields(ds, small_store, store.grid, dip=kind == "awd-dip")
+    loader = make_loader(wrapped, 8, seed=3, start=5, stop=7)
+    keys = list(loader.batch_sampler)
+    for batch, batch_keys in zip(loader, keys):
+        images, labels, mask, dropped = batch
+        for j, (_, i) in enumerate(batch_keys):
+            field = decode_field(store.codes(i))
+            want = field.mask()[0] if kind == "awd-dip" else field.windows.mask()[0]
+            assert torch.equal(mask[j], want) and torch.equal(dropped[j], field.dropped[0])
+            assert torch.equal(images[j], ds[i][0]) and int(labels[j]) == ds.label(i)
+    other = build_dataset("synthetic", "train", 16, num_images=64, seed=1, mean=(0.5,) * 3, std=(0.5,) * 3)
+    with pytest.raises(ValueError, match="fingerprint"):
+        attach_fields(other, small_store, store.grid)
+    from patchfield.grid import Grid
+
+    with pytest.raises(ValueError, match="grid"):
+        attach_fields(ds, small_store, Grid(2, 2))
+
+
+def test_torchrun_two_processes(tmp_path, small_store, one_thread):
+    """WinfT on 2 processes (gloo) of 4 images each ends where 1 process with batches of 8 ends."""
+    from patchfield.cli import main
+
+    args = ["train", "--model", "vit_tiny_patch16_224", "--model-kwargs", json.dumps(FIELDS_TINY), "--kind",
+            "winft-paper", "--groundtruth", str(small_store), "--data-kwargs", '{"num_images": 64}', "--steps", "4",
+            "--warmup-steps", "1", "--log-every", "1", "--checkpoint-every", "2", "--no-progress"]
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "patchfield", "train", "--model", "vit_tiny_patch16_224", "--model-kwargs", json.dumps(TINY),
-           "--data-kwargs", '{"num_images": 32}', "--steps", "3", "--batch-size", "4", "--warmup-steps", "1",
-           "--log-every", "1", "--checkpoint-every", "2", "--out", str(out), "--no-progress"]
+           "-m", "patchfield", *args, "--batch-size", "4", "--out", str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "model.safetensors", "run.json"]
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ckpt["step"] == 3 and ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
+    assert ckpt["step"] == 4 and ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines] == [1, 2, 3]  # rank 0 alone writes
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]  # rank 0 alone writes
     assert all(x["images"] == 8 for x in lines)  # 4 images on each of 2 processes per step
-    sd = load_file(out / "model.safetensors")
-    assert not any(k.startswith("module.") for k in sd)
+    # the two processes split each global batch of 8: the same images one process sees in batches of 8
+    assert main([*args, "--batch-size", "8", "--out", str(tmp_path / "one")]) == 0
+    a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    one = [json.loads(x) for x in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in lines] == pytest.approx([x["loss"] for x in one], abs=1e-5)
