@@ -61,6 +61,8 @@ def test_store_equals_direct_analysis(tiny, tmp_path):
             x, y, mask, dropped = wrapped[i]
             assert torch.equal(x, images[j]) and y == int(labels[j])
             assert torch.equal(mask, res.field.mask()[j]) and torch.equal(dropped, res.dropped[j])
+        x, y, mask, dropped = WithFields(ds, store, dip=False)[start]
+        assert torch.equal(mask, res.windows.mask()[0]) and not dropped.any()
     assert store.valid.all() and store.manifest["failed"] == []
     assert store.expected_interactions() == pytest.approx(store.interactions.mean())
     assert store.manifest["expected_interactions"] == pytest.approx(store.interactions.mean())

@@ -213,9 +213,16 @@ class GroundTruthStore:
         idx = np.arange(len(self))[indices] if isinstance(indices, slice) else np.atleast_1d(np.asarray(indices))
         return FieldCode(bounds=a["bounds"][idx], dropped=a["dropped"][idx], grid=self.grid)
 
-    def masks(self, indices, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(field_mask bool [B, N, N], dropped bool [B, N])`` of ``indices``, decoded (SPEC §6 ``w_gt``)."""
+    def masks(self, indices, device: torch.device | str | None = None,
+              dip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(field_mask bool [B, N, N], dropped bool [B, N])`` of ``indices``, decoded (SPEC §6 ``w_gt``).
+
+        With ``dip=False`` the mask is the windows' alone (AWD without DIP, SPEC §7) and ``dropped`` is
+        all ``False``.
+        """
         field = decode_field(self.codes(indices), device=device)
+        if not dip:
+            return field.windows.mask(), torch.zeros_like(field.dropped)
         return field.mask(), field.dropped
 
     # -- checks ---------------------------------------------------------------------------------

@@ -24,9 +24,13 @@ class WithFields(Dataset):
         dataset: the data set the store was built on (same order, length and fingerprint).
         store: a :class:`GroundTruthStore` or its folder.
         check: verify length and fingerprint (raises ``StoreMismatchError``, a ``ValueError``).
+        dip: ``True``: the responsive field (windows minus ``D``) and ``D``; ``False``: the windows alone
+            and an empty ``D`` (AWD without DIP).
     """
 
-    def __init__(self, dataset: Dataset, store: GroundTruthStore | str, check: bool = True) -> None:
+    def __init__(self, dataset: Dataset, store: GroundTruthStore | str, check: bool = True,
+                 dip: bool = True) -> None:
+        self.dip = bool(dip)
         self.dataset = dataset
         self.store = store if isinstance(store, GroundTruthStore) else GroundTruthStore(store)
         if check:
@@ -50,13 +54,13 @@ class WithFields(Dataset):
         item = self.dataset[index]
         if item is None or not bool(self.store.valid[index]):
             return None
-        mask, dropped = self.store.masks([index])
+        mask, dropped = self.store.masks([index], dip=self.dip)
         return item[0], item[1], mask[0], dropped[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list:
         getitems = getattr(self.dataset, "__getitems__", None)
         items = getitems(list(indices)) if getitems is not None else [self.dataset[i] for i in indices]
-        mask, dropped = self.store.masks(list(indices))
+        mask, dropped = self.store.masks(list(indices), dip=self.dip)
         valid = self.store.valid
         return [None if item is None or not bool(valid[i]) else (item[0], item[1], mask[j], dropped[j])
                 for j, (i, item) in enumerate(zip(indices, items))]
