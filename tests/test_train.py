@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -291,6 +292,7 @@ def test_sigkill_and_resume_with_fields_and_workers(tmp_path, small_store, one_t
     killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
     assert 10 <= killed_at < 150
     assert main([*args, "--workers", "1", "--resume", "--out", str(run)]) == 0
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary file survives
     a, b = load_file(tmp_path / "ref" / "model.safetensors"), load_file(run / "model.safetensors")
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=0, atol=1e-6), k
@@ -328,6 +330,10 @@ def test_awd_masks_from_the_store(kind, small_store):
 
     with pytest.raises(ValueError, match="grid"):
         attach_fields(ds, small_store, Grid(2, 2))
+    augmented = build_dataset("synthetic", "train", 16, num_images=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    augmented.preprocess = SimpleNamespace(augment=True)  # what the folder data sets carry
+    with pytest.raises(ValueError, match="augment"):
+        attach_fields(augmented, small_store, store.grid)
 
 
 def test_torchrun_two_processes(tmp_path, small_store, one_thread):

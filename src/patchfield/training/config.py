@@ -143,7 +143,7 @@ class TrainConfig:
     def mismatches(self, other: TrainConfig) -> list[str]:
         """The :data:`RESUME_KEYS` on which two configurations differ, as ``"key: a != b"``."""
         a, b = self.to_dict(), other.to_dict()
-        norm = {"groundtruth", "weights", "data_root"}
+        norm = {"groundtruth", "weights"}
         out = []
         for key in RESUME_KEYS:
             x, y = a[key], b[key]

@@ -139,7 +139,7 @@ def _trim_log(path: Path, step: int) -> None:
         tmp.write_text("".join(ln + "\n" for ln in kept))
 
 
-def _prepare(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
+def _prepare(cfg: TrainConfig) -> dict[str, Any]:
     """Model, data (with fields), optimiser and scheduler of a run."""
     # a throw-away instance tells the input size and the model's own normalisation
     probe = build_model(cfg.model, "vit", image_size=cfg.image_size, model_kwargs=cfg.model_kwargs)
@@ -197,7 +197,7 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not cfg.resume:
         raise ValueError(f"{out} already holds a run ({CHECKPOINT}): pass --resume to continue it, or another --out")
-    prep = _prepare(cfg, env)
+    prep = _prepare(cfg)
     model: nn.Module = prep["model"].to(env.device)
     grid = prep["grid"]
     amp = cfg.amp if cfg.amp is not None else env.device.type == "cuda"
@@ -239,6 +239,10 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
                                                     else None)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(f".{CHECKPOINT}.tmp*"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
+        if step == 0:
+            _trim_log(out / LOG_FILE, 0)  # a run killed before its first checkpoint starts over
 
     def checkpoint(at: int) -> None:
         rngs = all_gather_objects(rng_state(), env)

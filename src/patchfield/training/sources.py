@@ -91,11 +91,16 @@ def attach_fields(dataset: Any, store_path: str | Path, grid: Grid, dip: bool = 
 
     Raises:
         FileNotFoundError: no finished store at ``store_path``.
-        ValueError: the store does not belong to this data set (length or fingerprint), or its
-            grid is not the model's.
+        ValueError: the store does not belong to this data set (length or fingerprint), its
+            grid is not the model's, or the data set augments its images.
     """
     from ..groundtruth.store import GroundTruthStore
 
+    if getattr(getattr(dataset, "preprocess", None), "augment", False):
+        raise ValueError(
+            "the ground-truth fields belong to the un-augmented images: random crops and flips would misplace them; "
+            "train the AWD and WinfT kinds without augmentation (drop \"augment\" from --data-kwargs)"
+        )
     store = GroundTruthStore(store_path)
     store.check_grid(grid)
     store.check_dataset(dataset)
