@@ -265,5 +265,5 @@ def plot_uncertainty_rows(U: torch.Tensor, image, grid: Grid, patches: Sequence[
         _mark(ax, grid, img.shape[:2], p, "white", None, fill=False)
     fig.legend(handles=[Line2D([], [], color="white", markeredgecolor="black", marker="s", linestyle="",
                                        label="patch p (outlined)")],
-               loc="lower center", fontsize=7, frameon=False)
+               loc="outside lower center", fontsize=7, frameon=False)
     return fig

@@ -123,9 +123,13 @@ def draw_dip(ax: Axes, image: np.ndarray, dropped: torch.Tensor, grid: Grid, tit
     shade = np.zeros((*d.shape, 4))
     shade[..., 3] = 0.7 * d
     ax.imshow(shade, interpolation="nearest")
+    x, y = (to_numpy(c) for c in grid.coords())
+    hit = to_numpy(dropped).astype(bool)
+    cells = np.stack([x[hit], x[hit], y[hit], y[hit]], axis=-1)
+    patch_boxes(ax, grid, image.shape[:2], cells, color="#ff1744", linewidth=0.6, alpha=0.8)
     count = int(to_numpy(dropped).sum())
-    ax.legend(handles=[Patch(facecolor="black", alpha=0.7, label=f"D: {count} of {grid.n} patches")],
-              loc="upper left", bbox_to_anchor=(0.0, -0.01), fontsize=7, frameon=False)
+    key = Patch(facecolor="black", edgecolor="#ff1744", alpha=0.7, label=f"D: {count} of {grid.n} patches")
+    ax.legend(handles=[key], loc="upper left", bbox_to_anchor=(0.0, -0.01), fontsize=7, frameon=False)
 
 
 def plot_dip(image, dropped: torch.Tensor, grid: Grid, index: int = 0, beta: float | None = None) -> Figure:

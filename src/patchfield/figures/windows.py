@@ -47,7 +47,7 @@ def plot_global_vs_window(image, windows: Windows, patch: int | None = None, ind
         ax.set_yticks([])
     fig.legend(handles=[Patch(color="#00c853", label=f"current patch {p}"),
                         Patch(color="#ffea00", alpha=0.6, label="interaction range")],
-               loc="lower center", ncol=2, fontsize=8, frameon=False)
+               loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
 
 
