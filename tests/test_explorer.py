@@ -24,16 +24,19 @@ from patchfield.cli import main
 from patchfield.explorer import explorer_html, explorer_payload
 
 
-def _maps(grid: int, layers: int = 3, heads: int = 2, prefix: int = 1, seed: int = 0) -> pf.AttentionMaps:
+def _maps(grid: int, layers: int = 3, heads: int = 2, prefix: int = 1, seed: int = 0, width: int | None = None
+          ) -> pf.AttentionMaps:
     g = torch.Generator().manual_seed(seed)
-    t = prefix + grid * grid
+    width = width or grid
+    t = prefix + grid * width
     attn = torch.softmax(3 * torch.randn(1, layers, heads, t, t, generator=g), dim=-1)
-    return pf.AttentionMaps(attn, pf.Grid(grid, grid), prefix, tuple(range(layers)))
+    return pf.AttentionMaps(attn, pf.Grid(grid, width), prefix, tuple(range(layers)))
 
 
-def _image(size: int) -> np.ndarray:
-    y, x = np.mgrid[0:size, 0:size]
-    return np.stack([x * 255 // size, y * 255 // size, (x + y) * 127 // size], -1).astype(np.uint8)
+def _image(size: int, width: int | None = None) -> np.ndarray:
+    width = width or size
+    y, x = np.mgrid[0:size, 0:width]
+    return np.stack([x * 255 // width, y * 255 // size, (x + y) * 127 // (size + width)], -1).astype(np.uint8)
 
 
 def _payload_of(page: str) -> dict:
@@ -175,6 +178,16 @@ def test_explore_cli_page_in_chromium(browser, tmp_path):
     state = _state(page)
     assert state["selected"] == str(2 * 6 + 3) and state["view"] == "tendency"
     _check_against_python(state, U, grid)
+    page.keyboard.press("a")
+    page.keyboard.press("[")  # attention view, one layer down; then head 1 of that layer
+    page.keyboard.press(".")
+    page.keyboard.press(".")
+    state = _state(page)
+    assert (state["view"], state["layer"], state["head"]) == ("attention", "4", "1")
+    page.keyboard.press("Escape")  # unpinned: hovering shows the patch under the pointer
+    page.mouse.move(box["x"] + box["width"] * 0.5 / 6, box["y"] + box["height"] * 5.5 / 6)
+    state = _state(page)
+    assert (state["pinned"], state["selected"]) == ("0", str(5 * 6 + 0))
     page.keyboard.press("f")
     page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
     assert (tmp_path / "explorer.png").stat().st_size > 10_000
@@ -199,6 +212,17 @@ def test_page_breaks_ties_like_python(browser, tmp_path):
         state = _state(page)
         assert (state["alpha"], state["beta"]) == (alpha, beta)
         _check_against_python(state, U, pf.Grid(5, 5))
+    wide = _maps(3, seed=4, width=5)  # a non-square grid, 3 rows by 5 columns
+    U = pf.interaction_uncertainty(wide.patch_block())[0]
+    path = tmp_path / "wide.html"
+    path.write_text(explorer_html(wide, _image(24, 40), 0, 0.2, 0.3))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']")
+    box = page.locator("#main").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 4.5 / 5, box["y"] + box["height"] * 0.5 / 3)
+    state = _state(page)
+    assert state["selected"] == "4"
+    _check_against_python(state, U, pf.Grid(3, 5))
     assert errors == []
     page.close()
 

@@ -378,6 +378,7 @@ function updateInfo(p) {
   st.offset = `${f.offset[2 * p]},${f.offset[2 * p + 1]}`;
   st.tendency = `${f.tendency[2 * p]},${f.tendency[2 * p + 1]}`;
   st.computeMs = S.computeMs.toFixed(3);
+  st.layer = String(DATA.layers[S.layer]); st.head = String(S.head); st.pinned = S.pinned ? "1" : "0";
   drawThumbs(p);
 }
 
