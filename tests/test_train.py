@@ -363,3 +363,51 @@ def test_torchrun_two_processes(tmp_path, small_store, one_thread):
         assert torch.allclose(a[k], b[k], atol=1e-5), k
     one = [json.loads(x) for x in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
     assert [x["loss"] for x in lines] == pytest.approx([x["loss"] for x in one], abs=1e-5)
+
+
+def test_bf16_autocast_path(tmp_path, small_store, one_thread):
+    """The mixed-precision path (bf16 autocast, on by default on GPUs) runs here on the CPU and agrees with fp32."""
+    logs = {}
+    for amp in (False, True):
+        out = tmp_path / f"amp{amp}"
+        train(TrainConfig(model="vit_tiny_patch16_224", model_kwargs=FIELDS_TINY, kind="winft-paper",
+                          groundtruth=str(small_store), data_kwargs={"num_images": 64}, out=str(out), steps=2,
+                          batch_size=8, warmup_steps=1, amp=amp, progress=False, log_every=1))
+        logs[amp] = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+        assert load_file(out / "model.safetensors")["head.weight"].dtype == torch.float32  # weights stay fp32
+    first32, first16 = logs[False][0], logs[True][0]
+    assert first16["ce"] == pytest.approx(first32["ce"], abs=0.03)
+    assert first16["bce"] == pytest.approx(first32["bce"], abs=0.03)
+
+
+def test_paper_defaults_and_recipes(monkeypatch):
+    from patchfield.cli import build_parser
+    from patchfield.cli.train import config_from_args
+
+    def cfg(*extra):
+        return config_from_args(build_parser().parse_args(["train", "--model", "m", "--out", "o", *extra]))
+
+    d = cfg()
+    assert (d.lr, d.momentum, d.warmup_steps, d.epochs, d.steps, d.accum_steps) == (0.01, 0.9, 500, 15.0, None, 1)
+    assert (d.lambda_ce, d.lambda_bce, d.kind, d.min_lr) == (1.0, 1.0, "vit", 0.0)
+    assert TrainConfig(model="m").to_dict() == {**d.to_dict(), "model": "m", "out": "run"}
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    imagenet = cfg("--recipe", "imagenet", "--batch-size", "32")
+    assert (imagenet.batch_size, imagenet.accum_steps, imagenet.epochs, imagenet.lr) == (32, 16, 15.0, 0.01)
+    monkeypatch.setenv("WORLD_SIZE", "8")  # under torchrun: 32 x 2 x 8 = 512
+    assert cfg("--recipe", "imagenet", "--batch-size", "32").accum_steps == 2
+    monkeypatch.delenv("WORLD_SIZE")
+    cub = cfg("--recipe", "cub")
+    assert (cub.image_size, cub.batch_size, cub.lr, cub.steps, cub.accum_steps) == (448, 16, 0.03, 20000, 1)
+    mine = cfg("--recipe", "cub", "--lr", "0.1", "--epochs", "2", "--accum-steps", "3")
+    assert (mine.lr, mine.steps, mine.epochs, mine.accum_steps, mine.batch_size) == (0.1, None, 2.0, 3, 16)
+    with pytest.raises(ValueError, match="multiple"):
+        cfg("--recipe", "imagenet", "--batch-size", "48")
+
+
+def test_epochs_set_the_run_length(tmp_path, one_thread):
+    # 48 images in batches of 8: 6 micro-batches an epoch; 1.5 epochs with 2 micro-batches a step: 4 steps
+    result = train(_config(tmp_path / "e", steps=None, epochs=1.5, accum_steps=2, warmup_steps=1))
+    assert result["step"] == 4
+    lines = [json.loads(x) for x in (tmp_path / "e" / "log.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == pytest.approx([2 / 6, 4 / 6, 1.0, 8 / 6], abs=1e-4)

@@ -7,10 +7,37 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "TrainConfig", "RESUME_KEYS"]
+__all__ = ["KINDS", "RECIPES", "TrainConfig", "RESUME_KEYS", "recipe_accumulation"]
 
 #: Model kinds: plain ViT, AWD-ViT (fixed windows), AWD-ViT + DIP, WinfT in paper and restrict modes.
 KINDS = ("vit", "awd", "awd-dip", "winft-paper", "winft-restrict")
+
+#: The paper's two recipes (Appendix A.1, SPEC §9) as :class:`TrainConfig` overrides, plus the
+#: global batch (``batch_size × accum_steps × processes``) they call for. ImageNet: batch 512 for
+#: 15 epochs. CUB-200-2011: 448×448 inputs, batch 16, lr 0.03, 20,000 steps; the paper gives no
+#: warm-up for CUB, the default 500 steps are kept.
+RECIPES: dict[str, dict[str, Any]] = {
+    "imagenet": {"lr": 0.01, "momentum": 0.9, "epochs": 15.0, "steps": None, "warmup_steps": 500,
+                 "batch_size": 64, "global_batch": 512},
+    "cub": {"lr": 0.03, "momentum": 0.9, "steps": 20000, "warmup_steps": 500, "batch_size": 16,
+            "global_batch": 16, "image_size": 448},
+}
+
+
+def recipe_accumulation(global_batch: int, batch_size: int, world_size: int) -> int:
+    """Micro-batches per step so that ``batch_size × steps × world_size == global_batch``.
+
+    >>> recipe_accumulation(512, 64, 1), recipe_accumulation(512, 64, 8)
+    (8, 1)
+    """
+    per_step = int(batch_size) * int(world_size)
+    if per_step > global_batch or global_batch % per_step:
+        raise ValueError(
+            f"the recipe's batch of {global_batch} is no multiple of --batch-size {batch_size} × {world_size} "
+            "process(es): choose a --batch-size dividing it, or give --accum-steps"
+        )
+    return global_batch // per_step
+
 
 #: Settings that must be equal between a run and its ``--resume`` (they shape the trajectory).
 RESUME_KEYS = (
