@@ -270,18 +270,43 @@ def test_flow_colours_axis_hues_and_reference():
         F.flow_to_color(np.zeros(2), np.zeros(3))
 
 
-def test_figures_cli_writes_everything(weights, tmp_path):
+def test_figures_cli_writes_everything(weights, image_files, tmp_path):
+    (a, _), _ = image_files
+    mask = np.zeros((80, 64), dtype=np.uint8)  # a's size; the object: a block in the lower half
+    mask[40:72, 8:56] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "figs"
-    code = main(["figures", "--synthetic", "1", "--model", "test_vit", "--weights", str(weights), "--image-size",
-                 "64", "--svg", "--betas", "0.2", "0.5", "--out", str(out)])
+    code = main(["figures", str(a), "--mask", str(tmp_path / "mask.png"), "--synthetic", "1", "--model", "test_vit",
+                 "--weights", str(weights), "--image-size", "64", "--svg", "--betas", "0.2", "0.5",
+                 "--patches", "5", "10", "--out", str(out)])
     assert code == 0
     index = json.loads((out / "figures.json").read_text())
     names = set(index["synthetic_000"])
-    assert {"fig2_pair_attention", "fig3_layer_attention", "fig3_head_uncertainty", "fig3_uncertainty_rows",
-            "fig4_global_vs_window", "fig5_indiscriminative", "fig6_dip_betas", "fig7_responsive_field",
-            "fig7_tendency_flow", "fig12_field_size"} <= names
+    assert names == {"fig2_pair_attention", "fig3_layer_attention", "fig3_head_uncertainty", "fig3_uncertainty_rows",
+                     "fig4_global_vs_window", "fig5_indiscriminative", "fig6_dip_betas", "fig7_responsive_field",
+                     "fig7_tendency_flow", "fig12_field_size"}
+    assert set(index["a"]) == names
     for name in names:
         assert (out / "synthetic_000" / f"{name}.png").stat().st_size > 1000
         assert (out / "synthetic_000" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    assert index["dataset"] == {"fig2_pair_attention_dataset": "fig2_pair_attention_dataset.png"}
     assert (out / "fig2_pair_attention_dataset.png").is_file()
     assert main(["figures", "--model", "test_vit", "--weights", str(weights), "--out", str(out)]) == 2
+    assert main(["figures", str(a), "--mask", str(tmp_path / "none.png"), "--model", "test_vit", "--weights",
+                 str(weights), "--image-size", "64", "--out", str(out)]) == 2
+
+
+def test_read_mask_follows_the_photo_crop(tmp_path):
+    from patchfield.cli.figures import read_mask
+    from patchfield.images import to_model_input
+
+    mask = np.zeros((60, 100), dtype=np.uint8)  # landscape: resized to 48 high, centre-cropped to 48 wide
+    mask[:, 50:] = 255  # right half
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    got = read_mask(tmp_path / "m.png", (48, 48))
+    _, crop = to_model_input(Image.fromarray(np.repeat(mask[..., None], 3, -1)), (48, 48))
+    assert got.shape == (48, 48) and got.dtype == bool
+    inner = (slice(None), np.r_[0:22, 26:48])  # away from the edge, where bicubic and nearest agree
+    np.testing.assert_array_equal(got[inner], crop[..., 0][inner] > 127)
+    with pytest.raises(FileNotFoundError, match="mask file"):
+        read_mask(tmp_path / "none.png", (48, 48))
