@@ -93,6 +93,11 @@ class _Batches(Dataset):
         return np.asarray(idx, dtype=np.int64), images, labels_all, np.asarray(ok, dtype=bool)
 
 
+def _as_is(item):
+    """Collate function of :class:`_Batches` items: already batched, numpy arrays kept as they are."""
+    return item
+
+
 def _dist_setup(device: torch.device) -> tuple[int, int, bool]:
     """``(rank, world size, whether this call initialised the process group)``."""
     import torch.distributed as dist
@@ -236,7 +241,7 @@ def build_groundtruth(
         batches = [list(range(b, min(b + batch_size, stop))) for _, start, stop in todo
                    for b in range(start, stop, batch_size)]
         loader = DataLoader(_Batches(dataset, batches), batch_size=None, num_workers=num_workers,
-                            pin_memory=dev.type == "cuda", persistent_workers=False)
+                            collate_fn=_as_is, pin_memory=dev.type == "cuda")
         it = iter(loader)
         for k, start, stop in todo:
             parts: dict[str, list[np.ndarray]] = {key: [] for key in
