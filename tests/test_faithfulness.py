@@ -168,10 +168,12 @@ def test_faithfulness_cli(tmp_path):
     out = tmp_path / "faith"
     code = main(["faithfulness", "--data", "synthetic", "--num-images", "3", "--model", "test_vit", "--weights",
                  str(tmp_path / "w.safetensors"), "--image-size", "64", "--steps", "2", "--methods", "dip", "random",
-                 "--out", str(out)])
+                 "--device", "cpu", "--out", str(out)])
     assert code == 0
     record = json.loads((out / "faithfulness.json").read_text())
     assert set(record["summary"]) == {"dip", "random"} and record["summary"]["dip"]["images"] == 3
     assert record["fractions"] == [0.0, 0.5, 1.0]
     assert (out / "faithfulness.png").stat().st_size > 1000
     assert main(["faithfulness", "--model", "test_vit", "--random-weights", "--out", str(out)]) == 2
+    assert main(["faithfulness", "--data", "synthetic", "--model", "test_vit", "--random-weights", "--device",
+                 "nonsense", "--out", str(out)]) == 2

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patch", type=int, help="patch selected when the page opens (default: the centre)")
     p.add_argument("--full-attention", choices=["auto", "yes", "no"], default="auto",
                    help="embed every layer's and head's attention (auto: when it stays under 8 MB)")
+    p.add_argument("--device", default="cpu", help="torch device for the forward pass (e.g. cuda:0)")
     p.add_argument("--out", type=Path, required=True, help="output HTML file")
     p.set_defaults(func=run)
 
@@ -33,10 +34,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be in (0, 1], got {args.alpha}")
     if not 0.0 <= args.beta < 1.0:
         raise ValueError(f"--beta must be in [0, 1), got {args.beta}")
-    model = model_from_args(args)
+    from .figures import parse_device
+
+    device = parse_device(args.device)
+    model = model_from_args(args).to(device)
     spec = model_input_spec(model)
     x, crop = to_model_input(read_image(args.image), spec["size"], spec["mean"], spec["std"])
-    maps = capture_attention(model, x[None])
+    maps = capture_attention(model, x[None].to(device))
     full = {"auto": "auto", "yes": True, "no": False}[args.full_attention]
     out = args.out if args.out.suffix else args.out.with_suffix(".html")
     write_explorer(out, maps, crop, 0, args.alpha, args.beta, full_attention=full, patch=args.patch,

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", choices=["mean", "blur"], default="mean", help="what removed patches become")
     p.add_argument("--seed", type=int, default=0, help="seed of the random ordering")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="torch device for the forward passes (e.g. cuda:0)")
     p.add_argument("--svg", action="store_true", help="also write the plot as SVG")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run)
@@ -73,11 +74,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model = model_from_args(args)
+    from .figures import parse_device
+
+    device = parse_device(args.device)
+    model = model_from_args(args).to(device)
     spec = model_input_spec(model)
     batches, total, failed = _batches(args, spec)
     result = evaluate_faithfulness(model, batches, methods=args.methods, steps=args.steps, baseline=args.baseline,
-                                   seed=args.seed, total=total)
+                                   seed=args.seed, device=device, total=total)
     write_json_atomic(args.out / "faithfulness.json", {"model": args.model, **result.to_json()})
     fig = plot_faithfulness(result)
     save_figure(fig, args.out / "faithfulness.png")

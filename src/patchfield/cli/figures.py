@@ -34,9 +34,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--winft-model", help="timm name of a WinfT model for Fig. 13 (needs patchfield.models)")
     p.add_argument("--winft-weights", help="local weights of the WinfT model for Fig. 13")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="cpu", help="torch device for the forward passes (e.g. cuda:0)")
     p.add_argument("--svg", action="store_true", help="write SVG beside every PNG")
     p.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per image)")
     p.set_defaults(func=run)
+
+
+def parse_device(name: str) -> torch.device:
+    """A torch device from ``--device``, with a clear error when it does not exist here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device {name!r} is not a torch device ({e})") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -141,8 +153,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"beta values must be in [0, 1), got {beta}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model = model_from_args(args)
+    device = parse_device(args.device)
+    model = model_from_args(args).to(device)
     winft = _winft(args)
+    if winft is not None:
+        winft = winft.to(device)
     spec = model_input_spec(model)
     jobs = _jobs(args, spec)
     index: dict[str, dict[str, str]] = {}
@@ -165,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
             names.append(name)
         if not xs:
             continue
-        batch = torch.stack(xs)
+        batch = torch.stack(xs).to(device)
         maps = capture_attention(model, batch)
         U = interaction_uncertainty(maps.patch_block())
         windows, dropped, field = analyze_map(U, maps.grid, args.alpha, args.beta)
