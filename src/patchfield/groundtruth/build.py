@@ -31,6 +31,7 @@ from ..utils.io import write_json_atomic
 from .store import (
     FORMAT,
     MANIFEST,
+    SHARD_KEYS,
     VERSION,
     GroundTruthStore,
     model_grid,
@@ -244,39 +245,17 @@ def build_groundtruth(
                             collate_fn=_as_is, pin_memory=dev.type == "cuda")
         it = iter(loader)
         for k, start, stop in todo:
-            parts: dict[str, list[np.ndarray]] = {key: [] for key in
-                                                  ("bounds", "dropped", "interactions", "window_interactions",
-                                                   "labels", "predicted", "valid")}
+            parts: dict[str, list] = {key: [] for key in SHARD_KEYS}
             grid = None
             for _ in range(-(-(stop - start) // batch_size)):
                 idx, images, labels, ok = next(it)
-                b = len(idx)
-                if ok.any():
-                    res = analyze(model, images.to(dev, non_blocking=True), alpha, beta)
-                    grid = res.grid
-                    code = encode_field(res.field)
-                    bounds = np.zeros((b, *code.bounds.shape[1:]), dtype=code.bounds.dtype)
-                    dropped = np.zeros((b, *code.dropped.shape[1:]), dtype=np.uint8)
-                    inter = np.zeros(b, dtype=np.int64)
-                    winter = np.zeros(b, dtype=np.int64)
-                    pred = np.full(b, -1, dtype=np.int64)
-                    bounds[ok], dropped[ok] = code.bounds, code.dropped
-                    inter[ok] = res.interactions().cpu().numpy()
-                    winter[ok] = res.windows.interactions().cpu().numpy()
-                    if res.logits is not None and res.logits.dim() == 2:
-                        pred[ok] = res.logits.argmax(-1).cpu().numpy()
-                    parts["bounds"].append(bounds)
-                    parts["dropped"].append(dropped)
-                    parts["interactions"].append(inter)
-                    parts["window_interactions"].append(winter)
-                    parts["predicted"].append(pred)
-                else:
-                    parts["bounds"].append(None)  # filled once the grid is known
-                    for key in ("dropped", "interactions", "window_interactions", "predicted"):
-                        parts[key].append(None)
+                arrays, batch_grid = _analyse_batch(model, images, ok, alpha, beta, dev)
+                grid = batch_grid or grid
+                for key in ("bounds", "dropped", "interactions", "window_interactions", "predicted"):
+                    parts[key].append(arrays[key] if arrays is not None else None)  # None: filled in below
                 parts["labels"].append(labels)
                 parts["valid"].append(ok)
-                bar.update(b)
+                bar.update(len(idx))
             grid = grid if grid is not None else model_grid(model)  # a shard with no readable image
             arrays = _finish_shard(parts, grid)
             write_shard(out / shard_name(k), arrays,
@@ -292,6 +271,32 @@ def build_groundtruth(
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _analyse_batch(model: torch.nn.Module, images: torch.Tensor, ok: np.ndarray, alpha: float, beta: float,
+                   dev: torch.device) -> tuple[dict[str, np.ndarray] | None, Grid | None]:
+    """Per-image shard arrays of one batch (``ok`` marks the readable images, the only ones in ``images``).
+
+    Returns ``(None, None)`` when no image of the batch could be read.
+    """
+    if not ok.any():
+        return None, None
+    res = analyze(model, images.to(dev, non_blocking=True), alpha, beta)
+    code = encode_field(res.field)
+    b = len(ok)
+    out = {
+        "bounds": np.zeros((b, *code.bounds.shape[1:]), dtype=code.bounds.dtype),
+        "dropped": np.zeros((b, *code.dropped.shape[1:]), dtype=np.uint8),
+        "interactions": np.zeros(b, dtype=np.int64),
+        "window_interactions": np.zeros(b, dtype=np.int64),
+        "predicted": np.full(b, -1, dtype=np.int64),
+    }
+    out["bounds"][ok], out["dropped"][ok] = code.bounds, code.dropped
+    out["interactions"][ok] = res.interactions().cpu().numpy()
+    out["window_interactions"][ok] = res.windows.interactions().cpu().numpy()
+    if res.logits is not None and res.logits.dim() == 2:
+        out["predicted"][ok] = res.logits.argmax(-1).cpu().numpy()
+    return out, res.grid
 
 
 def _finish_shard(parts: dict[str, list], grid: Grid) -> dict[str, np.ndarray]:
