@@ -165,7 +165,7 @@ def test_cub_layout_splits_labels_masks(tmp_path, caplog):
     root = info["root"]
     with caplog.at_level(logging.WARNING, logger="patchfield.data"):
         train = build_dataset("cub", "train", 36, root=root, crop_pct=1.0)
-    test = CUBDataset(root, "test", 36, crop_pct=1.0)
+    test = CUBDataset(root.parent, "test", 36, crop_pct=1.0)  # the archive's parent folder works too
     assert isinstance(train, CUBDataset) and train.has_masks
     assert train.classes == ["001.Bird_0", "002.Bird_1", "003.Bird_2"]
     # odd ids are training images; id 3 is corrupt: skipped and named

@@ -191,7 +191,7 @@ class CUBDataset(_FileDataset):
     else its bounding box.
 
     Args:
-        root: the ``CUB_200_2011`` folder.
+        root: the ``CUB_200_2011`` folder (or its parent).
         split: ``"train"`` or ``"test"`` (``"val"`` is read as ``"test"``).
         image_size, mean, std, crop_pct, augment, validate: as :class:`ImageFolderDataset`.
     """
@@ -207,6 +207,8 @@ class CUBDataset(_FileDataset):
             raise ValueError(f"CUB split must be 'train' or 'test' (or 'val' = test), got {split!r}")
         if not root.is_dir():
             raise FileNotFoundError(f"CUB-200-2011 root {root} is not a folder")
+        if not (root / "images.txt").is_file() and (root / "CUB_200_2011" / "images.txt").is_file():
+            root = root / "CUB_200_2011"  # the archive's parent folder was given
         self.split = split
         images = _read_table(root / "images.txt", 2)
         is_train = _read_table(root / "train_test_split.txt", 2)
