@@ -1,0 +1,31 @@
+"""``patchfield reproduce``: the paper's tables and analysis claims at small scale (docs/reproduction.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="run (or resume) the small-scale reproduction study and write its report")
+    p.add_argument("--out", help="folder of the study's runs (default runs/reproduce); a rerun resumes it")
+    p.add_argument("--doc", help="the markdown report to write (default docs/reproduction.md)")
+    p.add_argument("--quick", action="store_true", help="a seconds-long configuration (smoke test of the protocol)")
+    p.add_argument("--datasets", nargs="+", help="data sets (default: synthetic fashion-mnist)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    p.add_argument("--steps", type=int, help="training steps per model")
+    p.add_argument("--progress", action="store_true", help="progress bars for every run")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..study.reproduce import QUICK, StudyConfig, config_with, run_study
+
+    cfg = QUICK if args.quick else StudyConfig()
+    cfg = config_with(
+        cfg, out=args.out, doc=args.doc, datasets=tuple(args.datasets) if args.datasets else None,
+        seeds=tuple(range(args.seeds)) if args.seeds else None, steps=args.steps, progress=args.progress or None,
+    )
+    results = run_study(cfg)
+    print(f"reproduction study: {len(results['runs'])} runs in {results['seconds'] / 60:.1f} min; "
+          f"report in {cfg.doc}, results in {cfg.out}/results.json")
+    return 0
