@@ -171,6 +171,13 @@ function drawDropped() {
   for (let p = 0; p < N; p++) if (S.d.dropped[p]) cellRect(p % GW, p % GW, (p / GW) | 0, (p / GW) | 0, null, 0, "rgba(0,0,0,0.62)");
 }
 
+function drawGrid() {  // the patch grid, faint
+  ctx.save(); ctx.strokeStyle = "rgba(255,255,255,0.28)"; ctx.lineWidth = 1; ctx.beginPath();
+  for (let c = 1; c < GW; c++) { const x = Math.round(c * CW) + 0.5; ctx.moveTo(x, 0); ctx.lineTo(x, main.height); }
+  for (let r = 1; r < GH; r++) { const y = Math.round(r * CH) + 0.5; ctx.moveTo(0, y); ctx.lineTo(main.width, y); }
+  ctx.stroke(); ctx.restore();
+}
+
 function minMax(a) {
   let lo = Infinity, hi = -Infinity;
   for (let i = 0; i < a.length; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i]; }
@@ -296,6 +303,7 @@ function draw() {
     document.getElementById("legend").textContent = "yellow: window of p; green: responsive field S_p (dashed: its extent); dark: D";
   }
   drawDropped();
+  drawGrid();
   if (S.view === "field") {
     for (let i = 0; i < N; i++) {
       const ix = i % GW, iy = (i / GW) | 0;
