@@ -294,6 +294,8 @@ def test_figures_cli_writes_everything(weights, image_files, tmp_path):
     assert main(["figures", "--model", "test_vit", "--weights", str(weights), "--out", str(out)]) == 2
     assert main(["figures", str(a), "--mask", str(tmp_path / "none.png"), "--model", "test_vit", "--weights",
                  str(weights), "--image-size", "64", "--out", str(out)]) == 2
+    assert main(["figures", "--synthetic", "1", "--patches", "16", "--model", "test_vit", "--weights", str(weights),
+                 "--image-size", "64", "--out", str(out)]) == 2  # a 4x4 grid has patches 0..15
 
 
 def test_read_mask_follows_the_photo_crop(tmp_path):

@@ -108,7 +108,7 @@ def _jobs(args: argparse.Namespace, spec: dict) -> list[tuple[str, object]]:
     return jobs
 
 
-def _figures_of(args, maps, U, windows, dropped, field, i, crop, mask, winft_masks):
+def _figures_of(args, maps, U, windows, field, i, crop, mask, winft_masks):
     from .. import figures as F
 
     g = maps.grid
@@ -183,7 +183,11 @@ def run(args: argparse.Namespace) -> int:
         batch = torch.stack(xs).to(device)
         maps = capture_attention(model, batch)
         U = interaction_uncertainty(maps.patch_block())
-        windows, dropped, field = analyze_map(U, maps.grid, args.alpha, args.beta)
+        bad = [p for p in args.patches or [] if not 0 <= p < maps.grid.n]
+        if bad:
+            raise ValueError(f"--patches {bad} are outside the {maps.grid.height}x{maps.grid.width} patch grid "
+                             f"(0..{maps.grid.n - 1})")
+        windows, _, field = analyze_map(U, maps.grid, args.alpha, args.beta)
         wmasks = None
         if winft is not None:
             _, logits = winft(batch, return_window_logits=True)
@@ -199,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         for i, name in enumerate(names):
             folder = args.out / name
             written = {}
-            for fig_name, make in _figures_of(args, maps, U, windows, dropped, field, i, crops[i], masks[i],
+            for fig_name, make in _figures_of(args, maps, U, windows, field, i, crops[i], masks[i],
                                               wmasks).items():
                 try:
                     written[fig_name] = _save(make(), folder, fig_name, args.svg)
