@@ -41,15 +41,22 @@ CONFIGS = {
     "b16_224": ("vit_base_patch16_224", {}),
     "b16_384": ("vit_base_patch16_384", {}),
 }
-QUICK = {"tiny": ("vit_tiny_patch16_224", {"img_size": 64, "depth": 2, "embed_dim": 64, "num_heads": 2})}
+QUICK = {"tiny": ("vit_tiny_patch16_224", {"img_size": 64, "depth": 2, "embed_dim": 64, "num_heads": 2})}  # 4x4 grid
 
 
 def _fields(model: torch.nn.Module, batch: int, alpha: float, beta: float, seed: int = 0):
-    """Random but realistic AWD inputs: windows from a random ``U``, DIP from its column variance."""
+    """AWD inputs from random, spatially local uncertainty maps: a different field for every image.
+
+    ``U[p, i] = r · exp(−d(p, i)² / 2σ²)`` with ``r`` uniform and ``σ`` a sixth of the grid, so the
+    top ``α·N²`` entries sit near their row's patch, as in real maps, and windows stay compact.
+    """
     gh, gw = model.patch_embed.grid_size
     n = gh * gw
     g = torch.Generator().manual_seed(seed)
-    U = torch.rand(batch, n, n, generator=g) ** 4  # heavy-tailed, like real U
+    x, y = pf.Grid(gh, gw).coords()
+    d2 = (x[:, None] - x[None]) ** 2 + (y[:, None] - y[None]) ** 2
+    sigma = max(gh, gw) / 6
+    U = torch.rand(batch, n, n, generator=g) * torch.exp(-d2 / (2 * sigma**2))
     windows = pf.adaptive_windows(U, alpha, (gh, gw))
     dropped = pf.indiscriminative_patches(U, beta)
     return windows.mask(), pf.responsive_field(windows, dropped).mask(), dropped, n
@@ -131,15 +138,17 @@ def _ratios(r: dict[str, float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a tiny 2-layer config, batch 2: runs in seconds")
+    ap.add_argument(
+        "--quick", action="store_true", help="a tiny 2-layer config, batch 2, 1 thread: a smoke test, ratios are noise"
+    )
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {list(CONFIGS)}")
     ap.add_argument("--no-train", action="store_true", help="skip the forward+backward measurements")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads or args.quick:
+        torch.set_num_threads(args.threads or 1)  # quick: tiny matrices, more threads only contend
     if args.quick:
         configs, batch, repeats = QUICK, 2, 2
     else:

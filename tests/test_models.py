@@ -303,6 +303,10 @@ def test_winft_attention_matches_float64_reference(mode):
     np.testing.assert_allclose(model.last_interactions.numpy(), counts)
     with torch.no_grad():  # fused path (restrict: SDPA with the window mask) gives the same logits
         torch.testing.assert_close(model(x), logits, atol=1e-5, rtol=0)
+    maps = pf.capture_attention(model, x)  # the library's capture reads the patched attention
+    assert maps.num_prefix_tokens == P
+    torch.testing.assert_close(maps.attn, torch.stack([attns[0], attns[1]], dim=1))
+    torch.testing.assert_close(maps.logits, logits, atol=1e-5, rtol=0)
 
 
 def test_winft_restrict_locality_and_paper_mode_leak():

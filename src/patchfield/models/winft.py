@@ -84,23 +84,32 @@ class WinfTAttention:
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
 
-        raw = q @ k.transpose(-2, -1)  # [B, h, T, T], unscaled
-        s = head_mean(raw).float()  # [B, T, T]
         p = self.winft_num_prefix_tokens
         restrict = self.winft_mode == "restrict"
+        fused = restrict and self.fused_attn
+        if fused:
+            # mean_h q_h·k_h = (q_1..q_h)·(k_1..k_h) / h: one matmul over all heads at once; the
+            # per-head logits are left to the fused kernel
+            raw = None
+            qc, kc = q.transpose(1, 2).reshape(b, t, -1), k.transpose(1, 2).reshape(b, t, -1)
+            s = (qc @ kc.transpose(-2, -1)).float() / self.num_heads
+        else:
+            raw = q @ k.transpose(-2, -1)  # [B, h, T, T], unscaled
+            s = head_mean(raw).float()  # [B, T, T]
         w = window_mask(s, p)
         if restrict:
             w = w | torch.eye(t - p, dtype=torch.bool, device=w.device)
         state = self._winft_state
-        with torch.no_grad():
-            state["counts"].append(w.sum(dim=(-2, -1)).float())
-        if state["keep_logits"]:
-            state["logits"].append(s[:, p:, p:])
+        if state["recording"]:  # only inside the model's forward (not forward_intermediates, not a lone block)
+            with torch.no_grad():
+                state["counts"].append(w.sum(dim=(-2, -1)).float())
+            if state["keep_logits"]:
+                state["logits"].append(s[:, p:, p:])
         full = F.pad(w, (p, 0, p, 0), value=True)[:, None]  # [B, 1, T, T]
 
         if restrict:
-            bias = torch.zeros(full.shape, dtype=raw.dtype, device=raw.device).masked_fill_(~full, float("-inf"))
-            if self.fused_attn:
+            bias = torch.zeros(full.shape, dtype=q.dtype, device=q.device).masked_fill_(~full, float("-inf"))
+            if fused:
                 out = F.scaled_dot_product_attention(
                     q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.0
                 )
@@ -108,8 +117,9 @@ class WinfTAttention:
                 attn = torch.add(bias, raw, alpha=self.scale).softmax(dim=-1)
                 out = self.attn_drop(attn) @ v
         else:
-            attn = (raw * (full * self.scale).to(raw.dtype)).softmax(dim=-1)
-            out = self.attn_drop(attn) @ v
+            factor = (full * self.scale).to(raw.dtype)  # masked logits become 0, not -inf
+            logits = raw * factor if raw.requires_grad else raw.mul_(factor)
+            out = self.attn_drop(logits.softmax(dim=-1)) @ v
 
         out = out.transpose(1, 2).reshape(b, t, self.attn_dim)
         out = self.norm(out)
@@ -123,9 +133,7 @@ class WinfTViT:
 
     def _winft_begin(self, keep_logits: bool) -> dict[str, Any]:
         state = self._winft_state
-        state["keep_logits"] = keep_logits
-        state["logits"] = []
-        state["counts"] = []
+        state.update(recording=True, keep_logits=keep_logits, logits=[], counts=[])
         return state
 
     def forward_features(self, x: torch.Tensor, return_window_logits: bool = False):
@@ -139,10 +147,12 @@ class WinfTViT:
         x = self._pos_embed(x)
         x = self.patch_drop(x)
         x = self.norm_pre(x)
-        x = self.blocks(x)
+        try:
+            x = self.blocks(x)
+        finally:
+            counts, logits = state["counts"], state["logits"]
+            state.update(recording=False, keep_logits=False, logits=[], counts=[])
         x = self.norm(x)
-        counts, logits = state["counts"], state["logits"]
-        state["counts"], state["logits"] = [], []
         if len(counts) != len(self.blocks):
             raise RuntimeError(
                 f"{len(counts)} of {len(self.blocks)} WinfT attention layers ran; was a block's attention replaced?"
@@ -200,7 +210,7 @@ def apply_winft(model: nn.Module, mode: str = "paper") -> nn.Module:
                 f"block {i} of {type(model).__name__} has attention {type(getattr(blk, 'attn', None)).__name__}; "
                 "WinfT supports timm's Attention (qkv projection, q_norm/k_norm) only"
             )
-    state: dict[str, Any] = {"keep_logits": False, "logits": [], "counts": []}
+    state: dict[str, Any] = {"recording": False, "keep_logits": False, "logits": [], "counts": []}
     for blk in model.blocks:
         swap_class(blk.attn, WinfTAttention, "winft")
         blk.attn.winft_mode = mode
