@@ -66,10 +66,13 @@ def window_mask(s: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
 class WinfTAttention:
     """Mixin swapped into each block's timm ``Attention`` by :func:`apply_winft`.
 
-    Honours ``fused_attn`` like timm: with it off, the softmax goes through ``self.attn_drop``
-    (where :func:`patchfield.capture_attention` reads it); with it on, restrict mode runs the
-    fused ``scaled_dot_product_attention`` with the window as an additive mask. Paper mode
-    always runs the explicit path: its masked logits are data-dependent zeros, not a mask.
+    Honours ``fused_attn`` like timm. With it off, the softmax goes through ``self.attn_drop``
+    (where :func:`patchfield.capture_attention` reads it). With it on, the fused
+    ``scaled_dot_product_attention`` kernel computes the weighted values: in restrict mode with
+    the window as a 0/−∞ mask (and ``s`` from one all-heads matrix product), in paper mode at
+    inference with the bias ``−logits`` where ``W = 0`` (masked logits are then 0 up to rounding,
+    ~1e-7 in float32). Paper mode with gradients always runs the explicit path, whose masked
+    logits are exact zeros with exact gradients.
     """
 
     def forward(
@@ -116,6 +119,12 @@ class WinfTAttention:
             else:
                 attn = torch.add(bias, raw, alpha=self.scale).softmax(dim=-1)
                 out = self.attn_drop(attn) @ v
+        elif self.fused_attn and not raw.requires_grad:
+            # inference: logits·W as SDPA's logits plus the bias −logits where W = 0 (0 up to rounding)
+            bias = raw.mul_((full.to(raw.dtype) - 1) * self.scale)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.attn_drop.p if self.training else 0.0
+            )
         else:
             factor = (full * self.scale).to(raw.dtype)  # masked logits become 0, not -inf
             logits = raw * factor if raw.requires_grad else raw.mul_(factor)
