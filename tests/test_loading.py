@@ -77,3 +77,14 @@ def test_missing_and_bad_weights(tmp_path):
         load_model("vit_tiny_patch16_224", tmp_path / "other.safetensors", **TINY)
     with pytest.raises(ValueError, match="unknown model"):
         load_model("not_a_model_name")
+
+
+def test_run_folder_loads_as_trained(tmp_path):
+    from patchfield.training import export_run
+
+    src = tiny_vit()
+    kw = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
+    export_run(tmp_path / "run", src, {"model": "vit_tiny_patch16_224", "kind": "vit", "model_kwargs": kw,
+                                       "num_classes": 5, "image_size": 32})
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(_logits(load_model(str(tmp_path / "run")), x), _logits(src, x), rtol=0, atol=0)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["load_model", "load_state_dict", "hf_vit_to_timm"]
+__all__ = ["load_model", "load_state_dict", "hf_vit_to_timm", "is_model_directory", "is_run_directory"]
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
@@ -143,6 +143,17 @@ def _hf_directory(path: Path) -> Path | None:
     return None
 
 
+def is_run_directory(path: str | Path) -> bool:
+    """A finished ``patchfield train`` run folder (``run.json`` + ``model.safetensors``)."""
+    p = Path(path)
+    return (p / "run.json").is_file() and (p / "model.safetensors").is_file()
+
+
+def is_model_directory(path: str | Path) -> bool:
+    """A folder :func:`load_model` reads without a weights file: a run folder or a Hugging Face model."""
+    return is_run_directory(path) or _hf_directory(Path(path)) is not None
+
+
 def _load_hf(directory: Path) -> nn.Module:
     try:
         from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
@@ -168,8 +179,9 @@ def load_model(
     """Build a model from local files only, in eval mode.
 
     Args:
-        name: a timm architecture name (``"vit_base_patch16_224"``), or a Hugging Face model
-            directory / hub cache folder.
+        name: a timm architecture name (``"vit_base_patch16_224"``), a Hugging Face model
+            directory / hub cache folder, or a ``patchfield train`` run folder (its model as trained:
+            ViT, AWD-ViT or WinfT).
         weights: a local weights file (timm or Hugging Face key layout), or a Hugging Face
             directory. ``None`` leaves the model randomly initialised.
         img_size: build the timm model for this input size; position embeddings of the
@@ -186,6 +198,10 @@ def load_model(
 
     for candidate in (name, weights):
         if candidate is not None:
+            if is_run_directory(candidate):
+                from .training import load_run
+
+                return load_run(candidate)[0]
             hf_dir = _hf_directory(Path(candidate))
             if hf_dir is not None:
                 return _load_hf(hf_dir)

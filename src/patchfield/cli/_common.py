@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from torch import nn
 
@@ -11,7 +10,10 @@ __all__ = ["add_model_args", "model_from_args"]
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="timm architecture name or Hugging Face model directory")
+    parser.add_argument(
+        "--model", required=True,
+        help="timm architecture name, Hugging Face model directory, or a `patchfield train` run folder",
+    )
     parser.add_argument("--weights", help="local weights file (.safetensors/.pth/.bin) or HF directory")
     parser.add_argument("--image-size", type=int, help="input size in pixels (position embeddings resampled)")
     parser.add_argument("--num-classes", type=int, help="classifier size (default: from the checkpoint)")
@@ -21,9 +23,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args: argparse.Namespace) -> nn.Module:
-    from ..loading import _hf_directory, load_model
+    from ..loading import is_model_directory, load_model
 
-    if args.weights is None and not args.random_weights and _hf_directory(Path(args.model)) is None:
+    if args.weights is None and not args.random_weights and not is_model_directory(args.model):
         raise ValueError(
             f"no weights for {args.model}: pass --weights FILE (a local .safetensors/.pth/.bin in timm or "
             "Hugging Face layout, or a Hugging Face model directory), or --random-weights to analyse an untrained model"

@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from ..training.config import KINDS, RECIPES, TrainConfig, recipe_accumulation
+from ..training.config import KINDS, OPTIMIZERS, RECIPES, TrainConfig, recipe_accumulation
 
 #: Options a --recipe sets unless they are given.
-_RECIPE_KEYS = ("lr", "momentum", "epochs", "steps", "warmup_steps", "batch_size", "image_size")
+_RECIPE_KEYS = ("optimizer", "lr", "momentum", "epochs", "steps", "warmup_steps", "batch_size", "image_size")
 
 
 def _json_dict(text: str) -> dict:
@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="micro-batches per optimiser step (default: 1, or what --recipe's batch needs)")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d.lr})")
     p.add_argument("--min-lr", type=float, default=d.min_lr, help="learning rate at the end of the cosine")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help=f"optimiser (default: {d.optimizer}, the paper's; adamw suits small models from scratch)")
     p.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
     p.add_argument("--warmup-steps", type=int, help=f"linear warm-up steps (default: {d.warmup_steps})")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)

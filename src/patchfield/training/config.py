@@ -7,19 +7,22 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "RECIPES", "TrainConfig", "RESUME_KEYS", "recipe_accumulation"]
+__all__ = ["KINDS", "OPTIMIZERS", "RECIPES", "TrainConfig", "RESUME_KEYS", "recipe_accumulation"]
 
 #: Model kinds: plain ViT, AWD-ViT (fixed windows), AWD-ViT + DIP, WinfT in paper and restrict modes.
 KINDS = ("vit", "awd", "awd-dip", "winft-paper", "winft-restrict")
+
+#: Optimisers: the paper's SGD with momentum, and AdamW.
+OPTIMIZERS = ("sgd", "adamw")
 
 #: The paper's two recipes (Appendix A.1, SPEC §9) as :class:`TrainConfig` overrides, plus the
 #: global batch (``batch_size × accum_steps × processes``) they call for. ImageNet: batch 512 for
 #: 15 epochs. CUB-200-2011: 448×448 inputs, batch 16, lr 0.03, 20,000 steps; the paper gives no
 #: warm-up for CUB, the default 500 steps are kept.
 RECIPES: dict[str, dict[str, Any]] = {
-    "imagenet": {"lr": 0.01, "momentum": 0.9, "epochs": 15.0, "steps": None, "warmup_steps": 500,
+    "imagenet": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "epochs": 15.0, "steps": None, "warmup_steps": 500,
                  "batch_size": 64, "global_batch": 512},
-    "cub": {"lr": 0.03, "momentum": 0.9, "steps": 20000, "warmup_steps": 500, "batch_size": 16,
+    "cub": {"optimizer": "sgd", "lr": 0.03, "momentum": 0.9, "steps": 20000, "warmup_steps": 500, "batch_size": 16,
             "global_batch": 16, "image_size": 448},
 }
 
@@ -42,7 +45,7 @@ def recipe_accumulation(global_batch: int, batch_size: int, world_size: int) -> 
 #: Settings that must be equal between a run and its ``--resume`` (they shape the trajectory).
 RESUME_KEYS = (
     "model", "kind", "weights", "model_kwargs", "data", "data_kwargs", "image_size", "groundtruth", "steps",
-    "epochs", "batch_size", "accum_steps", "lr", "min_lr", "momentum", "warmup_steps", "weight_decay",
+    "epochs", "batch_size", "accum_steps", "optimizer", "lr", "min_lr", "momentum", "warmup_steps", "weight_decay",
     "lambda_ce", "lambda_bce", "seed",
 )
 
@@ -71,6 +74,8 @@ class TrainConfig:
         epochs: passes over the data when ``steps`` is ``None``.
         batch_size: images per micro-batch and process.
         accum_steps: micro-batches per optimiser step (gradient accumulation).
+        optimizer: ``"sgd"`` (the paper's, with ``momentum``) or ``"adamw"`` (for training small
+            models from scratch, where SGD is slow to start; ``momentum`` is then unused).
         lr: peak learning rate, reached at the end of warm-up.
         min_lr: learning rate at the end of the cosine.
         momentum: SGD momentum.
@@ -104,6 +109,7 @@ class TrainConfig:
     epochs: float = 15.0
     batch_size: int = 64
     accum_steps: int = 1
+    optimizer: str = "sgd"
     lr: float = 0.01
     min_lr: float = 0.0
     momentum: float = 0.9
@@ -139,6 +145,8 @@ class TrainConfig:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
         if not self.lr > 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr; got lr={self.lr}, min_lr={self.min_lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.checkpoint_every < 0 or self.workers < 0:

@@ -30,8 +30,8 @@ __all__ = ["train", "accumulate_gradients", "build_optimizer", "interactions_of_
 LOG_FILE = "log.jsonl"
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum; weight decay skips biases, norms, position embeddings and prefix tokens."""
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (or AdamW); weight decay skips biases, norms, position embeddings and prefix tokens."""
     decay, no_decay = [], []
     skip = set(getattr(unwrap(model), "no_weight_decay", lambda: set())())
     for name, p in unwrap(model).named_parameters():
@@ -39,6 +39,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
             continue
         (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
