@@ -170,7 +170,12 @@ def test_optimizer_groups():
     assert all(p.ndim >= 2 for p in decay["params"])
     ids = {id(p) for p in no_decay["params"]}
     assert id(model.pos_embed) in ids and id(model.cls_token) in ids and id(model.head.bias) in ids
-    assert opt.defaults["momentum"] == 0.9
+    assert opt.defaults["momentum"] == 0.9 and isinstance(opt, torch.optim.SGD)
+    adamw = build_optimizer(model, TrainConfig(model="x", optimizer="adamw", lr=2e-3, weight_decay=0.05))
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["lr"] == 2e-3
+    assert [g["weight_decay"] for g in adamw.param_groups] == [0.05, 0.0]
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(model="x", optimizer="lamb")
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -242,6 +247,11 @@ def test_configuration_errors(tmp_path):
         train(_config(tmp_path / "b", batch_size=64))
     with pytest.raises(ValueError, match="unknown model"):
         train(_config(tmp_path / "m", model="no_such_model_xyz"))
+    with pytest.raises(ValueError, match="--kind winft-paper or winft-restrict"):
+        train(_config(tmp_path / "k", model="winft_tiny_patch16_224"))
+    with pytest.raises(ValueError, match="classes"):
+        train(_config(tmp_path / "c", model_kwargs={**TINY, "num_classes": 7}))
+    assert not any((tmp_path / name).exists() for name in "wbmkc")  # nothing written on a set-up error
 
 
 # ---------------------------------------------------------------------------------------------- with fields
@@ -389,7 +399,9 @@ def test_paper_defaults_and_recipes(monkeypatch):
 
     d = cfg()
     assert (d.lr, d.momentum, d.warmup_steps, d.epochs, d.steps, d.accum_steps) == (0.01, 0.9, 500, 15.0, None, 1)
-    assert (d.lambda_ce, d.lambda_bce, d.kind, d.min_lr) == (1.0, 1.0, "vit", 0.0)
+    assert (d.lambda_ce, d.lambda_bce, d.kind, d.min_lr, d.optimizer) == (1.0, 1.0, "vit", 0.0, "sgd")
+    assert cfg("--optimizer", "adamw").optimizer == "adamw"
+    assert cfg("--recipe", "cub", "--optimizer", "adamw").optimizer == "adamw"
     assert TrainConfig(model="m").to_dict() == {**d.to_dict(), "model": "m", "out": "run"}
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     imagenet = cfg("--recipe", "imagenet", "--batch-size", "32")

@@ -82,10 +82,7 @@ def build_model(
         kwargs["num_classes"] = int(num_classes)
     if image_size is not None:
         kwargs["img_size"] = int(image_size)
-    try:
-        import patchfield.models  # noqa: F401  (registers the awd_/winft_ timm names)
-    except ImportError:
-        pass
+    import patchfield.models  # noqa: F401  (registers the awd_/winft_ timm names)
     try:
         model = timm.create_model(name, pretrained=False, **kwargs)
     except RuntimeError as e:
@@ -93,6 +90,12 @@ def build_model(
             raise ValueError(f"unknown model {name!r}: not a timm architecture name") from e
         raise
     model_grid(model)
+    from ..models import patched_kind
+
+    made = patched_kind(model)
+    if made is not None and not kind.startswith(made):
+        wanted = "awd or awd-dip" if made == "awd" else "winft-paper or winft-restrict"
+        raise ValueError(f"{name} builds a {made} model but --kind is {kind!r}: pass --kind {wanted}")
     if weights is not None:
         _load_weights(model, weights)
     if kind in ("awd", "awd-dip"):
