@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -153,14 +154,18 @@ def patch_boxes(
 ) -> None:
     """Draw inclusive patch-unit boxes ``(left, right, top, bottom)`` on an image of ``size`` pixels."""
     cw, ch = _cell(grid, size)
-    for k, (left, right, top, bottom) in enumerate(np.asarray(bounds).reshape(-1, 4).tolist()):
-        ax.add_patch(
-            Rectangle(
-                (left * cw - 0.5, top * ch - 0.5), (right - left + 1) * cw, (bottom - top + 1) * ch,
-                fill=fill, edgecolor=color, facecolor=color if fill else "none", linewidth=linewidth,
-                alpha=alpha, label=label if k == 0 else None,
-            )
-        )
+    b = np.asarray(bounds, dtype=np.float64).reshape(-1, 4)
+    rects = [
+        Rectangle((x0, y0), w, h)
+        for x0, y0, w, h in zip(b[:, 0] * cw - 0.5, b[:, 2] * ch - 0.5, (b[:, 1] - b[:, 0] + 1) * cw,
+                                (b[:, 3] - b[:, 2] + 1) * ch)
+    ]
+    if not rects:
+        return
+    ax.add_collection(PatchCollection(
+        rects, facecolor=color if fill else "none", edgecolor=color, linewidth=linewidth, alpha=alpha,
+        label=label, match_original=False,
+    ))
 
 
 def save_figure(fig: Figure, path: str | Path, fmt: str | None = None) -> Path:
