@@ -289,18 +289,21 @@ def test_winft_attention_matches_float64_reference(mode):
     try:
         with pf.attention_hooks(model, lambda layer, a: attns.__setitem__(layer, a.detach())):
             with torch.no_grad():
-                logits, window_logits = model(x, return_window_logits=True)
+                logits, window_logits, windows = model(x, return_window_logits=True, return_windows=True)
     finally:
         for hd in handles:
             hd.remove()
     counts = np.zeros(2)
     for layer, blk in enumerate(model.blocks):
         for img in range(2):
-            A, ones, s, _ = _ref_winft_layer(inputs[layer][img].double().numpy(), blk.attn, P, mode)
+            A, ones, s, keep = _ref_winft_layer(inputs[layer][img].double().numpy(), blk.attn, P, mode)
             np.testing.assert_allclose(attns[layer][img].numpy(), A, atol=2e-6)
+            np.testing.assert_array_equal(windows[img, layer].numpy(), keep[P:, P:])
             np.testing.assert_allclose(window_logits[img, layer].numpy(), s, atol=1e-5, rtol=1e-5)
             counts[img] += ones / len(model.blocks)
     np.testing.assert_allclose(model.last_interactions.numpy(), counts)
+    assert windows.dtype == torch.bool and windows.shape == (2, 2, 16, 16)
+    torch.testing.assert_close(model.last_interactions, windows.sum((-2, -1)).float().mean(1))
     with torch.no_grad():  # fused path (restrict: SDPA with the window mask) gives the same logits
         torch.testing.assert_close(model(x), logits, atol=1e-5, rtol=0)
     maps = pf.capture_attention(model, x)  # the library's capture reads the patched attention

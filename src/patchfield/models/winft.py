@@ -16,6 +16,8 @@ Two modes:
   interacts only with its ``W = 1`` keys. This is the mode in which the interactions counted in
   ``E_O`` (Table 3's WinfT column) are the only ones that happen.
 
+Both modes predict ``W`` and count ``E_O`` the same way; they differ only in what ``W = 0`` does.
+
 ``E_O`` of a forward (``model.last_interactions``, ``[B]``) is, per image, the mean over layers
 of the number of ones of ``W`` on the patch block (in restrict mode ``W`` with its diagonal
 forced on, i.e. the mask actually used).
@@ -39,8 +41,8 @@ MODES = ("paper", "restrict")
 def head_mean(scores: torch.Tensor) -> torch.Tensor:
     """Mean over heads of ``scores`` ``[B, h, T, S]`` → ``[B, T, S]``.
 
-    Written as one small matrix product with a ``1/h`` vector, which is several times faster on
-    CPU than ``scores.mean(1)`` (a strided reduction over the head dimension).
+    Written as one small matrix product with a ``1/h`` vector, which measured faster on CPU than
+    ``scores.mean(1)`` (a strided reduction over the head dimension).
     """
     b, h, t, s = scores.shape
     weights = scores.new_full((1, 1, h), 1.0 / h)
@@ -108,6 +110,8 @@ class WinfTAttention:
                 state["counts"].append(w.sum(dim=(-2, -1)).float())
             if state["keep_logits"]:
                 state["logits"].append(s[:, p:, p:])
+            if state["keep_windows"]:
+                state["windows"].append(w)
         full = F.pad(w, (p, 0, p, 0), value=True)[:, None]  # [B, 1, T, T]
 
         if restrict:
@@ -140,18 +144,15 @@ class WinfTAttention:
 class WinfTViT:
     """Mixin swapped into a timm ``VisionTransformer``'s class by :func:`apply_winft`."""
 
-    def _winft_begin(self, keep_logits: bool) -> dict[str, Any]:
-        state = self._winft_state
-        state.update(recording=True, keep_logits=keep_logits, logits=[], counts=[])
-        return state
-
-    def forward_features(self, x: torch.Tensor, return_window_logits: bool = False):
-        """Embeddings, WinfT blocks, final norm: ``[B, T, C]`` (and ``[B, L, N, N]`` window logits when asked).
+    def forward_features(self, x: torch.Tensor, return_window_logits: bool = False, return_windows: bool = False):
+        """Embeddings, WinfT blocks, final norm: ``[B, T, C]``, followed by the extras asked for.
 
         Gradient checkpointing is not applied: the window logits leave the blocks through a side
         channel that a recomputing checkpoint would not connect to the graph.
         """
-        state = self._winft_begin(return_window_logits)
+        state = self._winft_state
+        state.update(recording=True, keep_logits=return_window_logits, keep_windows=return_windows)
+        state.update(logits=[], counts=[], windows=[])
         x = self.patch_embed(x)
         x = self._pos_embed(x)
         x = self.patch_drop(x)
@@ -159,19 +160,22 @@ class WinfTViT:
         try:
             x = self.blocks(x)
         finally:
-            counts, logits = state["counts"], state["logits"]
-            state.update(recording=False, keep_logits=False, logits=[], counts=[])
+            counts, logits, windows = state["counts"], state["logits"], state["windows"]
+            state.update(recording=False, keep_logits=False, keep_windows=False, logits=[], counts=[], windows=[])
         x = self.norm(x)
         if len(counts) != len(self.blocks):
             raise RuntimeError(
                 f"{len(counts)} of {len(self.blocks)} WinfT attention layers ran; was a block's attention replaced?"
             )
         self.last_interactions = torch.stack(counts, dim=1).mean(dim=1)
+        extras = []
         if return_window_logits:
-            return x, torch.stack(logits, dim=1)
-        return x
+            extras.append(torch.stack(logits, dim=1))
+        if return_windows:
+            extras.append(torch.stack(windows, dim=1))
+        return (x, *extras) if extras else x
 
-    def forward(self, x: torch.Tensor, return_window_logits: bool = False):
+    def forward(self, x: torch.Tensor, return_window_logits: bool = False, return_windows: bool = False):
         """Logits of the images ``x`` ``[B, C, H, W]``.
 
         Args:
@@ -179,15 +183,20 @@ class WinfTViT:
             return_window_logits: also return every layer's window logits ``s`` on the patch block,
                 float ``[B, L, N, N]`` (unscaled; ``sigmoid(s)`` is ``w'``), for ``L_BCE``
                 (:func:`patchfield.models.window_bce_loss`).
+            return_windows: also return every layer's window ``W`` on the patch block, boolean
+                ``[B, L, N, N]``, exactly as applied (restrict mode: diagonal on). It cannot be rebuilt
+                from the window logits alone: the threshold's row mean includes the prefix columns.
+                Summed over layers it is the paper's Fig. 13.
 
         Returns:
-            ``logits``, or ``(logits, window_logits)``. ``self.last_interactions`` (``[B]``) holds the
+            ``logits``, or ``(logits, window_logits)``, ``(logits, windows)`` or
+            ``(logits, window_logits, windows)``. ``self.last_interactions`` (``[B]``) holds the
             forward's ``E_O`` per image.
         """
-        if return_window_logits:
-            feats, window_logits = self.forward_features(x, return_window_logits=True)
-            return self.forward_head(feats), window_logits
-        return self.forward_head(self.forward_features(x))
+        out = self.forward_features(x, return_window_logits=return_window_logits, return_windows=return_windows)
+        if isinstance(out, tuple):
+            return (self.forward_head(out[0]), *out[1:])
+        return self.forward_head(out)
 
 
 def apply_winft(model: nn.Module, mode: str = "paper") -> nn.Module:
@@ -219,7 +228,9 @@ def apply_winft(model: nn.Module, mode: str = "paper") -> nn.Module:
                 f"block {i} of {type(model).__name__} has attention {type(getattr(blk, 'attn', None)).__name__}; "
                 "WinfT supports timm's Attention (qkv projection, q_norm/k_norm) only"
             )
-    state: dict[str, Any] = {"recording": False, "keep_logits": False, "logits": [], "counts": []}
+    state: dict[str, Any] = {
+        "recording": False, "keep_logits": False, "keep_windows": False, "logits": [], "counts": [], "windows": []
+    }
     for blk in model.blocks:
         swap_class(blk.attn, WinfTAttention, "winft")
         blk.attn.winft_mode = mode
