@@ -73,6 +73,11 @@ def test_files_present_and_valid(pipeline):
             assert (run / f).is_file(), f"{name}/{f}"
         info = _json(run / "run.json")
         assert info["kind"] == name.replace("-finetuned", "") and info["grid"] == [4, 4]
+        if name != "vit":
+            gt = info["groundtruth"]
+            assert (gt["alpha"], gt["beta"]) == (0.1, 0.25) and gt["model_accuracy"] > CHANCE + 0.1
+            assert gt["expected_interactions"] == pytest.approx(GroundTruthStore(pipeline / "gt_train")
+                                                                 .expected_interactions())
         assert info["steps"] == (300 if name == "vit" else 60)
         result = _json(pipeline / f"{name}.json")
         assert result["num_images"] == 256 and result["eo_full"] == N2 and result["kind"] == info["kind"]

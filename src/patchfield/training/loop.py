@@ -168,11 +168,19 @@ def _prepare(cfg: TrainConfig) -> dict[str, Any]:
             "num_classes": int(num_classes)}
 
 
+def _store_accuracy(store: Any) -> float | None:
+    """Top-1 accuracy of the ViT that built the store, on the store's images (``None`` without logits)."""
+    ok = store.valid & (store.predicted >= 0)
+    return float((store.predicted[ok] == store.labels[ok]).mean()) if ok.any() else None
+
+
 def _run_info(cfg: TrainConfig, prep: dict[str, Any], step: int) -> dict[str, Any]:
     store = prep["store"]
     gt = None
     if store is not None:
-        gt = {"path": str(Path(cfg.groundtruth).resolve()), "alpha": float(store.alpha), "beta": float(store.beta)}
+        gt = {"path": str(Path(cfg.groundtruth).resolve()), "alpha": float(store.alpha), "beta": float(store.beta),
+              "model": store.model_name, "model_accuracy": _store_accuracy(store),
+              "expected_interactions": store.expected_interactions()}
     return {
         "model": cfg.model, "kind": cfg.kind, "winft_mode": cfg.winft_mode, "model_kwargs": cfg.model_kwargs,
         "num_classes": prep["num_classes"], "image_size": prep["image_size"],
@@ -241,6 +249,11 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
                                                     else None)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        if prep["store"] is not None:
+            acc = _store_accuracy(prep["store"])
+            note = f", its top-1 on these images {acc:.1%}" if acc is not None else ""
+            print(f"fields from {prep['store'].model_name} (alpha {prep['store'].alpha}, beta {prep['store'].beta}"
+                  f"{note}); SPEC §7 wants a well-trained ViT", file=sys.stderr)
         for stale in out.glob(f".{CHECKPOINT}.tmp*"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
         if step == 0:
