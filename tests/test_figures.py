@@ -312,3 +312,23 @@ def test_read_mask_follows_the_photo_crop(tmp_path):
     np.testing.assert_array_equal(got[inner], crop[..., 0][inner] > 127)
     with pytest.raises(FileNotFoundError, match="mask file"):
         read_mask(tmp_path / "none.png", (48, 48))
+
+
+def test_pair_attention_dataset_streams_the_same_statistic():
+    import timm
+
+    from patchfield.data import SyntheticShapes
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit", img_size=64, num_classes=3).eval()
+    ds = SyntheticShapes(5, image_size=64)
+    inner, outer, layers = F.pair_attention_dataset(model, ds, [4, 0, 2], batch_size=2)
+    x, _ = ds.batch([4, 0, 2])
+    maps = pf.capture_attention(model, x)
+    masks = F.patch_mask(torch.stack([ds.object_mask(i) for i in (4, 0, 2)]), maps.grid)
+    ref_inner, ref_outer = F.pair_attention(maps, masks)
+    assert layers == maps.layers
+    torch.testing.assert_close(inner, ref_inner, equal_nan=True)
+    torch.testing.assert_close(outer, ref_outer, equal_nan=True)
+    with pytest.raises(ValueError, match="object masks"):
+        F.pair_attention_dataset(model, [(x[0], 0)])

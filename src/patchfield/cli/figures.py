@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="object mask image for Fig. 2 (non-zero = object), one per image in order (repeatable)")
     p.add_argument("--synthetic", type=int, default=0, metavar="K",
                    help="also draw the first K images of the embedded synthetic data set (with object masks)")
+    p.add_argument("--fig2-dataset", type=int, default=0, metavar="M",
+                   help="Fig. 2's data-set statistic over the first M synthetic images (default: the drawn images)")
     p.add_argument("--alpha", type=float, default=0.1, help="share of U's entries shaping windows (0, 1]")
     p.add_argument("--beta", type=float, default=0.2, help="share of patches dropped as indiscriminative [0, 1)")
     p.add_argument("--betas", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5], help="beta values of Fig. 6")
@@ -212,6 +214,15 @@ def run(args: argparse.Namespace) -> int:
             index[name] = written
             bar.update(1)
     bar.close()
+    if args.fig2_dataset:
+        from ..data import SyntheticShapes
+
+        h, w = spec["size"]
+        if h != w:
+            raise ValueError(f"the synthetic images are square; the model takes {h}x{w} inputs")
+        ds = SyntheticShapes(args.fig2_dataset, image_size=h, mean=spec["mean"], std=spec["std"])
+        inner, outer, layers = F.pair_attention_dataset(model, ds, batch_size=args.batch_size, device=device)
+        inner_all, outer_all = [inner], [outer]
     if inner_all:
         fig = F.plot_pair_attention_dataset(torch.cat(inner_all), torch.cat(outer_all), layers)
         index["dataset"] = {"fig2_pair_attention_dataset": _save(fig, args.out, "fig2_pair_attention_dataset",

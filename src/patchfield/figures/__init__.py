@@ -7,6 +7,7 @@ pyplot state); heat maps are overlaid on the image at full resolution. Batched o
 
 from .attention import (
     pair_attention,
+    pair_attention_dataset,
     patch_mask,
     plot_head_uncertainty,
     plot_layer_attention,
@@ -27,6 +28,7 @@ __all__ = [
     "color_wheel",
     "flow_to_color",
     "pair_attention",
+    "pair_attention_dataset",
     "patch_mask",
     "plot_dip",
     "plot_dip_betas",

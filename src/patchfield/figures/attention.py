@@ -8,14 +8,17 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from torch import nn
+from tqdm import tqdm
 
-from ..capture import AttentionMaps
+from ..capture import AttentionMaps, attention_hooks
 from ..grid import Grid
 from ._draw import as_image, new_figure, patch_boxes, pick, show_image, show_patch_map, to_numpy, upsample
 from .maps import _check_patches, default_patches
 
 __all__ = [
     "pair_attention",
+    "pair_attention_dataset",
     "patch_mask",
     "plot_head_uncertainty",
     "plot_layer_attention",
@@ -75,11 +78,17 @@ def pair_attention(maps: AttentionMaps, masks: torch.Tensor) -> tuple[torch.Tens
     b, n = maps.attn.shape[0], maps.grid.n
     if m.shape != (b, n):
         raise ValueError(f"masks must be [B={b}, N={n}]; got {tuple(m.shape)}")
-    a = maps.patch_block().float().mean(2)  # [B, L, N, N]
+    inner, outer = _pair_means(maps.patch_block().float().mean(2).transpose(0, 1), m)  # [L, B, N, N] in
+    return inner.T, outer.T
+
+
+def _pair_means(a: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inner-object and inner-outer means of ``a`` ``[..., B, N, N]`` under masks ``m`` ``[B, N]`` → ``[..., B]``."""
+    n = m.shape[-1]
     eye = torch.eye(n, dtype=torch.bool, device=a.device)
     m = m.to(a.device)
-    inner = (m[:, :, None] & m[:, None, :] & ~eye)[:, None]
-    outer = (m[:, :, None] & ~m[:, None, :])[:, None]
+    inner = m[:, :, None] & m[:, None, :] & ~eye
+    outer = m[:, :, None] & ~m[:, None, :]
 
     def mean(sel: torch.Tensor) -> torch.Tensor:
         count = sel.sum((-1, -2)).float()
@@ -87,6 +96,55 @@ def pair_attention(maps: AttentionMaps, masks: torch.Tensor) -> tuple[torch.Tens
         return torch.where(count > 0, total / count.clamp_min(1), torch.nan)
 
     return mean(inner), mean(outer)
+
+
+@torch.no_grad()
+def pair_attention_dataset(
+    model: nn.Module,
+    dataset,
+    indices: Sequence[int] | None = None,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """Fig. 2's statistic over a data set with object masks, streaming (never holds ``[B, L, k, T, T]``).
+
+    Args:
+        model: a timm or Hugging Face ViT.
+        dataset: returns ``(image, label)`` and has ``object_mask(i)`` (e.g. ``patchfield.data.SyntheticShapes``).
+        indices: the images to use (all by default).
+        batch_size: images per forward pass.
+        device: where to run (the model's device by default).
+
+    Returns:
+        ``(inner, outer, layers)``: ``[M, L]`` as :func:`pair_attention`, and the layer indices.
+    """
+    if not hasattr(dataset, "object_mask"):
+        raise ValueError(f"{type(dataset).__name__} has no object masks (object_mask(i)); Fig. 2 needs them")
+    idx = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    if not idx:
+        raise ValueError("no images to measure")
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    inner_all, outer_all, layers = [], [], ()
+    for start in tqdm(range(0, len(idx), batch_size), unit="batch", desc="Fig. 2 statistic"):
+        chunk = idx[start:start + batch_size]
+        x = torch.stack([dataset[i][0] for i in chunk]).to(device)
+        found: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        state: dict = {}
+
+        def on_layer(layer: int, attn: torch.Tensor, found=found, state=state) -> None:
+            p = attn.shape[-1] - state["n"]
+            found[layer] = _pair_means(attn[..., p:, p:].float().mean(1), state["mask"])
+
+        with attention_hooks(model, on_layer) as adapter:
+            grid = adapter.grid(x)
+            masks = torch.stack([torch.as_tensor(to_numpy(dataset.object_mask(i))) for i in chunk])
+            state.update(n=grid.n, mask=patch_mask(masks, grid).to(device))
+            adapter.forward(x)
+        layers = tuple(sorted(found))
+        inner_all.append(torch.stack([found[k][0] for k in layers], -1).cpu())
+        outer_all.append(torch.stack([found[k][1] for k in layers], -1).cpu())
+    return torch.cat(inner_all), torch.cat(outer_all), layers
 
 
 def sample_pair(mask: torch.Tensor, seed: int = 0) -> tuple[int, int, int]:
