@@ -211,27 +211,30 @@ def test_run_layout_and_log(tmp_path, one_thread):
 
 
 def test_kill_and_resume_gives_the_same_parameters(tmp_path, one_thread):
+    kw = dict(steps=7, checkpoint_every=3, log_every=2, data_kwargs={"num_images": 40})  # 5 batches/epoch
     ref = tmp_path / "ref"
-    train(_config(ref, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}))  # 5 batches/epoch
+    train(_config(ref, **kw))
     run = tmp_path / "run"
     # "killed" after step 5: the last checkpoint is step 3, steps 4 and 5 are lost and redone
-    stopped = train(_config(run, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}, stop_after_steps=5))
+    stopped = train(_config(run, **kw, stop_after_steps=5))
     assert not stopped["finished"] and not (run / "model.safetensors").exists()
     assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 3
     with pytest.raises(ValueError, match="--resume"):
-        train(_config(run, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}))
+        train(_config(run, **kw))
     with pytest.raises(ValueError, match="lr"):
-        train(_config(run, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}, lr=0.1, resume=True))
-    done = train(_config(run, steps=7, checkpoint_every=3, data_kwargs={"num_images": 40}, resume=True))
+        train(_config(run, **kw, lr=0.1, resume=True))
+    done = train(_config(run, **kw, resume=True))
     assert done["finished"]
     a, b = load_file(ref / "model.safetensors"), load_file(run / "model.safetensors")
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=0, atol=1e-6), k
-    # the log holds each step once, with the uninterrupted run's losses
+    # the log holds each logged step once, with the uninterrupted run's values, also for the
+    # interval (steps 3-4) the checkpoint cut in two
     la = [json.loads(x) for x in (ref / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lb] == list(range(1, 8))
-    assert [x["loss"] for x in lb] == pytest.approx([x["loss"] for x in la], abs=1e-6)
+    assert [x["step"] for x in lb] == [2, 4, 6, 7]
+    for key in ("loss", "accuracy", "lr", "eo", "images", "epoch"):
+        assert [x[key] for x in lb] == pytest.approx([x[key] for x in la], abs=1e-6), key
 
 
 def test_configuration_errors(tmp_path):

@@ -221,6 +221,7 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, total, cfg.warmup_steps, cfg.min_lr)
     step = 0
+    resumed_sums = None
     if cfg.resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         diff = TrainConfig.from_dict(state["config"]).mismatches(cfg)
@@ -236,6 +237,7 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
         set_rng_state(state["rng"][env.rank])
+        resumed_sums = state.get("log_sums", [None] * env.world_size)[env.rank]
         if env.is_main:
             _trim_log(out / LOG_FILE, step)
             print(f"resuming {out} at step {step} of {total}", file=sys.stderr)
@@ -261,11 +263,12 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
 
     def checkpoint(at: int) -> None:
         rngs = all_gather_objects(rng_state(), env)
+        partial = all_gather_objects(sums.clone(), env)  # the log interval in progress, per process
         if env.is_main:
             save_checkpoint(ckpt_path, {
                 "config": cfg.to_dict(), "step": at, "world_size": env.world_size,
                 "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rngs,
+                "scheduler": scheduler.state_dict(), "rng": rngs, "log_sums": partial,
                 "data": {"micro_batch": at * cfg.accum_steps, "epoch": at * cfg.accum_steps // per_epoch},
             })
         env.barrier()
@@ -280,6 +283,8 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
                disable=not (cfg.progress and env.is_main), dynamic_ncols=True)
     autocast = (lambda: torch.autocast(env.device.type, dtype=torch.bfloat16)) if amp else nullcontext
     sums = torch.zeros(6, dtype=torch.float64)  # ce·n, bce·n, loss·n, correct, n, interactions
+    if resumed_sums is not None:
+        sums += resumed_sums
     last: dict[str, Any] = {}
     tick = time.perf_counter()
     model.train()
