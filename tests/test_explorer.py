@@ -109,7 +109,7 @@ def _open(browser, path: Path, width: int = 1280):
 
 
 def _state(page) -> dict:
-    page.wait_for_timeout(50)  # one animation frame
+    page.wait_for_function("document.body.dataset.pending !== '1'", timeout=10000)  # the redraw has run
     return page.locator("#state").evaluate("e => Object.assign({}, e.dataset)")
 
 

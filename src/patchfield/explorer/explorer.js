@@ -407,10 +407,12 @@ let frame = 0;
 function schedule(full) {
   if (full) S.dirty = true;
   if (frame) return;
+  document.body.dataset.pending = "1";  // a redraw is due (tests wait for "0")
   frame = requestAnimationFrame(() => {
     frame = 0;
     if (S.dirty) { recompute(); exportState(); S.dirty = false; }
     draw();
+    document.body.dataset.pending = "0";
   });
 }
 
@@ -476,5 +478,8 @@ alphaEl.value = String(DATA.alpha); betaEl.value = String(DATA.beta);
 document.getElementById("subtitle").textContent =
   `${GH}×${GW} patches (N = ${N}), ${L} layers × ${K} heads` + (DATA.model ? `, ${DATA.model}` : "") +
   (DATA.attention.full ? "" : "; per-head attention of each layer omitted to keep the file small");
-img.onload = () => { readSliders(); recompute(); exportState(); S.dirty = false; draw(); document.body.dataset.ready = "1"; };
+img.onload = () => {
+  readSliders(); recompute(); exportState(); S.dirty = false; draw();
+  document.body.dataset.ready = "1";
+};
 img.src = DATA.image;
