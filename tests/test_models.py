@@ -108,6 +108,9 @@ def test_remove_patch_and_repatching():
     assert type(model.blocks[0].attn) is timm.layers.Attention
     pm.apply_winft(model)
     pm.apply_winft(model, "paper")  # re-patching is allowed
+    twin = copy.deepcopy(model)  # e.g. an EMA copy: its own shared state, same outputs
+    assert twin._winft_state is twin.blocks[0].attn._winft_state and twin._winft_state is not model._winft_state
+    torch.testing.assert_close(twin(x), model(x))
     assert sum(pm.patched_kind(m) == "winft" for m in model.modules()) == 1 + len(model.blocks)
     pm.remove_patch(model)
     assert type(model) is timm.models.vision_transformer.VisionTransformer
