@@ -132,6 +132,8 @@ def test_evaluate_cli_on_a_run_folder(tmp_path, capsys, one_thread):
                  str(run / "model.safetensors"), "--data-kwargs", '{"num_images": 12}', "--no-progress"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["top1"] == saved["top1"] and again["num_images"] == 12
+    assert main(["evaluate", "--model", str(run), "--data-kwargs", '{"num_images": 12}', "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == saved["top1"]
     # usage errors are reported, not raised
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert main(["evaluate", str(run), "--kind", "awd"]) == 2

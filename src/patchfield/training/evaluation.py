@@ -119,9 +119,12 @@ def evaluate_run(
     Either ``run_dir`` (``model.safetensors`` + ``run.json``) or ``model_name`` (with ``weights``
     and ``kind``). The AWD kinds need ``groundtruth``: a store built on this data set and split.
     """
+    from ..loading import is_run_directory
     from .build import build_model
     from .checkpoint import load_run
 
+    if run_dir is None and model_name is not None and weights is None and is_run_directory(model_name):
+        run_dir, model_name = model_name, None  # --model RUN_DIR, as everywhere else
     if (run_dir is None) == (model_name is None):
         raise ValueError("give either a run folder or --model (with --weights and --kind), not both or neither")
     if run_dir is not None:
