@@ -179,11 +179,13 @@ def test_cli_kill_and_resume_equals_uninterrupted(reference_store, tmp_path):
     weights, ref = reference_store
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "patchfield", "groundtruth", *_cli(weights, out, N_CLI)]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 90
         while not (out / "shard-00000.npz").exists():
-            assert proc.poll() is None, "the run ended before its first shard was seen"
+            assert proc.poll() is None, f"the run ended before its first shard was seen: {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline
             time.sleep(0.002)
         os.kill(proc.pid, signal.SIGKILL)
