@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import colorsys
 import json
 
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
+import patchfield as pf
+from patchfield import figures as F
 from patchfield.cli import main
 
 
@@ -59,13 +63,6 @@ def test_analyze_writes_json_and_basic_figures(weights, image_files, tmp_path, c
 
 
 # ---------------------------------------------------------------- figure functions on a tiny model
-
-import colorsys  # noqa: E402
-
-from matplotlib.figure import Figure  # noqa: E402
-
-import patchfield as pf  # noqa: E402
-from patchfield import figures as F  # noqa: E402
 
 
 @pytest.fixture(scope="module")
