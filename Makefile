@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser datasets reproduce
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ browser:
 	    || echo "could not install chromium: the browser test will be skipped"; \
 	else echo "no /usr/bin/chromium and no root apt-get: the browser test will be skipped"; fi
 
-test: $(STAMP) lint browser
+# Debian's Fashion-MNIST (the real data set of the reproduction study); skipped where apt is unavailable.
+datasets:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+	    || echo "could not install dataset-fashion-mnist: its tests are skipped"; \
+	else echo "no root apt-get: Fashion-MNIST tests are skipped"; fi
+
+test: $(STAMP) lint browser datasets
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
@@ -32,6 +40,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/analysis.py
+	$(PY) benchmarks/models.py
+
+# The small-scale reproduction study behind docs/reproduction.md (about an hour on 2 cores; resumable).
+reproduce: $(STAMP) datasets
+	$(PY) -m patchfield reproduce --jobs 2
 
 clean:
 	rm -rf $(VENV) demo_out
