@@ -426,3 +426,29 @@ def test_epochs_set_the_run_length(tmp_path, one_thread):
     assert result["step"] == 4
     lines = [json.loads(x) for x in (tmp_path / "e" / "log.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == pytest.approx([2 / 6, 4 / 6, 1.0, 8 / 6], abs=1e-4)
+
+
+def test_torchrun_evaluate_equals_one_process(tmp_path, small_store, one_thread):
+    """`patchfield evaluate` of an AWD+DIP run on 2 processes gives the one-process numbers (one report)."""
+    from patchfield.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "vit_tiny_patch16_224", "--model-kwargs", json.dumps(FIELDS_TINY), "--kind",
+                 "awd-dip", "--groundtruth", str(small_store), "--data-kwargs", '{"num_images": 64}', "--steps", "2",
+                 "--warmup-steps", "1", "--batch-size", "8", "--out", str(run), "--no-progress"]) == 0
+    args = [str(run), "--split", "train", "--data-kwargs", '{"num_images": 64}', "--groundtruth", str(small_store),
+            "--batch-size", "5", "--no-progress"]
+    assert main(["evaluate", *args, "--out", str(tmp_path / "one.json")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "patchfield", "evaluate", *args, "--out", str(tmp_path / "two.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('"top1"') == 1  # rank 0 alone reports
+    one, two = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
+    assert one["processes"] == 1 and two["processes"] == 2 and two["num_images"] == 64
+    for key in ("top1", "top5", "eo"):
+        assert two[key] == pytest.approx(one[key], abs=1e-9), key
+    from patchfield.groundtruth import GroundTruthStore
+
+    assert one["eo"] == pytest.approx(float(GroundTruthStore(small_store).interactions.mean()), abs=1e-9)

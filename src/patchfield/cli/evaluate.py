@@ -1,9 +1,13 @@
-"""``patchfield evaluate``: top-1, top-5 and ``E_O`` of a trained model on a data set, as JSON."""
+"""``patchfield evaluate``: top-1, top-5 and ``E_O`` of a trained model on a data set, as JSON.
+
+Runs alone or under ``torchrun`` (each process takes every ``K``-th image; rank 0 reports).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from ..training.config import KINDS
@@ -43,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         data_kwargs=args.data_kwargs, image_size=args.image_size, groundtruth=args.groundtruth,
         batch_size=args.batch_size, workers=args.workers, device=args.device, progress=not args.no_progress,
     )
-    if args.out is not None:
-        write_json_atomic(args.out, result)
-    print(json.dumps(result, indent=1))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process holds the totals; one reports
+        if args.out is not None:
+            write_json_atomic(args.out, result)
+        print(json.dumps(result, indent=1))
     return 0

@@ -10,12 +10,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from .build import forward_kind, model_grid
 from .config import KINDS
-from .distributed import pick_device
+from .distributed import DistEnv, cleanup_distributed, setup_distributed
 from .loop import interactions_of_batch
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
@@ -118,7 +118,24 @@ def evaluate_run(
 
     Either ``run_dir`` (``model.safetensors`` + ``run.json``) or ``model_name`` (with ``weights``
     and ``kind``). The AWD kinds need ``groundtruth``: a store built on this data set and split.
+    Under ``torchrun`` every process evaluates every ``world_size``-th image and all return the
+    totals over the whole data set.
     """
+    created = not (dist.is_available() and dist.is_initialized())
+    env = setup_distributed(device)
+    try:
+        return _evaluate_run(
+            env, run_dir=run_dir, model_name=model_name, weights=weights, kind=kind, model_kwargs=model_kwargs,
+            data=data, split=split, data_root=data_root, data_kwargs=data_kwargs, image_size=image_size,
+            groundtruth=groundtruth, batch_size=batch_size, workers=workers, progress=progress,
+        )
+    finally:
+        if created:
+            cleanup_distributed()
+
+
+def _evaluate_run(env: DistEnv, *, run_dir, model_name, weights, kind, model_kwargs, data, split, data_root,
+                  data_kwargs, image_size, groundtruth, batch_size, workers, progress) -> dict[str, Any]:
     from ..loading import is_run_directory
     from .build import build_model
     from .checkpoint import load_run
@@ -145,7 +162,7 @@ def evaluate_run(
         info = {"model": model_name, "kind": kind}
     if kind in ("awd", "awd-dip") and groundtruth is None:
         raise ValueError(f"a {kind!r} model needs --groundtruth STORE: the fields of this data set's images")
-    dev = pick_device(device)
+    dev = env.device
     size = model_image_size(model)
     if image_size is not None and image_size != size:
         raise ValueError(f"--image-size {image_size} differs from the model's input size {size}")
@@ -156,10 +173,12 @@ def evaluate_run(
         raise ValueError(f"the model predicts {head} classes but data set {data!r} has {classes}")
     if groundtruth is not None and kind in ("awd", "awd-dip"):
         dataset, _ = attach_fields(dataset, groundtruth, model_grid(model), dip=kind == "awd-dip")
+    if env.distributed:
+        dataset = Subset(dataset, range(env.rank, len(dataset), env.world_size))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=dev.type == "cuda", collate_fn=_collate())
-    result = evaluate(model, loader, kind, device=dev, progress=progress)
-    result.update({"model": info["model"], "data": data, "split": split,
+    result = evaluate(model, loader, kind, device=dev, progress=progress and env.is_main)
+    result.update({"model": info["model"], "data": data, "split": split, "processes": env.world_size,
                    "run": str(run_dir) if run_dir is not None else None,
                    "groundtruth": str(groundtruth) if groundtruth is not None else None})
     return result
