@@ -452,3 +452,29 @@ def test_torchrun_evaluate_equals_one_process(tmp_path, small_store, one_thread)
     from patchfield.groundtruth import GroundTruthStore
 
     assert one["eo"] == pytest.approx(float(GroundTruthStore(small_store).interactions.mean()), abs=1e-9)
+
+
+def test_starting_weights_with_another_head_and_size(tmp_path, capsys):
+    """Fine-tuning weights: the backbone is kept, a head of another size is re-initialised, positions resampled."""
+    from safetensors.torch import save_file
+
+    from patchfield.training import build_model
+
+    torch.manual_seed(0)
+    source = build_model("vit_tiny_patch16_224", "vit", num_classes=5, model_kwargs=TINY)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    same = build_model("vit_tiny_patch16_224", "awd", num_classes=5, model_kwargs=TINY,
+                       weights=tmp_path / "w.safetensors")
+    for k, v in source.state_dict().items():
+        assert torch.equal(same.state_dict()[k], v), k
+    other = build_model("vit_tiny_patch16_224", "winft-paper", num_classes=3, model_kwargs=TINY,
+                        weights=tmp_path / "w.safetensors")
+    assert "classifier head of another size" in capsys.readouterr().err
+    assert other.head.weight.shape == (3, 16)
+    assert torch.equal(other.blocks[1].mlp.fc2.weight, source.blocks[1].mlp.fc2.weight)
+    bigger = build_model("vit_tiny_patch16_224", "vit", num_classes=5, image_size=32, model_kwargs=TINY,
+                         weights=tmp_path / "w.safetensors")
+    assert bigger.pos_embed.shape[1] == 1 + 16 and torch.equal(bigger.cls_token, source.cls_token)
+    torch.save({"state_dict": {"blocks.0.norm1.weight": torch.ones(3)}}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="do not fit"):
+        build_model("vit_tiny_patch16_224", "vit", num_classes=5, model_kwargs=TINY, weights=tmp_path / "bad.pth")

@@ -46,13 +46,16 @@ def _load_weights(model: nn.Module, weights: str | Path) -> None:
     if head:
         print(f"note: {weights} has a classifier head of another size; training a new head", file=sys.stderr)
         sd = {k: v for k, v in sd.items() if k not in head}
-    result = model.load_state_dict(sd, strict=False)
-    missing = [k for k in result.missing_keys if k not in head]
-    if missing or result.unexpected_keys:
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items() if k in own
+              and v.shape != own[k].shape]
+    missing = [k for k in own if k not in sd and k not in head]
+    unexpected = [k for k in sd if k not in own]
+    if shapes or missing or unexpected:
         raise ValueError(
-            f"weights {weights} do not fit the model: missing keys {missing[:6]}, "
-            f"unexpected keys {result.unexpected_keys[:6]}"
+            f"weights {weights} do not fit the model (check --model and --model-kwargs): shapes differ for "
+            f"{shapes[:4]}, missing keys {missing[:6]}, unexpected keys {unexpected[:6]}"
         )
+    model.load_state_dict(sd, strict=False)
 
 
 def build_model(
