@@ -329,3 +329,18 @@ def test_pair_attention_dataset_streams_the_same_statistic():
     torch.testing.assert_close(outer, ref_outer, equal_nan=True)
     with pytest.raises(ValueError, match="object masks"):
         F.pair_attention_dataset(model, [(x[0], 0)])
+
+
+def test_figures_cli_fig13_with_a_winft_model(weights, tmp_path):
+    """Fig. 13 end to end when patchfield.models (WinfT) is present: WinfT applied to a plain ViT's weights."""
+    pytest.importorskip("patchfield.models")
+    out = tmp_path / "figs"
+    code = main(["figures", "--synthetic", "1", "--model", "test_vit", "--weights", str(weights), "--image-size",
+                 "64", "--only", "fig13", "fig4", "--winft-model", "test_vit", "--winft-weights", str(weights),
+                 "--out", str(out)])
+    assert code == 0
+    index = json.loads((out / "figures.json").read_text())
+    assert index == {"synthetic_000": {"fig13_winft_windows": "fig13_winft_windows.png",
+                                       "fig4_global_vs_window": "fig4_global_vs_window.png"}}
+    assert sorted(p.name for p in (out / "synthetic_000").iterdir()) == ["fig13_winft_windows.png",
+                                                                          "fig4_global_vs_window.png"]

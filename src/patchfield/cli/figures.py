@@ -33,10 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--betas", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5], help="beta values of Fig. 6")
     p.add_argument("--patches", type=int, nargs="+", help="patches for Fig. 3/4 (default: spread over the grid)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled patch pair of Fig. 2")
-    p.add_argument("--winft-model", help="timm name of a WinfT model for Fig. 13 (needs patchfield.models)")
+    p.add_argument("--winft-model", help="WinfT for Fig. 13: a WinfT timm name or run folder, or a plain ViT "
+                   "name whose --winft-weights come from a WinfT (WinfT is applied; needs patchfield.models)")
     p.add_argument("--winft-weights", help="local weights of the WinfT model for Fig. 13")
+    p.add_argument("--winft-mode", choices=["paper", "restrict"], default="paper",
+                   help="WinfT mode when it is applied to a plain ViT")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="cpu", help="torch device for the forward passes (e.g. cuda:0)")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="write only the figures whose names start with these (e.g. fig5 fig7_tendency)")
     p.add_argument("--svg", action="store_true", help="write SVG beside every PNG")
     p.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per image)")
     p.set_defaults(func=run)
@@ -74,12 +79,15 @@ def _winft(args: argparse.Namespace):
     if not args.winft_model:
         return None
     try:
-        from .. import models  # noqa: F401  (registers the WinfT names with timm)
+        from .. import models  # registers the WinfT names with timm
     except ImportError as e:
         raise ImportError(f"Fig. 13 needs patchfield.models (WinfT): {e}") from e
     from ..loading import load_model
 
-    return load_model(args.winft_model, args.winft_weights, img_size=args.image_size)
+    model = load_model(args.winft_model, args.winft_weights, img_size=args.image_size)
+    if models.patched_kind(model) != "winft":
+        model = models.apply_winft(model, args.winft_mode)
+    return model.eval()
 
 
 def _jobs(args: argparse.Namespace, spec: dict) -> list[tuple[str, object]]:
@@ -131,6 +139,10 @@ def _figures_of(args, maps, U, windows, field, i, crop, mask, winft_masks):
     if winft_masks is not None:
         out["fig13_winft_windows"] = lambda: F.plot_winft_windows(field.mask()[i], winft_masks[i], crop)
     return out
+
+
+def _wanted(args: argparse.Namespace, name: str) -> bool:
+    return not args.only or any(name.startswith(prefix) for prefix in args.only)
 
 
 def _save(fig, folder: Path, name: str, svg: bool) -> str:
@@ -192,8 +204,11 @@ def run(args: argparse.Namespace) -> int:
         windows, _, field = analyze_map(U, maps.grid, args.alpha, args.beta)
         wmasks = None
         if winft is not None:
-            _, logits = winft(batch, return_window_logits=True)
-            wmasks = F.winft_masks(logits)
+            try:  # the windows exactly as WinfT applied them
+                _, wmasks = winft(batch, return_windows=True)
+            except TypeError:  # a WinfT without return_windows: rebuild W from its window logits
+                _, logits = winft(batch, return_window_logits=True)
+                wmasks = F.winft_masks(logits)
         have = [j for j, m in enumerate(masks) if m is not None]
         if have:
             pm = F.patch_mask(torch.from_numpy(np.stack([masks[j] for j in have])), maps.grid)
@@ -207,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
             written = {}
             for fig_name, make in _figures_of(args, maps, U, windows, field, i, crops[i], masks[i],
                                               wmasks).items():
+                if not _wanted(args, fig_name):
+                    continue
                 try:
                     written[fig_name] = _save(make(), folder, fig_name, args.svg)
                 except ValueError as e:  # e.g. an object too small for Fig. 2's pair
@@ -223,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         ds = SyntheticShapes(args.fig2_dataset, image_size=h, mean=spec["mean"], std=spec["std"])
         inner, outer, layers = F.pair_attention_dataset(model, ds, batch_size=args.batch_size, device=device)
         inner_all, outer_all = [inner], [outer]
-    if inner_all:
+    if inner_all and _wanted(args, "fig2_pair_attention_dataset"):
         fig = F.plot_pair_attention_dataset(torch.cat(inner_all), torch.cat(outer_all), layers)
         index["dataset"] = {"fig2_pair_attention_dataset": _save(fig, args.out, "fig2_pair_attention_dataset",
                                                                  args.svg)}

@@ -12,7 +12,11 @@ __all__ = ["plot_winft_windows", "winft_masks"]
 
 
 def winft_masks(window_logits: torch.Tensor) -> torch.Tensor:
-    """WinfT's binary masks ``W`` from its per-layer logits ``s`` (SPEC §8): ``sigmoid(s) > row mean``.
+    """Binary masks ``W = sigmoid(s) > row mean`` from per-layer window logits ``s`` (SPEC §8).
+
+    The row mean here runs over the ``N`` patch columns given. A WinfT model's own threshold may
+    also average the prefix columns; when the model can return the windows it applied
+    (``model(x, return_windows=True)``), draw those instead.
 
     Args:
         window_logits: ``[..., N, N]`` (e.g. ``[B, L, N, N]`` from ``model(x, return_window_logits=True)``).
@@ -31,7 +35,8 @@ def plot_winft_windows(ground_truth: torch.Tensor, predicted: torch.Tensor, imag
 
     Args:
         ground_truth: boolean ``[N, N]`` (row ``p``: the responsive field ``S_p``, e.g. ``field.mask()[i]``).
-        predicted: boolean ``[L, N, N]``: WinfT's mask in every layer (see :func:`winft_masks`).
+        predicted: boolean ``[L, N, N]``: WinfT's mask in every layer (``model(x, return_windows=True)``,
+            or :func:`winft_masks` of its window logits).
         image: optional RGB image shown first.
     """
     gt = to_numpy(ground_truth).astype(bool)
