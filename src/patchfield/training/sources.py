@@ -104,6 +104,7 @@ def attach_fields(dataset: Any, store_path: str | Path, grid: Grid, dip: bool = 
     store = GroundTruthStore(store_path)
     store.check_grid(grid)
     store.check_dataset(dataset)
+    _ = store.valid  # read the shards now: forked loader workers then share them instead of each reading them
     return FieldItems(dataset, store, dip=dip), store
 
 
