@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", nargs="+", help="data sets (default: synthetic fashion-mnist)")
     p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     p.add_argument("--steps", type=int, help="training steps per model")
+    p.add_argument("--jobs", type=int, default=1, help="seeds trained at once in separate processes")
     p.add_argument("--progress", action="store_true", help="progress bars for every run")
     p.set_defaults(func=run)
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         cfg, out=args.out, doc=args.doc, datasets=tuple(args.datasets) if args.datasets else None,
         seeds=tuple(range(args.seeds)) if args.seeds else None, steps=args.steps, progress=args.progress or None,
     )
-    results = run_study(cfg)
+    results = run_study(cfg, jobs=args.jobs)
     print(f"reproduction study: {len(results['runs'])} runs in {results['seconds'] / 60:.1f} min; "
           f"report in {cfg.doc}, results in {cfg.out}/results.json")
     return 0
