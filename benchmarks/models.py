@@ -77,18 +77,29 @@ def _best_times(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, f
     return {k: min(v) for k, v in times.items()}
 
 
-def bench(name: str, kwargs: dict, batch: int, repeats: int, train: bool = True) -> dict[str, float]:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench(
+    name: str, kwargs: dict, batch: int, repeats: int, train: bool = True, device: str | torch.device = "cpu"
+) -> dict[str, float]:
+    """Best-of-rounds seconds of every model and phase, and the shares of interactions removed."""
+    device = torch.device(device)
     torch.manual_seed(0)
-    vit = timm.create_model(name, pretrained=False, num_classes=100, **kwargs)
+    vit = timm.create_model(name, pretrained=False, num_classes=100, **kwargs).to(device)
     models = {
         "vit": vit,
         "awd": pm.apply_awd(copy.deepcopy(vit)),
         "winft_paper": pm.apply_winft(copy.deepcopy(vit), "paper"),
         "winft_restrict": pm.apply_winft(copy.deepcopy(vit), "restrict"),
     }
-    x = torch.randn(batch, 3, *vit.patch_embed.img_size)
-    labels = torch.randint(0, 100, (batch,))
-    window_mask, field_mask, dropped, n = _fields(vit, batch, 0.1, 0.2)
+    x = torch.randn(batch, 3, *vit.patch_embed.img_size, device=device)
+    labels = torch.randint(0, 100, (batch,), device=device)
+    window_mask, field_mask, dropped, n = (
+        t.to(device) if isinstance(t, torch.Tensor) else t for t in _fields(vit, batch, 0.1, 0.2)
+    )
 
     def run(key: str, grad: bool, dip: bool = False):
         model = models[key]
@@ -108,6 +119,7 @@ def bench(name: str, kwargs: dict, batch: int, repeats: int, train: bool = True)
                         loss = F.cross_entropy(out, labels)
                     loss.backward()
                     model.zero_grad(set_to_none=True)
+            _sync(device)
 
         return fn
 
@@ -153,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         help="configs that also time forward+backward ('' for none); b16_384 at batch 16 needs ~20 GiB",
     )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda:0 where a GPU is lent")
     args = ap.parse_args(argv)
     if args.threads or args.quick:
         torch.set_num_threads(args.threads or 1)  # quick: tiny matrices, more threads only contend
@@ -164,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown configs {sorted(unknown)}; choose from {list(CONFIGS)}")
         configs = {k: CONFIGS[k] for k in args.configs.split(",")}
         batch, repeats = args.batch, args.repeats
-    print(f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads, batch {batch}")
+    print(
+        f"torch {torch.__version__}, timm {timm.__version__}, device {args.device}, "
+        f"{torch.get_num_threads()} threads, batch {batch}"
+    )
     results = {}
     for key, (name, kwargs) in configs.items():
         train = args.quick or key in args.train_configs.split(",")
-        r = bench(name, kwargs, batch, repeats, train=train)
+        r = bench(name, kwargs, batch, repeats, train=train, device=args.device)
         r.update(_ratios(r))
         results[key] = r
         print(f"\n{key} ({name} {kwargs or ''})")
