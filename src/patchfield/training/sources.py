@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from ..encoding import decode_field
 from ..grid import Grid
 
-__all__ = ["FieldItems", "model_image_size", "model_normalisation", "open_dataset", "attach_fields", "split_batch"]
+__all__ = ["model_image_size", "model_normalisation", "open_dataset", "attach_fields", "split_batch"]
 
 
 def model_image_size(model: nn.Module) -> int:
@@ -55,46 +51,18 @@ def open_dataset(
     return build(name, split, image_size, root=root, **kwargs)
 
 
-class FieldItems(Dataset):
-    """Items of ``dataset`` with their ground-truth field: ``(image, label, field_mask, dropped)``.
-
-    ``field_mask`` is boolean ``[N, N]``: with ``dip`` the responsive field ``S_p`` of every patch
-    (the window minus ``D``, plus the patch: ``w_gt`` of SPEC §6, and the AWD+DIP attention mask),
-    without it the window alone (the AWD attention mask, SPEC §7). ``dropped`` is ``D``, ``[N]``.
-    Batched fetches decode the fields of the whole batch at once. Images the data set could not
-    read, or that have no valid field in the store, come back as ``None`` (dropped by the collate).
-    """
-
-    def __init__(self, dataset: Any, store: Any, dip: bool = True) -> None:
-        self.dataset, self.store, self.dip = dataset, store, bool(dip)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        getitems = getattr(self.dataset, "__getitems__", None)
-        items = list(getitems(list(indices))) if getitems is not None else [self.dataset[i] for i in indices]
-        field = decode_field(self.store.codes(np.asarray(indices, dtype=np.int64)))
-        masks = field.mask() if self.dip else field.windows.mask()
-        valid = self.store.valid[np.asarray(indices, dtype=np.int64)]
-        return [
-            None if item is None or not valid[j] else (item[0], item[1], masks[j], field.dropped[j])
-            for j, item in enumerate(items)
-        ]
-
-
 def attach_fields(dataset: Any, store_path: str | Path, grid: Grid, dip: bool = True) -> tuple[Any, Any]:
-    """Wrap ``dataset`` so items carry their ground-truth field (:class:`FieldItems`): ``(wrapped, store)``.
+    """Wrap ``dataset`` so items carry their ground-truth field: ``(WithFields(...), store)``.
+
+    With ``dip`` the field mask is ``S_p`` (the AWD+DIP attention mask and WinfT's ``w_gt``),
+    without it the window alone (the AWD attention mask, SPEC §7).
 
     Raises:
         FileNotFoundError: no finished store at ``store_path``.
         ValueError: the store does not belong to this data set (length or fingerprint), its
             grid is not the model's, or the data set augments its images.
     """
-    from ..groundtruth.store import GroundTruthStore
+    from ..groundtruth import GroundTruthStore, WithFields
 
     if getattr(getattr(dataset, "preprocess", None), "augment", False):
         raise ValueError(
@@ -105,7 +73,7 @@ def attach_fields(dataset: Any, store_path: str | Path, grid: Grid, dip: bool = 
     store.check_grid(grid)
     store.check_dataset(dataset)
     _ = store.valid  # read the shards now: forked loader workers then share them instead of each reading them
-    return FieldItems(dataset, store, dip=dip), store
+    return WithFields(dataset, store, check=False, dip=dip), store
 
 
 def split_batch(
