@@ -81,7 +81,7 @@ def flow_to_color(u, v, max_magnitude: float | None = None) -> np.ndarray:
     return np.floor(255 * col + 0.5).astype(np.uint8)
 
 
-def draw_wheel_legend(ax: Axes, size: int = 101, title: str = "direction (hue), magnitude (saturation)") -> None:
+def draw_wheel_legend(ax: Axes, size: int = 101, title: str = "direction (hue),\nmagnitude (saturation)") -> None:
     """Draw the colour wheel on ``ax`` with the four axis directions labelled (y down, as in images)."""
     r = np.linspace(-1, 1, size)
     u, v = np.meshgrid(r, r)
