@@ -167,6 +167,37 @@ def _load_hf(directory: Path) -> nn.Module:
     return model.eval()
 
 
+def create_timm_model(name: str, **kwargs: Any) -> nn.Module:
+    """``timm.create_model(name, pretrained=False, **kwargs)`` (patchfield's timm names registered),
+    with a ``ValueError`` for unknown names."""
+    import timm
+
+    import patchfield.models  # noqa: F401  (registers the awd_/winft_ timm names)
+
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" in str(e):
+            raise ValueError(
+                f"unknown model {name!r}: not a timm architecture, a Hugging Face directory or a run folder"
+            ) from e
+        raise
+
+
+def prepare_state_dict(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """A local checkpoint in the key layout of ``model``: Hugging Face keys converted, position
+    embeddings resampled to the model's grid (timm's ``checkpoint_filter_fn``)."""
+    if is_hf_layout(sd):
+        sd = hf_vit_to_timm(sd)
+    try:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        sd = checkpoint_filter_fn(sd, model)
+    except (ImportError, KeyError, AttributeError):
+        pass
+    return sd
+
+
 def load_model(
     name: str,
     weights: str | Path | None = None,
@@ -194,8 +225,6 @@ def load_model(
         FileNotFoundError: a given weights path does not exist.
         ValueError: the checkpoint does not fit the architecture (keys are listed).
     """
-    import timm
-
     for candidate in (name, weights):
         if candidate is not None:
             if is_run_directory(candidate):
@@ -220,19 +249,9 @@ def load_model(
         kwargs["img_size"] = img_size
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
-    except RuntimeError as e:
-        if "Unknown model" in str(e):
-            raise ValueError(f"unknown model {name!r}: not a timm architecture nor a Hugging Face directory") from e
-        raise
+    model = create_timm_model(name, **kwargs)
     if sd is not None:
-        try:
-            from timm.models.vision_transformer import checkpoint_filter_fn
-
-            sd = checkpoint_filter_fn(sd, model)  # resamples pos_embed to the model's grid
-        except (ImportError, KeyError, AttributeError):
-            pass
+        sd = prepare_state_dict(sd, model)
         result = model.load_state_dict(sd, strict=False)
         if strict and (result.missing_keys or result.unexpected_keys):
             raise ValueError(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from torch import nn
 
-__all__ = ["add_model_args", "model_from_args"]
+__all__ = ["add_model_args", "json_dict", "model_from_args"]
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -31,3 +32,14 @@ def model_from_args(args: argparse.Namespace) -> nn.Module:
             "Hugging Face layout, or a Hugging Face model directory), or --random-weights to analyse an untrained model"
         )
     return load_model(args.model, args.weights, img_size=args.image_size, num_classes=args.num_classes)
+
+
+def json_dict(text: str) -> dict:
+    """``argparse`` type of the ``--model-kwargs``/``--data-kwargs`` options: a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"patch_size\": 4}'")
+    return value

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..training.config import KINDS
 from ..utils.io import write_json_atomic
-from .train import _json_dict
+from ._common import json_dict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="timm architecture name (instead of a run folder)")
     p.add_argument("--weights", help="local weights of --model")
     p.add_argument("--kind", choices=KINDS, help="model kind (default: the run's, or vit)")
-    p.add_argument("--model-kwargs", type=_json_dict, default={}, help="JSON object for timm.create_model")
+    p.add_argument("--model-kwargs", type=json_dict, default={}, help="JSON object for timm.create_model")
     p.add_argument("--data", default="synthetic", help="data set (default: %(default)s)")
     p.add_argument("--data-root", help="folder of a folder data set")
-    p.add_argument("--data-kwargs", type=_json_dict, default={}, help="JSON object for the data set builder")
+    p.add_argument("--data-kwargs", type=json_dict, default={}, help="JSON object for the data set builder")
     p.add_argument("--split", default="val", help="split to evaluate (default: %(default)s)")
     p.add_argument("--image-size", type=int, help="input size (must match the model's)")
     p.add_argument("--groundtruth", help="ground-truth store of these images (needed by the AWD kinds)")

@@ -9,33 +9,22 @@ Resumable (run the same command again after a kill) and ``torchrun``-ready::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from ._common import add_model_args
-
-
-def _json_dict(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"num_images\": 512}'")
-    return value
+from ._common import add_model_args, json_dict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("groundtruth", help="store every image's responsive field (SPEC §6) from a trained ViT",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
-    p.add_argument("--model-kwargs", type=_json_dict, default={},
+    p.add_argument("--model-kwargs", type=json_dict, default={},
                    help="JSON object passed to timm.create_model (e.g. a small custom ViT)")
     p.add_argument("--data", required=True,
                    help="data set: synthetic, imagefolder, cub, fashion-mnist, mnist5k")
     p.add_argument("--data-root", help="folder of a folder data set (mnist5k: the CSV file)")
-    p.add_argument("--data-kwargs", type=_json_dict, default={},
+    p.add_argument("--data-kwargs", type=json_dict, default={},
                    help="JSON object for the data set builder, e.g. '{\"num_images\": 512}' for synthetic")
     p.add_argument("--split", default="train", help="split (default: %(default)s)")
     p.add_argument("--alpha", type=float, required=True, help="share of U's entries shaping windows (0, 1]")

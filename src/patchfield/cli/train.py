@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from ..training.config import KINDS, OPTIMIZERS, RECIPES, TrainConfig, recipe_accumulation
+from ._common import json_dict
 
 #: Options a --recipe sets unless they are given.
 _RECIPE_KEYS = ("optimizer", "lr", "momentum", "epochs", "steps", "warmup_steps", "batch_size", "image_size")
-
-
-def _json_dict(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"patch_size\": 4}'")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,11 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="timm architecture name, e.g. vit_base_patch16_224")
     p.add_argument("--weights", help="local starting weights (.safetensors/.pth/.bin, timm or Hugging Face layout)")
     p.add_argument("--kind", choices=KINDS, default=d.kind, help="model kind (default: %(default)s)")
-    p.add_argument("--model-kwargs", type=_json_dict, default={},
+    p.add_argument("--model-kwargs", type=json_dict, default={},
                    help="JSON object passed to timm.create_model, e.g. '{\"patch_size\": 4, \"depth\": 4}'")
     p.add_argument("--data", default=d.data, help="data set: synthetic, imagefolder, cub, ... (default: %(default)s)")
     p.add_argument("--data-root", help="folder of a folder data set")
-    p.add_argument("--data-kwargs", type=_json_dict, default={},
+    p.add_argument("--data-kwargs", type=json_dict, default={},
                    help="JSON object for the data set builder, e.g. '{\"num_images\": 1024}'")
     p.add_argument("--split", default=d.split, help="split to train on (default: %(default)s)")
     p.add_argument("--recipe", choices=sorted(RECIPES),

@@ -30,17 +30,9 @@ def model_grid(model: nn.Module) -> Grid:
 
 def _load_weights(model: nn.Module, weights: str | Path) -> None:
     """Load local starting weights; a classifier head of another size is left freshly initialised."""
-    from ..loading import hf_vit_to_timm, is_hf_layout, load_state_dict
+    from ..loading import load_state_dict, prepare_state_dict
 
-    sd = load_state_dict(weights)
-    if is_hf_layout(sd):
-        sd = hf_vit_to_timm(sd)
-    try:
-        from timm.models.vision_transformer import checkpoint_filter_fn
-
-        sd = checkpoint_filter_fn(sd, model)  # resamples position embeddings to the model's grid
-    except (ImportError, KeyError, AttributeError):
-        pass
+    sd = prepare_state_dict(load_state_dict(weights), model)
     own = model.state_dict()
     head = [k for k in sd if k.startswith("head.") and k in own and sd[k].shape != own[k].shape]
     if head:
@@ -78,20 +70,14 @@ def build_model(
         weights: optional local starting weights.
         model_kwargs: extra ``timm.create_model`` arguments (``patch_size``, ``embed_dim``, ...).
     """
-    import timm
+    from ..loading import create_timm_model
 
     kwargs = dict(model_kwargs or {})
     if num_classes is not None:
         kwargs["num_classes"] = int(num_classes)
     if image_size is not None:
         kwargs["img_size"] = int(image_size)
-    import patchfield.models  # noqa: F401  (registers the awd_/winft_ timm names)
-    try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
-    except RuntimeError as e:
-        if "Unknown model" in str(e):
-            raise ValueError(f"unknown model {name!r}: not a timm architecture name") from e
-        raise
+    model = create_timm_model(name, **kwargs)
     model_grid(model)
     from ..models import patched_kind
 
