@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
 from torch import nn
 
-__all__ = ["add_model_args", "json_dict", "model_from_args"]
+__all__ = ["add_model_args", "check_rates", "json_dict", "model_from_args", "parse_device"]
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -43,3 +44,23 @@ def json_dict(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"patch_size\": 4}'")
     return value
+
+
+def check_rates(alpha: float, *betas: float) -> None:
+    """``ValueError`` unless ``alpha`` is in (0, 1] and every beta in [0, 1)."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"--alpha must be in (0, 1], got {alpha}")
+    for beta in betas:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"--beta values must be in [0, 1), got {beta}")
+
+
+def parse_device(name: str) -> torch.device:
+    """A torch device from ``--device``, with a clear error when it does not exist here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device {name!r} is not a torch device ({e})") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..analysis import analyze
 from ..images import ImageReadError, model_input_spec, read_image, to_model_input
 from ..utils.io import write_json_atomic
-from ._common import add_model_args, model_from_args
+from ._common import add_model_args, check_rates, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,10 +37,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 0.0 < args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in (0, 1], got {args.alpha}")
-    if not 0.0 <= args.beta < 1.0:
-        raise ValueError(f"--beta must be in [0, 1), got {args.beta}")
+    check_rates(args.alpha, args.beta)
     model = model_from_args(args)
     spec = model_input_spec(model)
     failed: list[str] = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import check_rates
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="analyse the embedded data set with the shipped demo models; figures + explorer")
@@ -27,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
               f"{m['winft']['top1']:.3f} (E_O {m['winft']['eo']:.0f} of {m['winft']['eo_full']:.0f}), "
               f"{m['train_seconds'] / 60:.1f} min")
         return 0
-    if not 0.0 < args.alpha <= 1.0 or not 0.0 <= args.beta < 1.0:
-        raise ValueError(f"need alpha in (0, 1] and beta in [0, 1); got {args.alpha}, {args.beta}")
+    check_rates(args.alpha, args.beta)
     s = run_demo(args.out, args.models, args.images, args.alpha, args.beta)
     print()
     print("patchfield demo: a ViT trained on the embedded synthetic shapes (32x32 images, 8x8 patch grid)")

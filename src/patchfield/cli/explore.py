@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..images import model_input_spec, read_image, to_model_input
-from ._common import add_model_args, model_from_args
+from ._common import add_model_args, check_rates, model_from_args, parse_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,12 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..capture import capture_attention
     from ..explorer import write_explorer
 
-    if not 0.0 < args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in (0, 1], got {args.alpha}")
-    if not 0.0 <= args.beta < 1.0:
-        raise ValueError(f"--beta must be in [0, 1), got {args.beta}")
-    from .figures import parse_device
-
+    check_rates(args.alpha, args.beta)
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     spec = model_input_spec(model)

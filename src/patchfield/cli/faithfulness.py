@@ -10,7 +10,7 @@ import torch
 
 from ..images import ImageReadError, model_input_spec, read_image, to_model_input
 from ..utils.io import write_json_atomic
-from ._common import add_model_args, model_from_args
+from ._common import add_model_args, model_from_args, parse_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    from .figures import parse_device
-
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     spec = model_input_spec(model)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ..analysis import analyze_map
 from ..images import ImageReadError, model_input_spec, read_image, to_model_input
 from ..utils.io import write_json_atomic
-from ._common import add_model_args, model_from_args
+from ._common import add_model_args, check_rates, model_from_args, parse_device
 from .analyze import _unique_names
 
 
@@ -45,17 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--svg", action="store_true", help="write SVG beside every PNG")
     p.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per image)")
     p.set_defaults(func=run)
-
-
-def parse_device(name: str) -> torch.device:
-    """A torch device from ``--device``, with a clear error when it does not exist here."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"--device {name!r} is not a torch device ({e})") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -160,11 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from ..capture import capture_attention
     from ..uncertainty import interaction_uncertainty
 
-    if not 0.0 < args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in (0, 1], got {args.alpha}")
-    for beta in [args.beta, *args.betas]:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta values must be in [0, 1), got {beta}")
+    check_rates(args.alpha, args.beta, *args.betas)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = parse_device(args.device)
