@@ -101,7 +101,11 @@ class AWDViT:
     def forward_features(
         self, x: torch.Tensor, field_mask: torch.Tensor | None = None, dropped: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Embeddings, blocks attending within ``field_mask``, final norm: ``[B, T, C]``."""
+        """Embeddings, blocks attending within ``field_mask``, final norm: ``[B, T, C]``.
+
+        Honours ``set_grad_checkpointing``. ``forward_intermediates`` is not patched and runs
+        global attention.
+        """
         x = self.patch_embed(x)
         x = self._pos_embed(x)
         x = self.patch_drop(x)
