@@ -18,6 +18,7 @@ from .encoding import FieldCode, decode_field, encode_field
 from .field import ResponsiveField, responsive_field
 from .grid import Grid
 from .loading import load_model, load_state_dict
+from .models import apply_awd, apply_winft, remove_patch, window_bce_loss
 from .uncertainty import UncertaintyAccumulator, interaction_uncertainty
 from .windows import Windows, adaptive_windows
 
@@ -33,6 +34,8 @@ __all__ = [
     "UncertaintyCapture",
     "Windows",
     "adaptive_windows",
+    "apply_awd",
+    "apply_winft",
     "analyze",
     "analyze_map",
     "attention_hooks",
@@ -47,5 +50,7 @@ __all__ = [
     "load_model",
     "load_state_dict",
     "patch_keep_mask",
+    "remove_patch",
     "responsive_field",
+    "window_bce_loss",
 ]
