@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     p.add_argument("--steps", type=int, help="training steps per model")
     p.add_argument("--jobs", type=int, default=1, help="seeds trained at once in separate processes")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite the report from the finished study's results.json, running nothing")
     p.add_argument("--progress", action="store_true", help="progress bars for every run")
     p.set_defaults(func=run)
 
@@ -26,6 +28,18 @@ def run(args: argparse.Namespace) -> int:
         cfg, out=args.out, doc=args.doc, datasets=tuple(args.datasets) if args.datasets else None,
         seeds=tuple(range(args.seeds)) if args.seeds else None, steps=args.steps, progress=args.progress or None,
     )
+    if args.report_only:
+        import json
+        from pathlib import Path
+
+        from ..study.report import write_report
+
+        results_path = Path(cfg.out) / "results.json"
+        if not results_path.is_file():
+            raise FileNotFoundError(f"no finished study in {cfg.out} ({results_path} is missing): run it first")
+        write_report(json.loads(results_path.read_text()), Path(cfg.doc))
+        print(f"report rewritten: {cfg.doc}")
+        return 0
     results = run_study(cfg, jobs=args.jobs)
     print(f"reproduction study: {len(results['runs'])} runs in {results['seconds'] / 60:.1f} min; "
           f"report in {cfg.doc}, results in {cfg.out}/results.json")
