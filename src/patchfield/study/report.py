@@ -217,4 +217,10 @@ def _summary(results: dict[str, Any]) -> list[str]:
         for line in _table_claims(agg, results["rows"][dataset]):
             if "**" in line:
                 out.append(f"- {dataset}: {line[2:]}")
+    claims = results.get("claims", {})
+    betas = results["config"]["betas"]
+    rows = [r for r in _claims_section(claims, betas) if r.startswith("| ") and "**" in r]
+    for row in rows:  # one line per analysis claim and beta: "claim (beta b): verdict"
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        out.append(f"- synthetic, analysis: {cells[0]} (β={cells[1]}): {cells[-1]}")
     return out
