@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from ..images import IMAGENET_MEAN, IMAGENET_STD
+from ._batched import BatchedDataset
 from .transforms import as_size
 
 __all__ = ["FASHION_MNIST_ROOT", "FashionMNIST", "MNIST5k", "mnist5k_path", "read_idx", "read_mnist_csv"]
@@ -87,7 +87,7 @@ def mnist5k_path() -> Path:
     return path
 
 
-class _ArrayDataset(Dataset):
+class _ArrayDataset(BatchedDataset):
     """Greyscale ``uint8`` images ``[n, h, w]`` with labels, served as normalised 3-channel tensors."""
 
     name = "array"
@@ -131,14 +131,6 @@ class _ArrayDataset(Dataset):
         x = self._resized(idx)
         x = (x - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
         return x, torch.from_numpy(self.labels[idx])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x, y = self.batch([index])
-        return x[0], int(y[0])
-
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
-        x, y = self.batch(indices)
-        return [(x[j], int(y[j])) for j in range(len(y))]
 
     def raw_image(self, index: int) -> np.ndarray:
         x = self._resized(np.asarray([index]))[0]

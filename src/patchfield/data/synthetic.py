@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..images import IMAGENET_MEAN, IMAGENET_STD
+from ._batched import BatchedDataset
 
 __all__ = ["SHAPE_CLASSES", "SyntheticShapes"]
 
@@ -86,7 +86,7 @@ def _shape_masks(u: np.ndarray, v: np.ndarray, kind: np.ndarray) -> np.ndarray:
     return out
 
 
-class SyntheticShapes(Dataset):
+class SyntheticShapes(BatchedDataset):
     """Deterministic textured shapes on cluttered backgrounds, with object masks.
 
     Class ``c`` is shape ``SHAPE_CLASSES[c]`` with the ``c``-th surface pattern (solid, stripes,
@@ -251,14 +251,6 @@ class SyntheticShapes(Dataset):
         """Normalised images ``[B, 3, H, W]`` and labels ``[B]`` (long) of ``indices``, rendered at once."""
         raw, _, labels = self.render(indices)
         return self._normalise(raw), torch.from_numpy(labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x, y = self.batch([index])
-        return x[0], int(y[0])
-
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
-        x, y = self.batch(indices)
-        return [(x[j], int(y[j])) for j in range(len(y))]
 
     def object_mask(self, index: int) -> torch.Tensor:
         """Bool ``[H, W]``: the object's pixels in image ``index``."""
