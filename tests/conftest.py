@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
 
 torch.set_num_threads(2)
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """One intra-op thread inside the block: on the 2 shared cores, 2 threads per process are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """:func:`single_thread` for a whole test."""
+    with single_thread():
+        yield
 
 
 def tiny_vit(**overrides):

@@ -14,15 +14,6 @@ from patchfield.training import evaluate
 from patchfield.windows import Windows
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on the 2 shared cores, 2 threads per process are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class _Fake(nn.Module):
     """A classifier with a patch grid that accepts the AWD/WinfT call forms (a test double for the kinds)."""
 

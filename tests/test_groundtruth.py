@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import single_thread
 from fixtures_data import TINY_VIT_KWARGS, save_tiny_vit, tiny_vit_cli_args, write_image_folder
 from torch.utils.data import DataLoader
 
@@ -165,13 +166,9 @@ def reference_store(tmp_path_factory):
     spec = model_input_spec(model)
     ds = SyntheticShapes(N_CLI, image_size=64, num_classes=4, split="train", mean=spec["mean"], std=spec["std"])
     out = tmp_path_factory.mktemp("gt") / "ref"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         build_groundtruth(model, ds, out, 0.1, 0.2, batch_size=16, shard_size=32, progress=False,
                           model_name="vit_base_patch16_224", dataset_name="synthetic")
-    finally:
-        torch.set_num_threads(threads)
     return weights, out
 
 

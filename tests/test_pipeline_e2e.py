@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from conftest import single_thread
 
 from patchfield.cli import main
 from patchfield.groundtruth import GroundTruthStore
@@ -33,10 +33,8 @@ def _run(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads on the 2 shared cores are many times slower
     d = tmp_path_factory.mktemp("pipeline")
-    try:
+    with single_thread():  # two threads on the 2 shared cores are many times slower
         _run("train", *COMMON, *TRAIN, "--steps", "300", "--batch-size", "32", "--warmup-steps", "20",
              "--lr", "0.01", "--log-every", "50", "--out", str(d / "vit"))
         _run("evaluate", str(d / "vit"), *VAL, "--out", str(d / "vit.json"), "--no-progress")
@@ -53,8 +51,6 @@ def pipeline(tmp_path_factory):
                  "--out", str(d / name))
             gt = ["--groundtruth", str(d / "gt_val")] if kind.startswith("awd") else []
             _run("evaluate", str(d / name), *VAL, *gt, "--out", str(d / f"{name}.json"), "--no-progress")
-    finally:
-        torch.set_num_threads(before)
     return d
 
 

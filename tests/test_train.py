@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import single_thread
 from safetensors.torch import load_file
 
 from patchfield.training import (
@@ -27,15 +28,6 @@ from patchfield.training import (
 )
 
 TINY = {"patch_size": 8, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "img_size": 16}
-
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on the 2 shared cores, 2 threads per process are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _config(out: Path, **kw) -> TrainConfig:
@@ -268,15 +260,11 @@ def small_store(tmp_path_factory):
     from patchfield.cli import main
 
     out = tmp_path_factory.mktemp("gt") / "store"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         assert main(["groundtruth", "--model", "vit_tiny_patch16_224", "--model-kwargs", json.dumps(FIELDS_TINY),
                      "--num-classes", "4", "--random-weights", "--data", "synthetic", "--data-kwargs",
                      '{"num_images": 64}', "--alpha", "0.2", "--beta", "0.25", "--out", str(out),
                      "--no-progress"]) == 0
-    finally:
-        torch.set_num_threads(before)
     return out
 
 
