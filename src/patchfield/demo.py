@@ -32,7 +32,7 @@ DEMO_MODEL_KWARGS: dict[str, Any] = {
 #: Training of the demo models (AdamW from scratch: the paper's SGD recipe fine-tunes pretrained weights).
 DEMO_TRAIN: dict[str, Any] = {
     "data": "synthetic", "data_kwargs": {"num_images": 8000}, "steps": 1000, "batch_size": 64, "lr": 2e-3,
-    "warmup_steps": 100, "weight_decay": 0.05, "optimizer": "adamw", "seed": 0, "checkpoint_every": 0,
+    "warmup_steps": 100, "weight_decay": 0.05, "optimizer": "adamw", "seed": 0, "checkpoint_every": 100,
 }
 DEMO_ALPHA, DEMO_BETA = 0.1, 0.2
 _TIMM_NAME = "vit_tiny_patch16_224"  # the architecture family; DEMO_MODEL_KWARGS sets the size
@@ -71,7 +71,7 @@ def train_demo_models(folder: str | Path, progress: bool = True) -> dict[str, An
         if not (out / "run.json").is_file():
             train(TrainConfig(model=_TIMM_NAME, kind=kind, out=str(out), model_kwargs=DEMO_MODEL_KWARGS,
                               progress=progress, resume=(out / "checkpoint.pt").is_file(),
-                              **{**DEMO_TRAIN, "checkpoint_every": 100}, **extra))
+                              **DEMO_TRAIN, **extra))
 
     fit("vit")
     vit, _ = load_run(work / "vit")
