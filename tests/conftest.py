@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# PATCHFIELD_TEST_THREADS=1 when several test processes share the cores.
+torch.set_num_threads(int(os.environ.get("PATCHFIELD_TEST_THREADS", "2")))
 
 
 @contextmanager

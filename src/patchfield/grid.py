@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Grid", "round_half_up"]
+__all__ = ["Grid", "object_patches", "patch_shares", "pixel_cells", "round_half_up"]
 
 
 def round_half_up(x: float) -> int:
@@ -69,3 +69,58 @@ class Grid:
                 f"{what} has {n} patches but the grid {self.height}x{self.width} has {self.n}; "
                 "pass the grid the attention was captured on (AttentionMaps.grid)"
             )
+
+
+def pixel_cells(height: int, width: int, grid: Grid | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixel-to-patch rule, the only one in patchfield: a pixel belongs to the patch that holds its centre.
+
+    An ``height × width`` image is laid over the grid proportionally (patch row ``y`` spans
+    ``[y·H/gh, (y+1)·H/gh)``); pixel row ``r`` is in patch row ``floor((r + 0.5)·gh / H)``, and
+    likewise for columns. For a model input ``H = gh·ph`` this is ``r // ph``, the patch the model
+    embeds the pixel in. Returns ``(rows [H], cols [W])`` long tensors of patch rows and columns.
+
+    >>> rows, cols = pixel_cells(5, 4, Grid(2, 2))
+    >>> rows.tolist(), cols.tolist()
+    ([0, 0, 1, 1, 1], [0, 0, 1, 1])
+    """
+    g = Grid.coerce(grid)
+    if int(height) < g.height or int(width) < g.width:
+        raise ValueError(
+            f"an image of {height}x{width} pixels is smaller than the {g.height}x{g.width} patch grid"
+        )
+
+    def cells(n: int, parts: int) -> torch.Tensor:
+        return torch.div(torch.arange(n, dtype=torch.long) * (2 * parts) + parts, 2 * n, rounding_mode="floor")
+
+    return cells(int(height), g.height), cells(int(width), g.width)
+
+
+def patch_shares(masks: torch.Tensor, grid: Grid | tuple[int, int]) -> torch.Tensor:
+    """Share of each patch's pixels (by :func:`pixel_cells`) inside a pixel mask: ``[..., H, W]`` → ``[..., N]``.
+
+    >>> m = torch.zeros(5, 4, dtype=torch.bool); m[:2, :] = True
+    >>> patch_shares(m, Grid(2, 2)).tolist()
+    [1.0, 1.0, 0.0, 0.0]
+    """
+    if masks.dim() < 2:
+        raise ValueError(f"masks must be [..., H, W]; got {tuple(masks.shape)}")
+    g = Grid.coerce(grid)
+    h, w = int(masks.shape[-2]), int(masks.shape[-1])
+    rows, cols = pixel_cells(h, w, g)
+    ry = torch.nn.functional.one_hot(rows, g.height).to(torch.float64, copy=False).to(masks.device)  # [H, gh]
+    rx = torch.nn.functional.one_hot(cols, g.width).to(torch.float64, copy=False).to(masks.device)  # [W, gw]
+    inside = ry.transpose(0, 1) @ masks.to(torch.float64) @ rx  # [..., gh, gw]
+    area = ry.sum(0)[:, None] * rx.sum(0)[None, :]
+    return (inside / area).flatten(-2)
+
+
+def object_patches(masks: torch.Tensor, grid: Grid | tuple[int, int], threshold: float = 0.5) -> torch.Tensor:
+    """Object patches of pixel masks: True where at least ``threshold`` (half) of the patch's pixels are object.
+
+    ``[..., H, W]`` (non-zero = object) → bool ``[..., N]``; the pixel-to-patch rule is :func:`pixel_cells`.
+
+    >>> m = torch.zeros(1, 4, 4, dtype=torch.bool); m[0, :2, :2] = True
+    >>> object_patches(m, Grid(2, 2)).tolist()
+    [[True, False, False, False]]
+    """
+    return patch_shares(masks != 0, grid) >= threshold
