@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .capture import capture_uncertainty
+from .checks import check_rates
 from .dip import column_variance, indiscriminative_patches
 from .field import ResponsiveField, responsive_field
 from .grid import Grid
@@ -110,10 +111,7 @@ def analyze(
         layers: layers to use (all by default).
         renormalize: rescale patch-block rows to sum to 1 before the statistics.
     """
-    if not (0.0 < float(alpha) <= 1.0):
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-    if not (0.0 <= float(beta) < 1.0):
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    check_rates(alpha, beta)
     cap = capture_uncertainty(model, images, layers, renormalize=renormalize)
     windows, dropped, field = analyze_map(cap.U, cap.grid, alpha, beta)
     return Analysis(

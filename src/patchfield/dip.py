@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_beta
 from .grid import round_half_up
 
 __all__ = ["column_variance", "indiscriminative_patches", "patch_keep_mask"]
@@ -36,8 +37,7 @@ def indiscriminative_patches(U: torch.Tensor, beta: float) -> torch.Tensor:
     >>> indiscriminative_patches(U, 0.34).tolist()  # round(1.02) = 1 patch: column 1 is constant
     [False, True, False]
     """
-    if not (0.0 <= float(beta) < 1.0):
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    check_beta(beta)
     var = column_variance(U)
     if not torch.isfinite(var).all():
         raise ValueError("U holds NaN or Inf values")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_alpha
 from .grid import Grid, round_half_up
 
 __all__ = ["Windows", "adaptive_windows", "top_entries", "box_mask"]
@@ -119,8 +120,7 @@ def adaptive_windows(U: torch.Tensor, alpha: float, grid: Grid | tuple[int, int]
     """
     g = Grid.coerce(grid)
     _check_map(U, g)
-    if not (0.0 < float(alpha) <= 1.0):
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    check_alpha(alpha)
     n = g.n
     selected = top_entries(U, round_half_up(float(alpha) * n * n))
     selected |= torch.eye(n, dtype=torch.bool, device=U.device)

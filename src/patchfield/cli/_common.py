@@ -8,6 +8,8 @@ import json
 import torch
 from torch import nn
 
+from .. import checks
+
 __all__ = ["add_model_args", "check_rates", "json_dict", "model_from_args", "parse_device"]
 
 
@@ -47,12 +49,8 @@ def json_dict(text: str) -> dict:
 
 
 def check_rates(alpha: float, *betas: float) -> None:
-    """``ValueError`` unless ``alpha`` is in (0, 1] and every beta in [0, 1)."""
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"--alpha must be in (0, 1], got {alpha}")
-    for beta in betas:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"--beta values must be in [0, 1), got {beta}")
+    """``ValueError`` unless ``--alpha`` is in (0, 1] and every ``--beta`` in [0, 1) (:mod:`patchfield.checks`)."""
+    checks.check_rates(alpha, *betas, prefix="--")
 
 
 def parse_device(name: str) -> torch.device:

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ..capture import AttentionMaps
+from ..checks import check_rates
 from ..dip import column_variance
 from ..uncertainty import interaction_uncertainty
 from ..utils.io import atomic_write
@@ -76,10 +77,7 @@ def explorer_payload(
     """
     from ..figures._draw import as_image, pick
 
-    if not 0.0 < float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-    if not 0.0 <= float(beta) < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    check_rates(alpha, beta)
     if full_attention not in ("auto", True, False):
         raise ValueError(f"full_attention must be 'auto', True or False, got {full_attention!r}")
     g = maps.grid

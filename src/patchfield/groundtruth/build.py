@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..analysis import analyze
+from ..checks import check_rates
 from ..encoding import encode_field
 from ..grid import Grid
 from ..utils.io import write_json_atomic
@@ -188,10 +189,7 @@ def build_groundtruth(
     Raises:
         ValueError: bad rates or sizes, or ``out_dir`` holds a store built with other settings.
     """
-    if not 0.0 < float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-    if not 0.0 <= float(beta) < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    check_rates(alpha, beta)
     if int(batch_size) < 1 or int(shard_size) < 1 or int(num_workers) < 0:
         raise ValueError(f"batch_size and shard_size must be >= 1 and num_workers >= 0; got {batch_size}, "
                          f"{shard_size}, {num_workers}")
