@@ -1,4 +1,5 @@
-"""Data sets: the embedded synthetic shapes, folder layouts (ImageFolder, CUB-200-2011), small real sets.
+"""Data sets: the embedded synthetic shapes, generated radial contours (the pretraining source), folder layouts
+(ImageFolder, CUB-200-2011), small real sets.
 
 Every data set returns ``(image [3, H, W] normalised, label)`` and has ``num_classes``, ``classes``,
 ``name``, ``fingerprint()`` and ``raw_image(i)``; those with object masks (``has_masks``) have
@@ -7,6 +8,7 @@ them with ``collate_fn=collate_skip`` (see :mod:`patchfield.data.folder`).
 """
 
 from .folder import IMAGE_EXTENSIONS, CUBDataset, ImageFolderDataset
+from .formula import FormulaContours
 from .registry import DATASET_NAMES, build_dataset, collate_skip
 from .small import FashionMNIST, MNIST5k, read_idx, read_mnist_csv
 from .synthetic import SHAPE_CLASSES, SyntheticShapes
@@ -16,6 +18,7 @@ __all__ = [
     "CUBDataset",
     "DATASET_NAMES",
     "FashionMNIST",
+    "FormulaContours",
     "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
     "MNIST5k",

