@@ -11,11 +11,12 @@ recipe at the study's scale (32×32 inputs, 4×4 and 8×8 patches):
   vertex's radius factor ``1 + 0.35·z`` with ``z ~ U(-1, 1)`` drawn from the class's own stream
   ``(seed, c)`` (the radial noise of RCDB's vertices). Every split shares the classes.
 - **Each image** draws 2 to 4 concentric contours of that polygon (radii evenly spaced up to
-  30-45 % of the side), at a random rotation, centre offset and line width (0.8-1.8 px at 32 px,
-  anti-aliased),
-  with a small per-image jitter of the vertex radii (±0.06), a random background colour and a line
-  colour far from it. The class lives in the contour's shape alone, never in colour, position, size
-  or rotation.
+  30-45 % of the side), at a random rotation, centre offset and line width (1.2-2.2 px at 32 px,
+  anti-aliased), with a small per-image jitter of the vertex radii (±0.06), bright lines of a random
+  tint on a dark background of a random hue (RCDB draws bright contours on black; in a short trial a
+  from-scratch ViT left chance much sooner with this fixed polarity and lines over a pixel wide than
+  with random polarities and thinner lines). The class lives in the contour's shape alone, never in
+  colour, position, size or rotation.
 
 Why this source and not a larger many-class family of the embedded generator
 (:mod:`patchfield.data.synthetic`): the pretrained start stands in for ImageNet-21k, which is not
@@ -25,7 +26,7 @@ training on the target. Radial contours share nothing with either target (textur
 clutter; Fashion-MNIST's grey garments) beyond generic shape and edge statistics, which is the
 transfer FDSL relies on. Kataoka et al. use 1,000 classes at 224 px; at 32 px most of those would
 differ by less than a pixel, so the default here is 100 classes (10 vertex counts × 10 radial
-noise patterns), learnable by the study's 64-wide ViT in a CPU budget.
+noise patterns).
 
 Images are a function of ``(seed, split, index)`` alone; a batch renders with vectorised array
 operations (no loop over pixels), any size from 16 pixels up.
@@ -180,7 +181,7 @@ class FormulaContours(BatchedDataset):
 
         contours = 2 + torch.floor(col(0) * 3)  # 2, 3 or 4 concentric copies
         outer = (0.30 + 0.15 * col(1)) * s  # pixels, the outermost copy's mean radius
-        width = (0.8 + 1.0 * col(2)) * max(1.0, s / 32)  # 0.8-1.8 px at 32 px, in proportion above
+        width = (1.2 + 1.0 * col(2)) * max(1.0, s / 32)  # 1.2-2.2 px at 32 px, in proportion above
         rot = col(3) * (2 * math.pi)
         slack = torch.clamp(0.5 * s - outer * (1 + _CLASS_NOISE + _IMAGE_JITTER), min=0.0)
         cx = 0.5 * s + (2 * col(4) - 1) * slack
@@ -194,9 +195,8 @@ class FormulaContours(BatchedDataset):
         j = torch.minimum(torch.clamp(torch.round(rho / (shape * gap)), min=1.0), contours)  # nearest copy, 1..J
         dist = torch.abs(rho - j * gap * shape)
         ink = torch.clamp(0.5 * width + 0.5 - dist, 0.0, 1.0)[..., None]  # anti-aliased line coverage
-        bg = u[:, 6:9]
-        light = bg.mean(1, keepdim=True) > 0.5
-        line = torch.where(light, 0.25 * u[:, 9:12], 0.75 + 0.25 * u[:, 9:12])  # far from the background
+        bg = 0.35 * u[:, 6:9]  # a dark background of any hue
+        line = 0.75 + 0.25 * u[:, 9:12]  # a bright line of any tint: the polarity of RCDB's contours
         img = bg[:, None, None, :] * (1 - ink) + line[:, None, None, :] * ink
         return torch.round(img * 255).clamp(0, 255).to(torch.uint8), labels
 
