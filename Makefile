@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser datasets reproduce
+.PHONY: demo test lint bench clean browser datasets reproduce pretrain
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(STAMP)
 # The small-scale reproduction study behind docs/reproduction.md (about an hour on 2 cores; resumable).
 reproduce: $(STAMP) datasets
 	$(PY) -m patchfield reproduce --jobs 2
+
+# The study's pretrained start: one tiny ViT per patch size on generated radial contours, written into
+# src/patchfield/assets/pretrained (estimated 2 hours on 2 cores; resumable, finished runs skipped).
+pretrain: $(STAMP)
+	$(PY) -m patchfield pretrain --jobs 2
 
 clean:
 	rm -rf $(VENV) demo_out
