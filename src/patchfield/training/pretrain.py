@@ -12,14 +12,16 @@ A finished folder ``<root>/<name>/`` (``name`` = ``formula-p4``, ``formula-p8``)
 ``model.safetensors`` and ``run.json``: the run description :func:`patchfield.training.load_run`
 reads, plus the record ``name, patch, source, source_top1, source_eval, train_seconds, steps,
 images, seed``. ``source_top1`` (a fraction) is the top-1 on held-out images of the source (its
-``val`` split: other images of the same classes); ``train_seconds`` is the time of the optimiser
+``val`` split: other images of the same classes; ``source_eval`` says which, and holds the top-1 of
+their first ``check_images`` for :func:`check_pretrained`); ``train_seconds`` is the time of the optimiser
 steps kept (summed from ``log.jsonl``, so a resumed run counts each kept step once). The
 resumable ``checkpoint.pt`` is deleted once the record is written; ``log.jsonl`` (the training
 curve) stays.
 
 Fine-tuning starts from ``model.safetensors``: ``patchfield train --weights <folder>/model.safetensors``
 with the same ``--model-kwargs`` (:func:`pretrained_model_kwargs`); the classifier head, of the
-source's 100 classes, is re-initialised for the target's classes.
+source's 100 classes, is re-initialised for a target with another number of classes (every target
+here: 4 shapes, 10 garments).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE, read_run_info
 
 __all__ = [
     "MODEL",
+    "NUMERIC_TOLERANCE",
     "PRETRAINED_ROOT",
     "PretrainConfig",
     "QUICK",
@@ -61,6 +64,10 @@ MODEL = "vit_tiny_patch16_224"
 #: The reproduction study's tiny ViT (its ``StudyConfig``: width 64, 4 layers, 4 heads, MLP ratio 2).
 TINY_VIT: dict[str, Any] = {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
 
+#: Settings of :class:`PretrainConfig` that shape a finished pretraining (a rerun must match them).
+_SHAPING = ("source", "num_classes", "source_seed", "train_images", "eval_images", "image_size", "model_kwargs",
+            "steps", "batch_size", "optimizer", "lr", "warmup_steps", "weight_decay", "seed")
+
 _RECORD_KEYS = ("name", "patch", "source", "source_top1", "train_seconds", "steps", "images", "seed")
 
 
@@ -76,6 +83,8 @@ class PretrainConfig:
         source_seed: seed of the source (its classes and images).
         train_images: images of the source's training split (each index renders one fixed image).
         eval_images: held-out images (the source's ``val`` split) behind ``source_top1``.
+        check_images: the first this many of them are also scored alone (``source_eval.check_top1``): the
+            quick re-check of a shipped checkpoint (:func:`check_pretrained`).
         image_size: input size in pixels.
         model_kwargs: the ViT's width, depth, heads, MLP ratio (:data:`TINY_VIT`).
         steps: optimiser steps per patch size (20,000 of 128 images: 2.56 million images, about 26 passes
@@ -96,6 +105,7 @@ class PretrainConfig:
     source_seed: int = 0
     train_images: int = 100_000
     eval_images: int = 2000
+    check_images: int = 300
     image_size: int = 32
     model_kwargs: tuple[tuple[str, Any], ...] = tuple(TINY_VIT.items())
     steps: int = 20_000
@@ -113,7 +123,7 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if not self.patches or any(int(p) < 1 or self.image_size % int(p) for p in self.patches):
             raise ValueError(f"patch sizes must divide the image size {self.image_size}; got {self.patches}")
-        for name in ("num_classes", "train_images", "eval_images", "batch_size", "steps"):
+        for name in ("num_classes", "train_images", "eval_images", "check_images", "batch_size", "steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -122,7 +132,8 @@ class PretrainConfig:
 
 
 #: A seconds-long configuration of the same code path (the tests, ``patchfield pretrain --quick``).
-QUICK = PretrainConfig(num_classes=10, train_images=256, eval_images=64, steps=4, batch_size=16, warmup_steps=1,
+QUICK = PretrainConfig(num_classes=10, train_images=256, eval_images=64, check_images=32, steps=4, batch_size=16,
+                       warmup_steps=1,
                        checkpoint_every=2, log_every=1, lr=2e-3)
 
 
@@ -171,26 +182,41 @@ def source_accuracy(run_dir: str | Path, num_images: int | None = None, progress
     return float(result["top1"])
 
 
-def check_pretrained(run_dir: str | Path, num_images: int = 300) -> dict[str, float | bool]:
+#: Tolerance for float differences between machines and thread counts (a few borderline logits).
+NUMERIC_TOLERANCE = 0.01
+
+
+def check_pretrained(run_dir: str | Path, num_images: int | None = None) -> dict[str, Any]:
     """Re-measure a pretrained ViT's source top-1 on the first ``num_images`` of its held-out images.
 
-    The recorded ``source_top1`` was measured on ``N`` held-out images; these ``n <= N`` are the first of
-    them. Their accuracy differs from the recorded one by sampling alone with standard deviation
-    ``sqrt(p(1-p)(1/n - 1/N))``; the tolerance is 4 of those plus 1 point for float differences between
-    machines and thread counts (a few borderline logits). ``ok`` says whether the difference is within it.
+    Two checks, both must hold:
+
+    - against ``source_top1``, measured on all ``N`` held-out images: the first ``n <= N`` differ from it by
+      sampling alone, with standard deviation ``sqrt(p(1-p)(1/n - 1/N))``; allowed: 4 of those plus
+      :data:`NUMERIC_TOLERANCE` (1 point);
+    - when ``n`` is the recorded ``check_images`` (the default), against ``check_top1``, recorded on these very
+      images: allowed :data:`NUMERIC_TOLERANCE` alone, so any change of the weights, the generator or the
+      evaluation shows.
 
     Returns:
-        ``{"measured", "recorded", "num_images", "tolerance", "ok"}``.
+        ``{"measured", "recorded", "num_images", "tolerance", "recorded_same_images", "ok"}``
+        (``recorded_same_images``: ``check_top1``, or ``None`` when ``n`` is not the recorded count).
     """
     info = read_run_info(run_dir)
-    recorded = float(info["source_top1"])
-    total = int(info["source_eval"]["num_images"])
-    n = min(int(num_images), total)
+    ev = info.get("source_eval") or {}
+    if "source_top1" not in info or "num_images" not in ev:
+        raise ValueError(f"{run_dir} holds no recorded pretraining (source_top1, source_eval in run.json)")
+    recorded, total = float(info["source_top1"]), int(ev["num_images"])
+    n = min(int(num_images if num_images is not None else ev.get("check_images", total)), total)
     measured = source_accuracy(run_dir, n)
     sd = math.sqrt(max(recorded * (1 - recorded), 0.0) * max(1 / n - 1 / total, 0.0))
-    tolerance = 4 * sd + 0.01
+    tolerance = 4 * sd + NUMERIC_TOLERANCE
+    ok = abs(measured - recorded) <= tolerance
+    same = float(ev["check_top1"]) if ev.get("check_images") == n and "check_top1" in ev else None
+    if same is not None:
+        ok = ok and abs(measured - same) <= NUMERIC_TOLERANCE
     return {"measured": measured, "recorded": recorded, "num_images": n, "tolerance": tolerance,
-            "ok": abs(measured - recorded) <= tolerance}
+            "recorded_same_images": same, "ok": ok}
 
 
 def find_pretrained(root: str | Path | None = None) -> list[Path]:
@@ -233,10 +259,13 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     steps = int(cfg.steps)
     if out.is_dir() and out in find_pretrained(out.parent):
         info = read_run_info(out)
-        if int(info["steps"]) != steps or info.get("source") != cfg.source:
+        done = info.get("pretrain", {})
+        differ = [f"{k} {done.get(k)!r} != {v!r}" for k, v in asdict(cfg).items()
+                  if k in _SHAPING and json.dumps(done.get(k)) != json.dumps(v)]
+        if differ:
             raise ValueError(
-                f"{out} holds a finished pretraining of {info['steps']} steps on {info.get('source')!r}, not "
-                f"{steps} on {cfg.source!r}: remove the folder to train again, or choose another --out"
+                f"{out} holds a finished pretraining with other settings ({'; '.join(differ)}): remove the folder "
+                "to train again, or choose another --out"
             )
         return {**{k: info[k] for k in _RECORD_KEYS}, "out": str(out), "finished": True}
     tc = TrainConfig(
@@ -250,12 +279,14 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     result = train(tc)
     if not result["finished"]:
         return {"name": name, "out": str(out), "finished": False, "step": result["step"]}
+    check = min(cfg.check_images, cfg.eval_images)
     ev = {"data": cfg.source, "split": "val", "data_kwargs": _source_kwargs(cfg, cfg.eval_images),
-          "num_images": cfg.eval_images}
+          "num_images": cfg.eval_images, "check_images": check}
     info = read_run_info(out)
     info["source_eval"] = ev
     write_json_atomic(out / RUN_FILE, info)  # source_accuracy reads the held-out settings from here
     top1 = source_accuracy(out, progress=cfg.progress)
+    info["source_eval"] = {**ev, "check_top1": source_accuracy(out, check)}
     record = {"name": name, "patch": int(patch), "source": cfg.source, "source_top1": top1,
               "train_seconds": round(_logged_seconds(out / LOG_FILE), 1), "steps": int(result["step"]),
               "images": int(result["step"]) * cfg.batch_size, "seed": cfg.seed}
