@@ -133,8 +133,7 @@ class PretrainConfig:
 
 #: A seconds-long configuration of the same code path (the tests, ``patchfield pretrain --quick``).
 QUICK = PretrainConfig(num_classes=10, train_images=256, eval_images=64, check_images=32, steps=4, batch_size=16,
-                       warmup_steps=1,
-                       checkpoint_every=2, log_every=1, lr=2e-3)
+                       warmup_steps=1, checkpoint_every=2, log_every=1, lr=2e-3)
 
 
 def run_name(source: str, patch: int) -> str:
