@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_hf_vit, tiny_vit
 from PIL import Image
 
-from patchfield import Grid, Windows, responsive_field
+from patchfield import Grid, Windows, analyze, responsive_field
 from patchfield.claims import MEASURES, ClaimsReport, claim_measures, measure_claims, random_copy
 from patchfield.cli import main
 from patchfield.data import CocoMasks, MaskFolder, build_mask_dataset
@@ -245,7 +245,51 @@ def test_nan_becomes_null_in_json():
     dip = rep.to_json()["settings"][0]["claims"]["dip_on_background"]
     assert dip["trained"]["mean"] is None and dip["verdict"] == "not supported"
     json.dumps(rep.to_json(), allow_nan=False)
-    assert ",," in rep.to_csv() or rep.to_csv().split("\n")[1].split(",")[3] == ""
+    assert rep.to_csv().splitlines()[1].split(",")[3] == ""  # trained_dip_background, undefined
+
+
+# ---------------------------------------------------------------- a user's own data set, skip counting
+
+
+class _Pairs:
+    """The protocol at its smallest: a list of ``(image, mask)`` pairs, ``None`` for an unreadable image."""
+
+    def __init__(self, items, skipped=None):
+        self.items, self.skipped = items, skipped or {}
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_own_data_set_counts_skipped_images(one_thread):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 32, 32, generator=gen)
+    half = torch.zeros(32, 32, dtype=torch.bool)
+    half[:, :16] = True  # the left half: 8 of 16 patches
+    items = [(x[0], half), None, (x[1], None), (x[2], torch.zeros(32, 32, dtype=torch.bool)),
+             (x[3], torch.ones(32, 32, dtype=torch.bool)), (x[4], half.flip(0).T), (x[5], half)]
+    model = tiny_vit()
+    rep = measure_claims(model, _Pairs(items, {"missing": 2}), [0.1], [0.2], random_inits=1, batch_size=3)
+    assert rep.skipped == {"missing": 2, "unreadable": 1, "no_mask": 1, "degenerate_mask": 2}
+    assert rep.names == ["0", "5", "6"] and rep.images == 3
+    assert measure_claims(model, _Pairs(items), [0.1], [0.2], 1, limit=1).images == 1
+    # the same numbers as claim_measures on analyze's fields for those images
+    res = analyze(model, x[[0, 4, 5]], 0.1, 0.2)
+    obj = object_patches(torch.stack([half, half.flip(0).T, half]), res.grid)
+    want = claim_measures(res.field, obj)
+    for m in MEASURES:
+        torch.testing.assert_close(rep.trained[(0.1, 0.2)][m], want[m], equal_nan=True)
+    with pytest.raises(ValueError, match="mask is"):
+        measure_claims(model, _Pairs([(x[0], half[:16])]), [0.1], [0.2], 1)
+    with pytest.raises(ValueError, match="has an object mask"):
+        measure_claims(model, _Pairs([(x[0], None), None]), [0.1], [0.2], 1)
+    with pytest.raises(ValueError, match="no image could be measured"):
+        measure_claims(model, _Pairs([(x[3], torch.ones(32, 32, dtype=torch.bool))]), [0.1], [0.2], 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        measure_claims(model, _Pairs(items), [0.1], [0.2], random_inits=0)
 
 
 # ---------------------------------------------------------------- random-weights control

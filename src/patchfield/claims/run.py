@@ -37,13 +37,13 @@ def random_copy(model: nn.Module, seed: int) -> nn.Module:
     Raises:
         ValueError: the model has neither a timm ``init_weights`` nor a Hugging Face config.
     """
-    device = next(model.parameters()).device
+    first = next(model.parameters())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         if hasattr(model, "config") and hasattr(type(model), "_from_config"):
             attn = getattr(model.config, "_attn_implementation", None)
             kwargs = {"attn_implementation": attn} if attn else {}
-            clone = type(model)._from_config(copy.deepcopy(model.config), **kwargs)
+            clone = type(model)._from_config(copy.deepcopy(model.config), **kwargs).to(first.dtype)
         elif callable(getattr(model, "init_weights", None)):
             clone = copy.deepcopy(model).cpu()
             for module in clone.modules():
@@ -55,7 +55,7 @@ def random_copy(model: nn.Module, seed: int) -> nn.Module:
                 f"cannot re-initialise a {type(model).__name__} for the random-weights control: it has no timm "
                 "init_weights() and no Hugging Face config; pass a timm or Hugging Face ViT"
             )
-    return clone.to(device).eval()
+    return clone.to(first.device).eval()
 
 
 def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int], names: list[str], bar: tqdm):
