@@ -483,3 +483,21 @@ def test_cli_bad_input_one_line_exit_2(case, match, user_model, coco_folder, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0], err
     assert not (out / "claims.json").exists()
+
+
+def test_cli_on_cub_and_mask_folder(user_model, coco_folder, tmp_path, one_thread):
+    from fixtures_data import write_cub
+
+    info = write_cub(tmp_path / "CUB_200_2011", num_images=8, size=(80, 64), segmented=(2, 4), corrupt_id=6)
+    base = ["claims", "--model", "test_vit", "--weights", str(user_model), "--image-size", "64", "--random-inits", "1",
+            "--no-progress"]
+    assert main([*base, "--data", "cub", "--data-root", str(info["root"]), "--split", "val",
+                 "--out", str(tmp_path / "cub")]) == 0
+    report = json.loads((tmp_path / "cub" / "claims.json").read_text())
+    assert report["skipped"]["unreadable"] == 1  # id 6, a test image, is corrupt
+    assert report["images"] + report["skipped"]["degenerate_mask"] == 3  # test ids 2, 4, 8
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "masks" / "img0.png")  # all object
+    assert main([*base, "--data", "masks", "--data-root", str(coco_folder), "--mask-root", str(tmp_path / "masks"),
+                 "--out", str(tmp_path / "m")]) == 2  # the only mask covers every patch: nothing to measure
+    assert not (tmp_path / "m" / "claims.json").exists()
