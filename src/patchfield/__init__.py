@@ -13,6 +13,7 @@ from .capture import (
     capture_uncertainty,
     find_attention_modules,
 )
+from .claims import ClaimsReport, measure_claims
 from .dip import column_variance, indiscriminative_patches, patch_keep_mask
 from .encoding import FieldCode, decode_field, encode_field
 from .field import ResponsiveField, responsive_field
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Analysis",
     "AttentionMaps",
+    "ClaimsReport",
     "FieldCode",
     "Grid",
     "ResponsiveField",
@@ -49,6 +51,7 @@ __all__ = [
     "interaction_uncertainty",
     "load_model",
     "load_state_dict",
+    "measure_claims",
     "patch_keep_mask",
     "remove_patch",
     "responsive_field",

@@ -8,9 +8,11 @@ from typing import Any
 
 from torch.utils.data import Dataset, default_collate
 
-__all__ = ["DATASET_NAMES", "build_dataset", "collate_skip"]
+__all__ = ["DATASET_NAMES", "MASK_DATASET_NAMES", "build_dataset", "build_mask_dataset", "collate_skip"]
 
 DATASET_NAMES = ("synthetic", "formula", "imagefolder", "cub", "fashion-mnist", "mnist5k")
+#: data sets with object masks, as ``(image, mask)`` pairs (:mod:`patchfield.data.masks`)
+MASK_DATASET_NAMES = ("synthetic", "cub", "coco", "masks")
 SYNTHETIC_DEFAULT_SIZE = {"train": 5000}  # other splits: 1000 images
 FORMULA_DEFAULT_SIZE = {"train": 100_000}  # 1,000 per class as in RCDB; other splits: 1000 images
 
@@ -90,3 +92,48 @@ def build_dataset(name: str, split: str = "train", image_size: int | Sequence[in
 
         return MNIST5k(split, image_size, path=root, **kw)
     raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+
+
+def build_mask_dataset(name: str, split: str = "val", image_size: int | Sequence[int] = 224,
+                       root: str | Path | None = None, *, annotations: str | Path | None = None,
+                       mask_root: str | Path | None = None, category: Sequence[str | int] | None = None,
+                       num_images: int | None = None, **kw: Any) -> Dataset:
+    """A data set of ``(image, object mask)`` pairs by name (the protocol of :mod:`patchfield.data.masks`).
+
+    Args:
+        name: ``synthetic`` (embedded, ``num_images`` images of ``split``), ``cub`` (CUB-200-2011 under
+            ``root``), ``coco`` (``annotations`` JSON, images under ``root``) or ``masks`` (images under
+            ``root``, PNG masks with the same stems under ``mask_root``).
+        split: for ``synthetic`` and ``cub``.
+        image_size: the model's input size.
+        category: ``coco`` only: category names or ids making the mask.
+        **kw: ``mean``, ``std``; ``crop_pct`` for the file-backed sets.
+
+    >>> len(build_mask_dataset("synthetic", "val", 32, num_images=3))
+    3
+    """
+    from .masks import MaskFolder, WithMasks
+
+    needs = {"cub": (root, "--data-root (the CUB_200_2011 folder)"), "coco": (root, "--data-root (the image folder)"),
+             "masks": (root, "--data-root (the image folder)")}
+    if name in needs and needs[name][0] is None:
+        raise ValueError(f"--data {name} needs {needs[name][1]}")
+    if name == "coco" and annotations is None:
+        raise ValueError("--data coco needs --annotations FILE.json (COCO instances)")
+    if name == "masks" and mask_root is None:
+        raise ValueError("--data masks needs --mask-root DIR (PNG masks with the images' stems)")
+    if category and name != "coco":
+        raise ValueError("--category applies to --data coco only")
+    if name == "synthetic":
+        kw.pop("crop_pct", None)
+        count = {"num_images": num_images} if num_images is not None else {}
+        return WithMasks(build_dataset("synthetic", split, image_size, **count, **kw))
+    if name == "cub":
+        return WithMasks(build_dataset("cub", split, image_size, root, **kw))
+    if name == "coco":
+        from .coco import CocoMasks
+
+        return CocoMasks(root, annotations, image_size, category=category, **kw)
+    if name == "masks":
+        return MaskFolder(root, mask_root, image_size, **kw)
+    raise ValueError(f"unknown data set with masks {name!r}; choose one of {', '.join(MASK_DATASET_NAMES)}")

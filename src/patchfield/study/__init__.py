@@ -1,5 +1,4 @@
-"""The paper's claims measured at small scale: analysis claims (Sec. 4.2, 4.3) and the table study."""
+"""The paper's claims measured at small scale: the table study (:mod:`.reproduce`, :mod:`.report`).
 
-from .claims import ClaimMeasures, measure_claims, patch_object_mask, summarize
-
-__all__ = ["ClaimMeasures", "measure_claims", "patch_object_mask", "summarize"]
+The analysis claims (Sec. 4.2, 4.3) are measured by :mod:`patchfield.claims`, which the study calls.
+"""

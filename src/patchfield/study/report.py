@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.io import atomic_write, write_json_atomic
+from ..verdicts import VERDICT_MEANINGS
 
 __all__ = ["aggregate", "verdict", "write_report"]
 
@@ -90,55 +91,18 @@ def _table_claims(agg: dict[str, dict[str, float]], rows: list[dict[str, Any]]) 
     return out
 
 
-def _claims_section(claims: dict[str, Any], betas: list[float]) -> list[str]:
+def _claims_section(claims: dict[str, Any]) -> list[str]:
+    """One table per setting, from the ``claims.json``-shaped object of :mod:`patchfield.claims`."""
+    from ..claims import claims_table
+
     if not claims:
         return ["(not measured: the embedded data set was not part of this run)"]
+    if "settings" not in claims:
+        return ["(measured by an older patchfield in another format: rerun the study to measure the claims again)"]
     lines = []
-
-    def m(group: str, key: str) -> tuple[float, float]:
-        s = claims[group][key]
-        return s["mean"], s["sem"]
-
-    lines.append("| claim | β | trained | random weights | geometric null | verdict |")
-    lines.append("|---|---|---|---|---|---|")
-    for b in betas:
-        t, r = f"trained/b{b:g}", f"random/b{b:g}"
-        dt, dr, chance = m(t, "dip_background"), m(r, "dip_background"), m(t, "background_share")
-        v = _both(dt, dr, chance, True)
-        lines.append(f"| D lies on background: share of D outside the object | {b:g} | "
-                     f"{_ms(claims[t]['dip_background'])} | {_ms(claims[r]['dip_background'])} | "
-                     f"{_ms(claims[t]['background_share'])} (chance) | {v} |")
-    for b in betas:
-        t, r = f"trained/b{b:g}", f"random/b{b:g}"
-        so, sb = claims[t]["size_object"], claims[t]["size_background"]
-        ro, rb = claims[r]["size_object"], claims[r]["size_background"]
-        gap_t = (sb["mean"] - so["mean"], math.hypot(sb["sem"], so["sem"]))
-        gap_r = (rb["mean"] - ro["mean"], math.hypot(rb["sem"], ro["sem"]))
-        v = _both(gap_t, gap_r, (0.0, 0.0), True)
-        lines.append(f"| object fields smaller: mean \\|S_p\\| object vs background | {b:g} | {so['mean']:.1f} vs "
-                     f"{sb['mean']:.1f} | {ro['mean']:.1f} vs {rb['mean']:.1f} | — | {v} |")
-    for b in betas:
-        t, r = f"trained/b{b:g}", f"random/b{b:g}"
-        v = _both(m(t, "cos_object"), m(r, "cos_object"), m(t, "cos_center"), True)
-        lines.append(f"| tendency object-centric: cosine toward the object's centre | {b:g} | "
-                     f"{_ms(claims[t]['cos_object'])} | {_ms(claims[r]['cos_object'])} | "
-                     f"{_ms(claims[t]['cos_center'])} (toward the image centre) | {v} |")
+    for setting in claims["settings"]:
+        lines += [f"### α = {setting['alpha']:g}, β = {setting['beta']:g}", "", *claims_table(setting["claims"]), ""]
     return lines
-
-
-def _ms(s: dict[str, float]) -> str:
-    return f"{s['mean']:.3f} ± {s['std']:.3f}"
-
-
-def _both(trained: tuple[float, float], control1: tuple[float, float], control2: tuple[float, float],
-          higher: bool) -> str:
-    a = verdict(*trained, *control1, higher)
-    b = verdict(*trained, *control2, higher)
-    if a == b == "supported":
-        return "**supported**"
-    if "contradicted" in (a, b):
-        return "**contradicted**"
-    return "**not supported** (within spread of a control)"
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:
@@ -191,15 +155,19 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             if len(body) > 2:
                 lines += [f"### {title}", "", *body, ""]
         lines += ["### The tables' claims", "", *_table_claims(agg, results["rows"][dataset]), ""]
+    claims = results.get("claims", {})
     lines += [
         "## The analysis claims (Sec. 4.2, 4.3) on the embedded data set's object masks",
         "",
-        f"Baselines (patch {min(cfg['patch_sizes'])}) of every seed against the same architecture with random weights, "
-        f"and a geometric null, over {cfg['claim_images']} validation images per seed, α={cfg['claim_alpha']}. Values "
-        "are mean ± std over images; a claim is supported when the trained model beats both controls by more than the "
-        "combined standard error.",
+        f"Measured by `patchfield.claims` (the code behind `patchfield claims`): the baselines (patch "
+        f"{min(cfg['patch_sizes'])}) of every seed against the same architecture with random weights "
+        f"({claims.get('random_inits', cfg.get('claim_random_inits', 3))} initialisations per seed) and the nulls, "
+        f"over {cfg['claim_images']} validation images per seed ({claims.get('images', 0)} image-seed pairs measured, "
+        "pooled). Values are mean ± std over images (n).",
         "",
-        *_claims_section(results.get("claims", {}), cfg["betas"]),
+        f"**What the verdicts mean.** {VERDICT_MEANINGS}",
+        "",
+        *_claims_section(claims),
         "",
     ]
     with atomic_write(path) as tmp:
@@ -217,10 +185,10 @@ def _summary(results: dict[str, Any]) -> list[str]:
         for line in _table_claims(agg, results["rows"][dataset]):
             if "**" in line:
                 out.append(f"- {dataset}: {line[2:]}")
-    claims = results.get("claims", {})
-    betas = results["config"]["betas"]
-    rows = [r for r in _claims_section(claims, betas) if r.startswith("| ") and "**" in r]
-    for row in rows:  # one line per analysis claim and beta: "claim (beta b): verdict"
-        cells = [c.strip() for c in row.strip("|").split(" | ")]
-        out.append(f"- synthetic, analysis: {cells[0]} (β={cells[1]}): {cells[-1]}")
+    from ..claims import CLAIMS
+
+    for setting in results.get("claims", {}).get("settings", []):  # one line per analysis claim and setting
+        for key, claim in setting["claims"].items():
+            out.append(f"- synthetic, analysis: {CLAIMS[key][0]} (α={setting['alpha']:g}, β={setting['beta']:g}): "
+                       f"**{claim['verdict']}**")
     return out

@@ -1,0 +1,205 @@
+"""``measure_claims``: the analysis claims of a model on a data set with object masks, with random-weights controls.
+
+One streaming capture of ``U`` per image and model serves every ``(alpha, beta)``: the cost is one
+analysis pass per image for the trained model and one per random initialisation (``1 + random_inits``).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..analysis import analyze_map
+from ..capture import capture_uncertainty, find_attention_modules
+from ..checks import check_alpha, check_beta, check_positive_int
+from ..grid import Grid, object_patches
+from .measures import MEASURES, claim_measures
+from .report import ClaimsReport
+
+__all__ = ["measure_claims", "random_copy"]
+
+SKIP_REASONS = ("missing", "unreadable", "no_mask", "degenerate_mask")
+
+
+def random_copy(model: nn.Module, seed: int) -> nn.Module:
+    """The same architecture with fresh random weights from the library's own initialisation, in eval mode.
+
+    timm models are copied and re-initialised (``reset_parameters`` and ``init_weights``); Hugging Face
+    models are rebuilt from their config. The initialisation is seeded by ``seed`` inside a forked RNG, so the
+    caller's global random state is left as it was.
+
+    Raises:
+        ValueError: the model has neither a timm ``init_weights`` nor a Hugging Face config.
+    """
+    first = next(model.parameters())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        if hasattr(model, "config") and hasattr(type(model), "_from_config"):
+            attn = getattr(model.config, "_attn_implementation", None)
+            kwargs = {"attn_implementation": attn} if attn else {}
+            clone = type(model)._from_config(copy.deepcopy(model.config), **kwargs).to(first.dtype)
+        elif callable(getattr(model, "init_weights", None)):
+            clone = copy.deepcopy(model).cpu()
+            for module in clone.modules():
+                if callable(getattr(module, "reset_parameters", None)):
+                    module.reset_parameters()
+            clone.init_weights()
+        else:
+            raise ValueError(
+                f"cannot re-initialise a {type(model).__name__} for the random-weights control: it has no timm "
+                "init_weights() and no Hugging Face config; pass a timm or Hugging Face ViT"
+            )
+    return clone.to(first.device).eval()
+
+
+def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int], names: list[str], bar: tqdm):
+    """Yield ``(indices, images [B, 3, H, W], masks [B, H, W])``, counting images without a usable mask."""
+    name_of = getattr(dataset, "image_name", None)
+    buf: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    for i in range(count):
+        item = dataset[i]
+        if item is None:
+            skipped["unreadable"] += 1
+            bar.update(1)
+            continue
+        image, mask = item
+        if mask is None:
+            skipped["no_mask"] += 1
+            bar.update(1)
+            continue
+        image, mask = torch.as_tensor(image), torch.as_tensor(mask).to(torch.bool)
+        if image.dim() != 3 or mask.shape != image.shape[-2:]:
+            where = name_of(i) if name_of else f"item {i}"
+            raise ValueError(
+                f"{where}: the mask is {tuple(mask.shape)} but the image is {tuple(image.shape)}; a data set must give "
+                "an image [3, H, W] and a bool mask [H, W] through the same resize and crop"
+            )
+        names.append(name_of(i) if name_of else str(i))
+        buf.append((i, image, mask))
+        if len(buf) == batch_size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def _measure(U: torch.Tensor, grid: Grid, obj: torch.Tensor,
+             settings: list[tuple[float, float]]) -> dict[tuple[float, float], dict[str, torch.Tensor]]:
+    """Every setting's per-image measures from one uncertainty map (CPU float64)."""
+    out = {}
+    for alpha, beta in settings:
+        _, _, field = analyze_map(U, grid, alpha, beta)
+        out[(alpha, beta)] = {k: v.cpu() for k, v in claim_measures(field, obj.to(U.device)).items()}
+    return out
+
+
+@torch.no_grad()
+def measure_claims(
+    model: nn.Module,
+    dataset: Any,
+    alphas: Sequence[float] = (0.1,),
+    betas: Sequence[float] = (0.2,),
+    random_inits: int = 3,
+    *,
+    batch_size: int = 16,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    model_name: str | None = None,
+    progress: bool = False,
+) -> ClaimsReport:
+    """Measure the paper's analysis claims (Sec. 4.2, 4.3) of ``model`` on ``dataset``, with controls.
+
+    Args:
+        model: a timm ViT-family model or a Hugging Face ViT (eval mode), trained.
+        dataset: ``(image, mask)`` pairs, the protocol of :mod:`patchfield.data.masks`.
+        alphas, betas: the settings; every ``(alpha, beta)`` pair is measured from one forward per image.
+        random_inits: random-weights controls (same architecture, seeds ``seed, seed + 1, ...``); at least 1,
+            every claim is compared with them.
+        batch_size: images per forward.
+        device: where to run (the model is moved there); default the model's own device.
+        seed: seed of the first random initialisation.
+        limit: use at most this many images of ``dataset``.
+        model_name: the name in the report (default the model's class).
+        progress: a progress bar with rate on stderr.
+
+    Returns:
+        a :class:`ClaimsReport`.
+
+    Raises:
+        ValueError: bad arguments, a mask of another size than its image, no image with a usable mask, or a
+            model that cannot be re-initialised.
+        TypeError: a model without readable attention.
+    """
+    alphas = [check_alpha(a) for a in alphas]
+    betas = [check_beta(b) for b in betas]
+    if not alphas or not betas:
+        raise ValueError("give at least one alpha and one beta")
+    if int(random_inits) < 1:
+        raise ValueError(
+            f"random_inits (--random-inits) must be at least 1, got {random_inits}: every claim is compared with the "
+            "same architecture under random weights"
+        )
+    batch_size = check_positive_int(batch_size, "batch size")
+    find_attention_modules(model)  # a model without readable attention fails here, before any work
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    controls = [random_copy(model, seed + k) for k in range(int(random_inits))]
+    settings = [(a, b) for a in dict.fromkeys(alphas) for b in dict.fromkeys(betas)]
+    count = len(dataset) if limit is None else min(len(dataset), check_positive_int(limit, "limit"))
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    names: list[str] = []
+    kept_names: list[str] = []
+    trained: dict[tuple[float, float], dict[str, list[torch.Tensor]]] = {s: {m: [] for m in MEASURES} for s in settings}
+    random = copy.deepcopy(trained)
+    grid: Grid | None = None
+    dev = next(model.parameters()).device
+    bar = tqdm(total=count, unit="img", desc="claims", file=sys.stderr, disable=not progress)
+    for batch in _batches(dataset, count, batch_size, skipped, names, bar):
+        images = torch.stack([b[1] for b in batch]).to(dev)
+        masks = torch.stack([b[2] for b in batch])
+        cap = capture_uncertainty(model, images)
+        grid = cap.grid
+        obj = object_patches(masks, grid)
+        n_obj = obj.sum(-1)
+        keep = (n_obj > 0) & (n_obj < grid.n)
+        skipped["degenerate_mask"] += int((~keep).sum())
+        first = len(names) - len(batch)
+        kept_names += [names[first + j] for j in torch.nonzero(keep).flatten().tolist()]
+        if bool(keep.any()):
+            k_dev = keep.to(dev)
+            x, o = images[k_dev], obj[keep]
+            per_trained = _measure(cap.U[k_dev], grid, o, settings)
+            per_init = [_measure(capture_uncertainty(net, x).U, grid, o, settings) for net in controls]
+            for s in settings:
+                for m in MEASURES:
+                    trained[s][m].append(per_trained[s][m])
+                    random[s][m].append(torch.stack([r[s][m] for r in per_init]).nanmean(0))  # mean over inits
+        bar.update(len(batch))
+    bar.close()
+    with_image = count - skipped["unreadable"]
+    if with_image > 0 and skipped["no_mask"] == with_image:
+        raise ValueError(f"none of the {with_image} images read has an object mask; check the masks or annotations")
+    for key, value in (getattr(dataset, "skipped", None) or {}).items():
+        skipped[key] = skipped.get(key, 0) + int(value)
+    if not kept_names:
+        detail = ", ".join(f"{k} {v}" for k, v in skipped.items() if v)
+        raise ValueError(f"no image could be measured ({detail or 'the data set is empty'}); "
+                         "every image needs an object mask covering some but not all patches")
+    return ClaimsReport(
+        model=model_name or type(model).__name__,
+        names=kept_names,
+        skipped=skipped,
+        random_inits=int(random_inits),
+        seed=int(seed),
+        grid=(grid.height, grid.width),
+        trained={s: {m: torch.cat(v) for m, v in d.items()} for s, d in trained.items()},
+        random={s: {m: torch.cat(v) for m, v in d.items()} for s, d in random.items()},
+    )

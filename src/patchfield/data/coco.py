@@ -1,0 +1,185 @@
+"""COCO-format instance annotations as ``(image, object mask)`` pairs (the :mod:`patchfield.data.masks` protocol).
+
+An image's object mask is the union of its instances' segmentations (``category`` restricts them).
+Polygons are rasterised here by the pixel-centre rule (a pixel is inside when its centre ``(x + 0.5,
+y + 0.5)`` is, even-odd); RLE segmentations, compressed or not, are decoded by ``pycocotools``
+(``pip install 'patchfield[coco]'``). Images listed in the JSON but absent under ``root`` are skipped
+and counted (``skipped["missing"]``): users often hold a subset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..images import IMAGENET_MEAN, IMAGENET_STD
+from .masks import MaskedFiles
+from .transforms import DEFAULT_CROP_PCT
+
+__all__ = ["CocoMasks", "polygon_mask", "rle_mask"]
+
+_NEEDS_PYCOCOTOOLS = "this annotation file has RLE segmentations; decoding them needs pycocotools: " \
+                     "pip install 'patchfield[coco]'"
+
+
+def polygon_mask(polygon: Sequence[float], height: int, width: int) -> np.ndarray:
+    """Rasterise one COCO polygon ``[x0, y0, x1, y1, ...]`` (pixel-edge coordinates) to bool ``[H, W]``.
+
+    A pixel is inside when its centre is (even-odd rule), vectorised over rows and edges.
+
+    >>> polygon_mask([1, 0, 3, 0, 3, 2, 1, 2], 3, 4).astype(int).tolist()
+    [[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    """
+    pts = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if len(pts) < 3:
+        return np.zeros((height, width), dtype=bool)
+    x0, y0 = pts[:, 0], pts[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    yc = np.arange(height, dtype=np.float64)[:, None] + 0.5  # [H, 1] row centres
+    crosses = (y0[None] <= yc) != (y1[None] <= yc)  # [H, K] half-open: each crossing counted once
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xs = x0[None] + (yc - y0[None]) * (x1 - x0)[None] / (y1 - y0)[None]
+    rows, edges = np.nonzero(crosses)
+    # the crossing toggles every pixel whose centre lies right of it: columns >= floor(x - 0.5) + 1
+    cols = np.clip(np.floor(xs[rows, edges] - 0.5).astype(np.int64) + 1, 0, width)
+    toggles = np.zeros((height, width + 1), dtype=np.int64)
+    np.add.at(toggles, (rows, cols), 1)
+    return (np.cumsum(toggles, axis=1)[:, :width] % 2) == 1
+
+
+def rle_mask(segmentation: dict[str, Any], height: int, width: int) -> np.ndarray:
+    """Decode a COCO RLE (``counts`` a string: compressed; a list: uncompressed) to bool ``[H, W]``.
+
+    Raises:
+        ImportError: pycocotools is not installed.
+        ValueError: the RLE's ``size`` is not ``[height, width]``.
+    """
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError as e:
+        raise ImportError(_NEEDS_PYCOCOTOOLS) from e
+    size = [int(s) for s in segmentation.get("size", [])]
+    if size != [height, width]:
+        raise ValueError(f"an RLE segmentation has size {size} but its image is [{height}, {width}] (height, width)")
+    counts = segmentation["counts"]
+    if isinstance(counts, list):
+        rle = mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
+    else:
+        rle = {"size": size, "counts": counts.encode() if isinstance(counts, str) else counts}
+    return np.asarray(mask_utils.decode(rle), dtype=bool)
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a COCO annotation file: not JSON ({e})") from None
+    if not (isinstance(data, dict) and isinstance(data.get("images"), list)
+            and isinstance(data.get("annotations"), list)):
+        raise ValueError(f"{path} is not a COCO instances file: it needs 'images' and 'annotations' lists")
+    for entry in data["images"]:
+        if not (isinstance(entry, dict) and "id" in entry and "file_name" in entry):
+            raise ValueError(f"{path} is not a COCO instances file: an 'images' entry lacks 'id' or 'file_name'")
+    for ann in data["annotations"]:
+        if not (isinstance(ann, dict) and "image_id" in ann and "segmentation" in ann):
+            raise ValueError(f"{path}: an annotation lacks 'image_id' or 'segmentation' (instance annotations needed)")
+    return data
+
+
+def _category_ids(data: dict[str, Any], category: Sequence[str | int], path: Path) -> set[int]:
+    cats = data.get("categories") or []
+    by_name = {str(c.get("name", "")).lower(): int(c["id"]) for c in cats if "id" in c}
+    ids = {int(c["id"]) for c in cats if "id" in c}
+    out = set()
+    for c in category:
+        text = str(c).strip()
+        if text.lower() in by_name:
+            out.add(by_name[text.lower()])
+        elif text.lstrip("-").isdigit() and int(text) in ids:
+            out.add(int(text))
+        else:
+            known = ", ".join(sorted(by_name)[:12]) + (" ..." if len(by_name) > 12 else "")
+            raise ValueError(f"category {text!r} is not in {path} (categories: {known or 'none listed'})")
+    return out
+
+
+class CocoMasks(MaskedFiles):
+    """COCO-format instances: images under ``root`` by each entry's ``file_name``, masks from the annotations.
+
+    Args:
+        root: the folder ``file_name`` is relative to (``--data-root``).
+        annotations: the instances JSON.
+        image_size, mean, std, crop_pct: the model's input (see :class:`patchfield.data.Preprocess`).
+        category: category names or ids whose instances make the mask (all by default).
+
+    Images without an (allowed) instance give ``mask = None``; listed images absent on disk are counted in
+    ``skipped["missing"]``.
+
+    Raises:
+        FileNotFoundError: the JSON or ``root`` is missing.
+        ValueError: the JSON is not COCO instances, an unknown category, or no listed image exists.
+        ImportError: RLE segmentations without pycocotools.
+    """
+
+    def __init__(self, root: str | Path, annotations: str | Path, image_size: int | Sequence[int] = 224,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 crop_pct: float = DEFAULT_CROP_PCT, category: Sequence[str | int] | None = None) -> None:
+        root, path = Path(root), Path(annotations)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder (--data-root) {root} is not a folder")
+        data = _load_json(path)
+        allowed = _category_ids(data, category, path) if category else None
+        self._anns: dict[int, list[dict[str, Any]]] = {}
+        for ann in data["annotations"]:
+            if allowed is None or int(ann.get("category_id", -1)) in allowed:
+                self._anns.setdefault(int(ann["image_id"]), []).append(ann)
+        files, self._entries, missing = [], [], 0
+        for entry in data["images"]:
+            if (root / entry["file_name"]).is_file():
+                files.append(str(entry["file_name"]))
+                self._entries.append(entry)
+            else:
+                missing += 1
+        if not files:
+            raise ValueError(
+                f"none of the {len(data['images'])} images listed in {path} is under {root} "
+                "(each entry's file_name is resolved against --data-root)"
+            )
+        if any(isinstance(a["segmentation"], dict) for e in self._entries for a in self._anns.get(int(e["id"]), [])):
+            try:
+                import pycocotools  # noqa: F401
+            except ImportError as e:
+                raise ImportError(_NEEDS_PYCOCOTOOLS) from e
+        super().__init__(root, files, image_size, mean, std, crop_pct)
+        self.skipped = {"missing": missing}
+
+    def raw_mask(self, index: int, image: Image.Image) -> np.ndarray | None:
+        entry = self._entries[index]
+        anns = self._anns.get(int(entry["id"]), [])
+        if not anns:
+            return None
+        height, width = image.height, image.width
+        listed = (int(entry.get("height", height)), int(entry.get("width", width)))
+        if listed != (height, width):
+            raise ValueError(
+                f"{self.root / entry['file_name']} is {width}x{height} pixels but the annotations say "
+                f"{listed[1]}x{listed[0]}; masks must have their image's size"
+            )
+        mask = np.zeros((height, width), dtype=bool)
+        for ann in anns:
+            seg = ann["segmentation"]
+            if isinstance(seg, dict):
+                mask |= rle_mask(seg, height, width)
+            elif isinstance(seg, list):
+                for polygon in seg:
+                    mask |= polygon_mask(polygon, height, width)
+            else:
+                raise ValueError(f"annotation {ann.get('id')} has a segmentation that is neither polygons nor RLE")
+        return mask
