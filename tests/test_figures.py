@@ -192,7 +192,8 @@ def test_patch_mask_against_loops():
     for b in range(2):
         for p in range(g.n):
             y, x = divmod(p, g.width)
-            cells = [(r, c) for r in range(12) for c in range(18) if (r * 3) // 12 == y and (c * 4) // 18 == x]
+            cells = [(r, c) for r in range(12) for c in range(18)  # the patch holding the pixel's centre
+                     if int((r + 0.5) * 3 // 12) == y and int((c + 0.5) * 4 // 18) == x]
             share = sum(mask[b, r, c] for r, c in cells) / len(cells)
             assert got[b, p] == (share >= 0.5)
     assert F.patch_mask(torch.tensor([True, False] * 6), g).tolist() == [True, False] * 6
