@@ -11,7 +11,6 @@ A run folder holds:
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..loading import load_run
+from ..runs import MODEL_FILE, RUN_FILE, RUN_FORMAT, read_run_info
 from ..utils.io import atomic_write, write_json_atomic
-from .build import build_model, unwrap
+from .build import unwrap
 
 __all__ = [
     "CHECKPOINT", "MODEL_FILE", "RUN_FILE", "RUN_FORMAT",
@@ -29,9 +30,6 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.pt"
-MODEL_FILE = "model.safetensors"
-RUN_FILE = "run.json"
-RUN_FORMAT = "patchfield-run/1"
 
 
 def rng_state() -> dict[str, Any]:
@@ -84,33 +82,3 @@ def export_run(out: str | Path, model: nn.Module, info: dict[str, Any]) -> None:
     with atomic_write(out / MODEL_FILE) as tmp:
         save_file(sd, str(tmp))
     write_json_atomic(out / RUN_FILE, {"format": RUN_FORMAT, **info})
-
-
-def read_run_info(run_dir: str | Path) -> dict[str, Any]:
-    """``run.json`` of a finished run folder."""
-    run_dir = Path(run_dir)
-    path = run_dir / RUN_FILE
-    if not path.is_file() or not (run_dir / MODEL_FILE).is_file():
-        raise FileNotFoundError(
-            f"{run_dir} is not a finished run: it needs {RUN_FILE} and {MODEL_FILE} (written at the end of "
-            "`patchfield train`; resume an unfinished run with --resume)"
-        )
-    info = json.loads(path.read_text())
-    if info.get("format") != RUN_FORMAT:
-        raise ValueError(f"{path} is not a patchfield run description (format {info.get('format')!r})")
-    return info
-
-
-def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the trained model of a run folder, in eval mode: ``(model, run.json contents)``."""
-    from safetensors.torch import load_file
-
-    info = read_run_info(run_dir)
-    model = build_model(
-        info["model"], info["kind"], num_classes=info["num_classes"], image_size=info.get("image_size"),
-        model_kwargs=info.get("model_kwargs") or {},
-    )
-    model.load_state_dict(load_file(str(Path(run_dir) / MODEL_FILE)))
-    if device is not None:
-        model.to(device)
-    return model.eval(), info
