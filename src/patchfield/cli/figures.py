@@ -187,13 +187,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--patches {bad} are outside the {maps.grid.height}x{maps.grid.width} patch grid "
                              f"(0..{maps.grid.n - 1})")
         windows, _, field = analyze_map(U, maps.grid, args.alpha, args.beta)
-        wmasks = None
-        if winft is not None:
-            try:  # the windows exactly as WinfT applied them
-                _, wmasks = winft(batch, return_windows=True)
-            except TypeError:  # a WinfT without return_windows: rebuild W from its window logits
-                _, logits = winft(batch, return_window_logits=True)
-                wmasks = F.winft_masks(logits)
+        wmasks = F.winft_windows(winft, batch) if winft is not None else None  # as WinfT applied them
         have = [j for j, m in enumerate(masks) if m is not None]
         if have:
             pm = F.patch_mask(torch.from_numpy(np.stack([masks[j] for j in have])), maps.grid)

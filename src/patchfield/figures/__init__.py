@@ -21,7 +21,7 @@ from .fields import plot_responsive_field, plot_tendency_flow
 from .flow import color_wheel, flow_to_color
 from .maps import plot_dip, plot_field_size, plot_tendency_arrows, plot_uncertainty, plot_windows
 from .windows import plot_dip_betas, plot_global_vs_window, plot_indiscriminative
-from .winft import plot_winft_windows, winft_masks
+from .winft import plot_winft_windows, winft_windows
 
 __all__ = [
     "BASIC_FIGURES",
@@ -47,6 +47,6 @@ __all__ = [
     "plot_windows",
     "plot_winft_windows",
     "sample_pair",
-    "winft_masks",
+    "winft_windows",
     "write_basic_figures",
 ]
