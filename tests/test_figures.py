@@ -317,20 +317,22 @@ def test_figures_cli_writes_everything(weights, image_files, tmp_path):
                  "--image-size", "64", "--out", str(out)]) == 2  # a 4x4 grid has patches 0..15
 
 
-def test_read_mask_follows_the_photo_crop(tmp_path):
-    from patchfield.cli.figures import read_mask
-    from patchfield.images import to_model_input
+def test_mask_follows_the_photo_crop(tmp_path):
+    from patchfield.figures.paper import _read_mask
+    from patchfield.preprocess import Preprocess
 
-    mask = np.zeros((60, 100), dtype=np.uint8)  # landscape: resized to 48 high, centre-cropped to 48 wide
+    mask = np.zeros((60, 100), dtype=np.uint8)  # landscape: resized to 48/0.875 high, centre-cropped to 48
     mask[:, 50:] = 255  # right half
     Image.fromarray(mask).save(tmp_path / "m.png")
-    got = read_mask(tmp_path / "m.png", (48, 48))
-    _, crop = to_model_input(Image.fromarray(np.repeat(mask[..., None], 3, -1)), (48, 48))
+    pre = Preprocess((48, 48), (0, 0, 0), (1, 1, 1), crop_pct=0.875)
+    got = _read_mask(tmp_path / "m.png", pre).numpy()
+    _, crop = pre(Image.fromarray(np.repeat(mask[..., None], 3, -1)))
     assert got.shape == (48, 48) and got.dtype == bool
     inner = (slice(None), np.r_[0:22, 26:48])  # away from the edge, where bicubic and nearest agree
     np.testing.assert_array_equal(got[inner], crop[..., 0][inner] > 127)
+    assert got[:, :22].sum() == 0 and got[:, 26:].all()
     with pytest.raises(FileNotFoundError, match="mask file"):
-        read_mask(tmp_path / "none.png", (48, 48))
+        _read_mask(tmp_path / "none.png", pre)
 
 
 def test_pair_attention_dataset_streams_the_same_statistic():

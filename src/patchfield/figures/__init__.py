@@ -20,11 +20,14 @@ from .basic import BASIC_FIGURES, write_basic_figures
 from .fields import plot_responsive_field, plot_tendency_flow
 from .flow import color_wheel, flow_to_color
 from .maps import plot_dip, plot_field_size, plot_tendency_arrows, plot_uncertainty, plot_windows
+from .paper import PAPER_FIGURES, PaperFigures, write_paper_figures
 from .windows import plot_dip_betas, plot_global_vs_window, plot_indiscriminative
 from .winft import plot_winft_windows, winft_windows
 
 __all__ = [
     "BASIC_FIGURES",
+    "PAPER_FIGURES",
+    "PaperFigures",
     "color_wheel",
     "flow_to_color",
     "pair_attention",
@@ -49,4 +52,5 @@ __all__ = [
     "sample_pair",
     "winft_windows",
     "write_basic_figures",
+    "write_paper_figures",
 ]
