@@ -12,6 +12,8 @@ A run folder holds:
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ from .build import unwrap
 
 __all__ = [
     "CHECKPOINT", "MODEL_FILE", "RUN_FILE", "RUN_FORMAT",
-    "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "export_run", "read_run_info", "load_run",
+    "isolated_rng", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "export_run",
+    "read_run_info", "load_run",
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -54,6 +57,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def isolated_rng() -> Iterator[None]:
+    """Give the caller its random states back after the block (or decorated function), also on errors.
+
+    Training seeds the process's global generators (weight initialisation, dropout and the data
+    order follow ``--seed``); the caller's torch, CUDA, numpy and ``random`` states are restored
+    afterwards, so ``train()`` never reseeds its caller's RNG.
+    """
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -17,7 +17,15 @@ from tqdm import tqdm
 
 from ..utils.io import atomic_write
 from .build import build_model, forward_kind, model_grid, unwrap
-from .checkpoint import CHECKPOINT, export_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    CHECKPOINT,
+    export_run,
+    isolated_rng,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainConfig
 from .data import batches_per_epoch, make_loader
 from .distributed import DistEnv, all_gather_objects, all_reduce_sum, cleanup_distributed, setup_distributed
@@ -202,6 +210,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         cleanup_distributed()
 
 
+@isolated_rng()  # the run seeds the global generators; the caller gets its own states back
 def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
