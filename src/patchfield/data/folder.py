@@ -30,7 +30,7 @@ from .transforms import DEFAULT_CROP_PCT, Preprocess
 
 __all__ = ["CUBDataset", "ImageFolderDataset", "IMAGE_EXTENSIONS"]
 
-log = logging.getLogger("patchfield.data")
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
