@@ -3,7 +3,8 @@
 Every data set returns ``(image [3, H, W] normalised, label)`` and has ``num_classes``, ``classes``,
 ``name``, ``fingerprint()`` and ``raw_image(i)``; those with object masks (``has_masks``) have
 ``object_mask(i)``. File-backed sets may return ``None`` for an image that fails to decode: load
-them with ``collate_fn=collate_skip`` (see :mod:`patchfield.data.folder`).
+them with ``collate_fn=collate_skip`` (see :mod:`patchfield.data.folder`). Photos and their masks go
+through :class:`Preprocess` (:mod:`patchfield.preprocess`, the preprocessing rule).
 """
 
 from .folder import IMAGE_EXTENSIONS, CUBDataset, ImageFolderDataset

@@ -2,7 +2,8 @@
 
 Every ``plot_*`` function returns a :class:`matplotlib.figure.Figure` on an Agg canvas (no
 pyplot state); heat maps are overlaid on the image at full resolution. Batched objects take an
-``index`` selecting the image.
+``index`` selecting the image. :func:`write_paper_figures` writes every figure of the paper for a
+set of images (the pipeline behind ``patchfield figures`` and ``patchfield demo``).
 """
 
 from .attention import (
