@@ -57,16 +57,15 @@ def _winft(args: argparse.Namespace):
     return model.eval()
 
 
-def _synthetic(count: int, size: tuple[int, int], model):
+def _synthetic(count: int, preprocess):
+    """``count`` images of the embedded data set at the model's size and normalisation."""
     from ..data import SyntheticShapes
-    from ..preprocess import Preprocess
 
-    h, w = size
+    h, w = preprocess.size
     if h != w:
         raise ValueError(f"the synthetic images are square; the model takes {h}x{w} inputs")
-    p = Preprocess.for_model(model)
-    return SyntheticShapes(count, image_size=h, mean=tuple(p.mean.flatten().tolist()),
-                           std=tuple(p.std.flatten().tolist()))
+    kw = preprocess.data_kwargs()
+    return SyntheticShapes(count, image_size=h, mean=kw["mean"], std=kw["std"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,17 +84,17 @@ def run(args: argparse.Namespace) -> int:
     winft = _winft(args)
     if winft is not None:
         winft = winft.to(device)
-    size = Preprocess.for_model(model).size
+    preprocess = Preprocess.for_model(model)
     images: list = list(args.images)
     masks: list = list(args.mask) if args.mask else [None] * len(images)
     names = _unique_names(args.images)
     if args.synthetic:
-        ds = _synthetic(args.synthetic, size, model)
+        ds = _synthetic(args.synthetic, preprocess)
         for i in range(args.synthetic):
             images.append(ds[i][0])
             masks.append(ds.object_mask(i))
             names.append(f"synthetic_{i:03d}")
-    fig2 = _synthetic(args.fig2_dataset, size, model) if args.fig2_dataset else None
+    fig2 = _synthetic(args.fig2_dataset, preprocess) if args.fig2_dataset else None
     written = write_paper_figures(
         model, images, masks, winft, args.out, names=names, alpha=args.alpha, beta=args.beta, betas=args.betas,
         patches=args.patches, seed=args.seed, fig2_dataset=fig2, batch_size=args.batch_size, only=args.only,
