@@ -138,7 +138,8 @@ def test_explore_cli_page_in_chromium(browser, tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from patchfield.images import model_input_spec, read_image, to_model_input
+    from patchfield.images import read_image
+    from patchfield.preprocess import Preprocess
 
     torch.manual_seed(0)
     model = timm.create_model("test_vit", img_size=96, num_classes=3).eval()
@@ -147,8 +148,7 @@ def test_explore_cli_page_in_chromium(browser, tmp_path):
     out = tmp_path / "page.html"
     assert main(["explore", str(tmp_path / "img.png"), "--model", "test_vit", "--weights",
                  str(tmp_path / "w.safetensors"), "--image-size", "96", "--out", str(out)]) == 0
-    spec = model_input_spec(model)
-    x, _ = to_model_input(read_image(tmp_path / "img.png"), spec["size"], spec["mean"], spec["std"])
+    x, _ = Preprocess.for_model(model)(read_image(tmp_path / "img.png"))
     U = pf.interaction_uncertainty(pf.capture_attention(model, x[None]).patch_block())[0]
     grid = pf.Grid(6, 6)
 

@@ -161,24 +161,45 @@ def test_window_and_field_figures(scene):
     assert len(fig.axes) == 2
 
 
-def test_winft_figure_and_masks(scene):
-    gt = scene["field"].mask()[0]
+def _winft_windows_loop(model, x):
+    """Float64 reference of WinfT's rule: W[i, j] = sigmoid(s)[i, j] > mean over all T keys of row i."""
+    inputs = []
+    hooks = [blk.attn.register_forward_pre_hook(lambda m, a: inputs.append(a[0])) for blk in model.blocks]
+    model(x)
+    for h in hooks:
+        h.remove()
+    out = []
+    for blk, z in zip(model.blocks, inputs):
+        a = blk.attn
+        b, t, _ = z.shape
+        qkv = a.qkv(z).double().reshape(b, t, 3, a.num_heads, a.head_dim).permute(2, 0, 3, 1, 4)
+        s = (qkv[0] @ qkv[1].transpose(-2, -1)).mean(1)  # [B, T, T] mean over heads, unscaled
+        w = 1 / (1 + torch.exp(-s))
+        out.append((w > w.mean(-1, keepdim=True))[:, 1:, 1:])
+    return torch.stack(out, 1)
+
+
+def test_winft_figure_uses_the_models_windows(scene):
+    from conftest import tiny_vit
+
+    from patchfield.models import apply_winft
+
+    model = apply_winft(tiny_vit(depth=3), "paper")
     torch.manual_seed(3)
-    logits = torch.randn(2, 5, 16, 16)
-    pred = F.winft_masks(logits)
-    w = 1 / (1 + np.exp(-logits.double().numpy()))
-    ref = np.zeros(w.shape, dtype=bool)
-    for b in range(2):
-        for layer in range(5):
-            for p in range(16):
-                ref[b, layer, p] = w[b, layer, p] > sum(w[b, layer, p]) / 16
-    np.testing.assert_array_equal(pred.numpy(), ref)
+    x = torch.randn(2, 3, 32, 32)
+    pred = F.winft_windows(model, x)
+    ref = _winft_windows_loop(model, x)
+    assert pred.shape == (2, 3, 16, 16)
+    assert (pred != ref).float().mean() < 1e-3  # float32 forward vs float64 loop: ties at the threshold only
+    gt = scene["field"].mask()[0]
     fig = F.plot_winft_windows(gt, pred[0], scene["images"][0])
     assert len(fig.axes) == 5 and _colorbars(fig) == 2
     votes = fig.axes[2].get_images()[0].get_array()
-    np.testing.assert_array_equal(votes, ref[0].sum(0))
+    np.testing.assert_array_equal(votes, pred[0].numpy().sum(0))
     with pytest.raises(ValueError, match="predicted must be"):
         F.plot_winft_windows(gt, pred[0, 0], None)
+    with pytest.raises(ValueError, match="needs a WinfT model"):
+        F.winft_windows(tiny_vit(), x)
 
 
 # ---------------------------------------------------------------- reference checks of the statistics
@@ -192,7 +213,8 @@ def test_patch_mask_against_loops():
     for b in range(2):
         for p in range(g.n):
             y, x = divmod(p, g.width)
-            cells = [(r, c) for r in range(12) for c in range(18) if (r * 3) // 12 == y and (c * 4) // 18 == x]
+            cells = [(r, c) for r in range(12) for c in range(18)  # the patch holding the pixel's centre
+                     if int((r + 0.5) * 3 // 12) == y and int((c + 0.5) * 4 // 18) == x]
             share = sum(mask[b, r, c] for r, c in cells) / len(cells)
             assert got[b, p] == (share >= 0.5)
     assert F.patch_mask(torch.tensor([True, False] * 6), g).tolist() == [True, False] * 6
@@ -295,20 +317,22 @@ def test_figures_cli_writes_everything(weights, image_files, tmp_path):
                  "--image-size", "64", "--out", str(out)]) == 2  # a 4x4 grid has patches 0..15
 
 
-def test_read_mask_follows_the_photo_crop(tmp_path):
-    from patchfield.cli.figures import read_mask
-    from patchfield.images import to_model_input
+def test_mask_follows_the_photo_crop(tmp_path):
+    from patchfield.figures.paper import _read_mask
+    from patchfield.preprocess import Preprocess
 
-    mask = np.zeros((60, 100), dtype=np.uint8)  # landscape: resized to 48 high, centre-cropped to 48 wide
+    mask = np.zeros((60, 100), dtype=np.uint8)  # landscape: resized to 48/0.875 high, centre-cropped to 48
     mask[:, 50:] = 255  # right half
     Image.fromarray(mask).save(tmp_path / "m.png")
-    got = read_mask(tmp_path / "m.png", (48, 48))
-    _, crop = to_model_input(Image.fromarray(np.repeat(mask[..., None], 3, -1)), (48, 48))
+    pre = Preprocess((48, 48), (0, 0, 0), (1, 1, 1), crop_pct=0.875)
+    got = _read_mask(tmp_path / "m.png", pre).numpy()
+    _, crop = pre(Image.fromarray(np.repeat(mask[..., None], 3, -1)))
     assert got.shape == (48, 48) and got.dtype == bool
     inner = (slice(None), np.r_[0:22, 26:48])  # away from the edge, where bicubic and nearest agree
     np.testing.assert_array_equal(got[inner], crop[..., 0][inner] > 127)
+    assert got[:, :22].sum() == 0 and got[:, 26:].all()
     with pytest.raises(FileNotFoundError, match="mask file"):
-        read_mask(tmp_path / "none.png", (48, 48))
+        _read_mask(tmp_path / "none.png", pre)
 
 
 def test_pair_attention_dataset_streams_the_same_statistic():

@@ -107,9 +107,10 @@ def run_demo(out: str | Path, models: str | Path | None = None, num_images: int 
     ``fields.json``), ``images/`` (the inputs and object masks), ``explorer.html`` and
     ``summary.json``; returns the summary.
     """
-    from .analysis import analyze
-    from .cli import main
-    from .data import SyntheticShapes
+    from .capture import capture_attention
+    from .data import build_dataset
+    from .explorer import write_explorer
+    from .figures import write_paper_figures
     from .training import load_run
     from .training.sources import model_normalisation
 
@@ -120,38 +121,33 @@ def run_demo(out: str | Path, models: str | Path | None = None, num_images: int 
             f"no demo models in {models}: regenerate them with `patchfield demo --train-models {models}`"
         )
     vit, _ = load_run(models / "vit")
+    winft, _ = load_run(models / "winft")
     claimed = json.loads((models / "metrics.json").read_text())
-    val = SyntheticShapes(_VAL_IMAGES, image_size=32, split="val", **model_normalisation(vit))
+    val = build_dataset("synthetic", "val", 32, num_images=_VAL_IMAGES, **model_normalisation(vit))
     accuracy = {name: _evaluate(models / name) for name in ("vit", "winft")}
 
     picks = list(range(num_images))
-    images_dir = out / "images"
-    paths = []
-    for i in picks:
-        paths.append(images_dir / f"val_{i:03d}.png")
-        _save_png(val.raw_image(i), paths[-1])
-        _save_png(val.object_mask(i).numpy().astype(np.uint8) * 255, images_dir / f"val_{i:03d}_mask.png")
-    vit_dir, winft_dir = str(models / "vit"), str(models / "winft")
-    figure_args = ["figures", *map(str, paths), "--model", vit_dir, "--alpha", str(alpha), "--beta", str(beta),
-                   "--winft-model", winft_dir, "--out", str(out / "figures")]
-    for i in picks:
-        figure_args += ["--mask", str(images_dir / f"val_{i:03d}_mask.png")]
-    if main(figure_args) != 0:
-        raise RuntimeError("patchfield figures failed (see the messages above)")
-    if main(["explore", str(paths[0]), "--model", vit_dir, "--alpha", str(alpha), "--beta", str(beta),
-             "--out", str(out / "explorer.html")]) != 0:
-        raise RuntimeError("patchfield explore failed (see the messages above)")
-
+    names = [f"val_{i:03d}" for i in picks]
+    for i, name in zip(picks, names):  # the inputs for the reader; the figures take the tensors themselves
+        _save_png(val.raw_image(i), out / "images" / f"{name}.png")
+        _save_png(val.object_mask(i).numpy().astype(np.uint8) * 255, out / "images" / f"{name}_mask.png")
     x = torch.stack([val[i][0] for i in picks])
-    res = analyze(vit, x, alpha, beta)
-    for j, path in enumerate(paths):
-        write_json_atomic(out / "figures" / path.stem / "fields.json", {"image": str(path), **res.to_json(j)})
+    figures = write_paper_figures(vit, list(x), [val.object_mask(i) for i in picks], winft, out / "figures",
+                                  names=names, alpha=alpha, beta=beta)
+    with torch.no_grad():
+        maps = capture_attention(vit, x[:1])
+    write_explorer(out / "explorer.html", maps, val.raw_image(picks[0]), 0, alpha, beta,
+                   title=f"patchfield explorer: {names[0]}")
+
+    records = [figures.fields[name] for name in names]
+    grid = records[0]["grid"]
     summary = {
         "model": {"timm": _TIMM_NAME, **DEMO_MODEL_KWARGS},
         "val_top1": {k: round(v["top1"], 4) for k, v in accuracy.items()},
         "claimed_top1": {k: claimed[k]["top1"] for k in ("vit", "winft")},
-        "alpha": alpha, "beta": beta, "grid": [res.grid.height, res.grid.width],
-        "eo_analysed_images": res.expected_interactions(), "eo_full": res.grid.n ** 2,
+        "alpha": alpha, "beta": beta, "grid": grid,
+        "eo_analysed_images": float(np.mean([r["interactions"] for r in records])),
+        "eo_full": (grid[0] * grid[1]) ** 2,
         "winft_eo_val": accuracy["winft"]["eo"],
         "explorer": str(out / "explorer.html"), "figures": str(out / "figures"),
     }

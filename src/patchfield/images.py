@@ -1,4 +1,4 @@
-"""Reading images for a model: resize, centre-crop, normalise with the model's own statistics."""
+"""Reading image files for a model (the preprocessing itself is :mod:`patchfield.preprocess`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
+
+from .preprocess import Preprocess
 
 __all__ = ["ImageReadError", "model_input_spec", "read_image", "to_model_input"]
 
@@ -47,16 +49,10 @@ def read_image(path: str | Path) -> Image.Image:
 
 
 def to_model_input(
-    image: Image.Image, size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD
+    image: Image.Image, size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 1.0,
+    interpolation: str = "bicubic",
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Resize the short side and centre-crop to ``size``; return the normalised ``[C, H, W]``
-    tensor and the cropped ``uint8`` RGB array ``[H, W, 3]`` for drawing."""
-    h, w = size
-    scale = max(h / image.height, w / image.width)
-    resized = image.resize((max(w, round(image.width * scale)), max(h, round(image.height * scale))),
-                           Image.BICUBIC)
-    left, top = (resized.width - w) // 2, (resized.height - h) // 2
-    crop = np.asarray(resized.crop((left, top, left + w, top + h)), dtype=np.uint8)
-    x = torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 255.0
-    x = (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
-    return x, crop
+    """``Preprocess(size, mean, std, crop_pct, interpolation=...)(image)``: the normalised ``[C, H, W]``
+    tensor and the cropped ``uint8`` RGB array ``[H, W, 3]``. Commands use the model's own rule,
+    ``Preprocess.for_model(model)(image)`` (:mod:`patchfield.preprocess`)."""
+    return Preprocess(size, mean, std, crop_pct, interpolation=interpolation)(image)

@@ -1,4 +1,4 @@
-"""Load ViTs from local files only: timm names with local weights, or Hugging Face directories.
+"""Load ViTs from local files only: timm names with local weights, Hugging Face directories, run folders.
 
 Nothing here reaches for the network. Weights come from ``.safetensors``, ``.pth``/``.pt``
 or ``.bin`` files in timm or Hugging Face key layout, or from a Hugging Face model directory
@@ -7,6 +7,7 @@ or ``.bin`` files in timm or Hugging Face key layout, or from a Hugging Face mod
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["load_model", "load_state_dict", "hf_vit_to_timm", "is_model_directory", "is_run_directory"]
+from .models import apply_awd, apply_winft, patched_kind  # importing patchfield.models registers awd_/winft_ names
+from .runs import MODEL_FILE, is_run_directory, read_run_info
+
+__all__ = [
+    "build_model", "load_model", "load_run", "load_state_dict", "hf_vit_to_timm", "is_model_directory",
+    "is_run_directory",
+]
+
+logger = logging.getLogger(__name__)
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
@@ -143,12 +152,6 @@ def _hf_directory(path: Path) -> Path | None:
     return None
 
 
-def is_run_directory(path: str | Path) -> bool:
-    """A finished ``patchfield train`` run folder (``run.json`` + ``model.safetensors``)."""
-    p = Path(path)
-    return (p / "run.json").is_file() and (p / "model.safetensors").is_file()
-
-
 def is_model_directory(path: str | Path) -> bool:
     """A folder :func:`load_model` reads without a weights file: a run folder or a Hugging Face model."""
     return is_run_directory(path) or _hf_directory(Path(path)) is not None
@@ -171,8 +174,6 @@ def create_timm_model(name: str, **kwargs: Any) -> nn.Module:
     """``timm.create_model(name, pretrained=False, **kwargs)`` (patchfield's timm names registered),
     with a ``ValueError`` for unknown names."""
     import timm
-
-    import patchfield.models  # noqa: F401  (registers the awd_/winft_ timm names)
 
     try:
         return timm.create_model(name, pretrained=False, **kwargs)
@@ -228,8 +229,6 @@ def load_model(
     for candidate in (name, weights):
         if candidate is not None:
             if is_run_directory(candidate):
-                from .training import load_run
-
                 return load_run(candidate)[0]
             hf_dir = _hf_directory(Path(candidate))
             if hf_dir is not None:
@@ -260,3 +259,81 @@ def load_model(
                 + (" ..." if len(result.missing_keys) + len(result.unexpected_keys) > 12 else "")
             )
     return model.eval()
+
+
+def _load_weights(model: nn.Module, weights: str | Path) -> None:
+    """Load local starting weights; a classifier head of another size is left freshly initialised."""
+    sd = prepare_state_dict(load_state_dict(weights), model)
+    own = model.state_dict()
+    head = [k for k in sd if k.startswith("head.") and k in own and sd[k].shape != own[k].shape]
+    if head:
+        logger.warning("%s has a classifier head of another size; training a new head", weights)
+        sd = {k: v for k, v in sd.items() if k not in head}
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items() if k in own
+              and v.shape != own[k].shape]
+    missing = [k for k in own if k not in sd and k not in head]
+    unexpected = [k for k in sd if k not in own]
+    if shapes or missing or unexpected:
+        raise ValueError(
+            f"weights {weights} do not fit the model (check --model and --model-kwargs): shapes differ for "
+            f"{shapes[:4]}, missing keys {missing[:6]}, unexpected keys {unexpected[:6]}"
+        )
+    model.load_state_dict(sd, strict=False)
+
+
+def build_model(
+    name: str,
+    kind: str,
+    *,
+    num_classes: int | None = None,
+    image_size: int | None = None,
+    weights: str | Path | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
+    """A timm ViT for ``kind`` (``vit``, ``awd``, ``awd-dip``, ``winft-paper``, ``winft-restrict``).
+
+    Args:
+        name: timm architecture name.
+        kind: the training kind; AWD kinds get :func:`patchfield.models.apply_awd`, WinfT kinds
+            :func:`patchfield.models.apply_winft` in the kind's mode.
+        num_classes: classifier size.
+        image_size: input size (position embeddings of ``weights`` are resampled to it).
+        weights: optional local starting weights.
+        model_kwargs: extra ``timm.create_model`` arguments (``patch_size``, ``embed_dim``, ...).
+    """
+    kwargs = dict(model_kwargs or {})
+    if num_classes is not None:
+        kwargs["num_classes"] = int(num_classes)
+    if image_size is not None:
+        kwargs["img_size"] = int(image_size)
+    model = create_timm_model(name, **kwargs)
+    if getattr(getattr(model, "patch_embed", None), "grid_size", None) is None:
+        raise ValueError(f"{name} has no patch_embed.grid_size: not a timm ViT")
+    made = patched_kind(model)
+    if made is not None and not kind.startswith(made):
+        wanted = "awd or awd-dip" if made == "awd" else "winft-paper or winft-restrict"
+        raise ValueError(f"{name} builds a {made} model but --kind is {kind!r}: pass --kind {wanted}")
+    if weights is not None:
+        _load_weights(model, weights)
+    if kind in ("awd", "awd-dip"):
+        model = apply_awd(model)
+    elif kind.startswith("winft"):
+        model = apply_winft(model, mode=kind.split("-", 1)[1])
+    elif kind != "vit":
+        raise ValueError(f"unknown kind {kind!r}")
+    return model
+
+
+def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the trained model of a run folder, in eval mode: ``(model, run.json contents)``."""
+    from safetensors.torch import load_file
+
+    info = read_run_info(run_dir)
+    model = build_model(
+        info["model"], info["kind"], num_classes=info["num_classes"], image_size=info.get("image_size"),
+        model_kwargs=info.get("model_kwargs") or {},
+    )
+    model.load_state_dict(load_file(str(Path(run_dir) / MODEL_FILE)))
+    if device is not None:
+        model.to(device)
+    return model.eval(), info

@@ -10,7 +10,8 @@ import torch
 from tqdm import tqdm
 
 from ..analysis import analyze
-from ..images import ImageReadError, model_input_spec, read_image, to_model_input
+from ..images import ImageReadError, read_image
+from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
 from ._common import add_model_args, check_rates, model_from_args
 
@@ -39,7 +40,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     check_rates(args.alpha, args.beta)
     model = model_from_args(args)
-    spec = model_input_spec(model)
+    preprocess = Preprocess.for_model(model)
     failed: list[str] = []
     names = _unique_names(args.images)
     jobs = list(zip(args.images, names))
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         batch, crops, kept = [], [], []
         for path, name in jobs[start:start + args.batch_size]:
             try:
-                x, crop = to_model_input(read_image(path), spec["size"], spec["mean"], spec["std"])
+                x, crop = preprocess(read_image(path))
             except ImageReadError as e:
                 print(f"skipped {e}", file=sys.stderr)
                 failed.append(str(path))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..images import model_input_spec, read_image, to_model_input
+from ..images import read_image
+from ..preprocess import Preprocess
 from ._common import add_model_args, check_rates, model_from_args, parse_device
 
 
@@ -33,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     check_rates(args.alpha, args.beta)
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
-    spec = model_input_spec(model)
-    x, crop = to_model_input(read_image(args.image), spec["size"], spec["mean"], spec["std"])
+    x, crop = Preprocess.for_model(model)(read_image(args.image))
     maps = capture_attention(model, x[None].to(device))
     full = {"auto": "auto", "yes": True, "no": False}[args.full_attention]
     out = args.out if args.out.suffix else args.out.with_suffix(".html")

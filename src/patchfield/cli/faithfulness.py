@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..images import ImageReadError, model_input_spec, read_image, to_model_input
+from ..images import ImageReadError, read_image
+from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
 from ._common import add_model_args, model_from_args, parse_device
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _batches(args: argparse.Namespace, spec: dict):
+def _batches(args: argparse.Namespace, preprocess: Preprocess):
     """Image batches and their count, from files or a data set."""
     if args.images and args.data:
         raise ValueError("give image files or --data, not both")
@@ -41,7 +42,7 @@ def _batches(args: argparse.Namespace, spec: dict):
         tensors, failed = [], []
         for path in args.images:
             try:
-                tensors.append(to_model_input(read_image(path), spec["size"], spec["mean"], spec["std"])[0])
+                tensors.append(preprocess(read_image(path))[0])
             except ImageReadError as e:
                 print(f"skipped {e}", file=sys.stderr)
                 failed.append(str(path))
@@ -55,8 +56,8 @@ def _batches(args: argparse.Namespace, spec: dict):
 
     from ..data import build_dataset, collate_skip
 
-    h, w = spec["size"]
-    kw = {"mean": spec["mean"], "std": spec["std"]}
+    h, w = preprocess.size
+    kw = preprocess.data_kwargs()
     if args.data == "synthetic" and args.num_images:
         kw["num_images"] = args.num_images
     ds = build_dataset(args.data, args.split, h if h == w else (h, w), args.root, **kw)
@@ -76,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
-    spec = model_input_spec(model)
-    batches, total, failed = _batches(args, spec)
+    batches, total, failed = _batches(args, Preprocess.for_model(model))
     result = evaluate_faithfulness(model, batches, methods=args.methods, steps=args.steps, baseline=args.baseline,
                                    seed=args.seed, device=device, total=total)
     write_json_atomic(args.out / "faithfulness.json", {"model": args.model, **result.to_json()})

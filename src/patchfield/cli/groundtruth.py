@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import build_dataset
     from ..groundtruth import build_groundtruth
-    from ..images import model_input_spec
     from ..loading import _hf_directory, load_model
+    from ..preprocess import Preprocess
 
     if args.weights is None and not args.random_weights and _hf_directory(Path(args.model)) is None:
         raise ValueError(f"no weights for {args.model}: pass --weights FILE (ground truth needs a trained ViT), "
@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     num_classes = args.num_classes if args.num_classes is not None else kw.pop("num_classes", None)
     kw.pop("img_size", None), kw.pop("num_classes", None)
     model = load_model(args.model, args.weights, img_size=img_size, num_classes=num_classes, **kw)
-    spec = model_input_spec(model)
-    height, width = spec["size"]
+    preprocess = Preprocess.for_model(model)
+    height, width = preprocess.size
     dataset = build_dataset(args.data, args.split, height if height == width else (height, width),
-                            root=args.data_root, mean=spec["mean"], std=spec["std"], **args.data_kwargs)
+                            root=args.data_root, **{**preprocess.data_kwargs(), **args.data_kwargs})
     store = build_groundtruth(
         model, dataset, args.out, args.alpha, args.beta, batch_size=args.batch_size, shard_size=args.shard_size,
         num_workers=args.workers, device=args.device, model_name=args.model, dataset_name=args.data,

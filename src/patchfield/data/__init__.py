@@ -6,7 +6,8 @@ Every data set returns ``(image [3, H, W] normalised, label)`` and has ``num_cla
 ``object_mask(i)``. Data sets of ``(image, object mask)`` pairs (``build_mask_dataset``: ``synthetic``,
 ``cub``, ``coco``, ``masks``) follow the small protocol of :mod:`patchfield.data.masks`. File-backed
 sets may return ``None`` for an image that fails to decode: load them with ``collate_fn=collate_skip``
-(see :mod:`patchfield.data.folder`).
+(see :mod:`patchfield.data.folder`). Photos and their masks go
+through :class:`Preprocess` (:mod:`patchfield.preprocess`, the preprocessing rule).
 """
 
 from .coco import CocoMasks

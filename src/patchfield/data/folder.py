@@ -30,7 +30,7 @@ from .transforms import DEFAULT_CROP_PCT, Preprocess
 
 __all__ = ["CUBDataset", "ImageFolderDataset", "IMAGE_EXTENSIONS"]
 
-log = logging.getLogger("patchfield.data")
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -57,11 +57,11 @@ class _FileDataset(Dataset):
 
     def __init__(self, root: str | Path, samples: list[tuple[str, int]], classes: list[str],
                  image_size: int | Sequence[int], mean: Sequence[float], std: Sequence[float],
-                 crop_pct: float, augment: bool, validate: bool) -> None:
+                 crop_pct: float, augment: bool, validate: bool, interpolation: str = "bicubic") -> None:
         self.root = Path(root)
         self.classes = classes
         self.num_classes = len(classes)
-        self.preprocess = Preprocess(image_size, mean, std, crop_pct, augment)
+        self.preprocess = Preprocess(image_size, mean, std, crop_pct, augment, interpolation)
         self.image_size = self.preprocess.size
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.skipped: list[tuple[str, str]] = []
@@ -91,7 +91,9 @@ class _FileDataset(Dataset):
 
     def fingerprint(self) -> str:
         """A short hash of the validated file list, labels and preprocessing (not of ``root``)."""
-        h = hashlib.sha256(f"{self.name}|{self.image_size}|{self.preprocess.crop_pct}|{self.mean}|{self.std}".encode())
+        interp = "" if self.preprocess.interpolation == "bicubic" else f"|{self.preprocess.interpolation}"
+        h = hashlib.sha256(f"{self.name}|{self.image_size}|{self.preprocess.crop_pct}|{self.mean}|{self.std}{interp}"
+                           .encode())
         for rel, label in self.samples:
             h.update(f"\n{rel}\t{label}".encode())
         return h.hexdigest()[:16]
@@ -127,7 +129,8 @@ class _FileDataset(Dataset):
         image = self._open(index)
         if image is None:
             raise ValueError(f"{self.path(index)} is not a readable image")
-        return Preprocess(self.image_size, self.mean, self.std, self.preprocess.crop_pct)(image)[1]
+        p = self.preprocess
+        return Preprocess(self.image_size, self.mean, self.std, p.crop_pct, interpolation=p.interpolation)(image)[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, len={len(self)}, classes={self.num_classes})"
@@ -141,6 +144,7 @@ class ImageFolderDataset(_FileDataset):
         image_size: output size ``S`` or ``(H, W)``.
         mean, std: the model's normalisation.
         crop_pct: evaluation centre-crop fraction (short side resized to ``S / crop_pct``).
+        interpolation: resampling of the photos (``bicubic``, ``bilinear``, ...; :mod:`patchfield.preprocess`).
         augment: random-resized crop and flip (training); default off.
         validate: check every file's header at construction (see the module doc).
     """
@@ -149,7 +153,8 @@ class ImageFolderDataset(_FileDataset):
 
     def __init__(self, root: str | Path, image_size: int | Sequence[int] = 224,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 crop_pct: float = DEFAULT_CROP_PCT, augment: bool = False, validate: bool = True) -> None:
+                 crop_pct: float = DEFAULT_CROP_PCT, augment: bool = False, validate: bool = True,
+                 interpolation: str = "bicubic") -> None:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"ImageFolder root {root} is not a folder (expected root/<class>/<image>)")
@@ -164,7 +169,7 @@ class ImageFolderDataset(_FileDataset):
         ]
         if not samples:
             raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<class>/")
-        super().__init__(root, samples, classes, image_size, mean, std, crop_pct, augment, validate)
+        super().__init__(root, samples, classes, image_size, mean, std, crop_pct, augment, validate, interpolation)
 
 
 def _read_table(path: Path, columns: int) -> dict[int, list[str]]:
@@ -193,7 +198,7 @@ class CUBDataset(_FileDataset):
     Args:
         root: the ``CUB_200_2011`` folder (or its parent).
         split: ``"train"`` or ``"test"`` (``"val"`` is read as ``"test"``).
-        image_size, mean, std, crop_pct, augment, validate: as :class:`ImageFolderDataset`.
+        image_size, mean, std, crop_pct, augment, validate, interpolation: as :class:`ImageFolderDataset`.
     """
 
     name = "cub"
@@ -201,7 +206,8 @@ class CUBDataset(_FileDataset):
 
     def __init__(self, root: str | Path, split: str = "train", image_size: int | Sequence[int] = 448,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 crop_pct: float = DEFAULT_CROP_PCT, augment: bool = False, validate: bool = True) -> None:
+                 crop_pct: float = DEFAULT_CROP_PCT, augment: bool = False, validate: bool = True,
+                 interpolation: str = "bicubic") -> None:
         root = Path(root)
         if split not in ("train", "test", "val"):
             raise ValueError(f"CUB split must be 'train' or 'test' (or 'val' = test), got {split!r}")
@@ -232,7 +238,7 @@ class CUBDataset(_FileDataset):
         self._boxes = {k: tuple(float(x) for x in v[:4]) for k, v in boxes.items()}
         seg = [d for d in (root / "segmentations", root.parent / "segmentations") if d.is_dir()]
         self._seg_root = seg[0] if seg else None
-        super().__init__(root, samples, classes, image_size, mean, std, crop_pct, augment, validate)
+        super().__init__(root, samples, classes, image_size, mean, std, crop_pct, augment, validate, interpolation)
 
     def image_id(self, index: int) -> int:
         """CUB's own 1-based image id."""

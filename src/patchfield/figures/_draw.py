@@ -17,7 +17,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..grid import Grid
+from ..grid import Grid, pixel_cells
 from ..utils.io import atomic_write
 
 __all__ = [
@@ -82,11 +82,10 @@ def as_image(image) -> np.ndarray:
 
 
 def upsample(values: np.ndarray, grid: Grid, size: tuple[int, int]) -> np.ndarray:
-    """A per-patch map ``[N]`` (or ``[gh, gw]``) as a full-resolution ``[H, W]`` map (each patch fills its cell)."""
+    """A per-patch map ``[N]`` (or ``[gh, gw]``) as a full-resolution ``[H, W]`` map: each pixel takes the value
+    of its patch (:func:`patchfield.grid.pixel_cells`)."""
     v = np.asarray(values).reshape(grid.height, grid.width)
-    h, w = size
-    rows = (np.arange(h) * grid.height) // h
-    cols = (np.arange(w) * grid.width) // w
+    rows, cols = (c.numpy() for c in pixel_cells(size[0], size[1], grid))
     return v[rows[:, None], cols[None, :]]
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..capture import AttentionMaps, attention_hooks
-from ..grid import Grid
+from ..grid import Grid, object_patches
 from ._draw import as_image, new_figure, patch_boxes, pick, show_image, show_patch_map, to_numpy, upsample
 from .maps import _check_patches, default_patches
 
@@ -36,7 +36,8 @@ def patch_mask(mask, grid: Grid, threshold: float = 0.5) -> torch.Tensor:
         mask: boolean object mask at pixel resolution ``[..., H, W]``, on the grid ``[..., gh, gw]``,
             or per patch ``[N]`` (one dimension; reshape a batch of per-patch masks to ``[B, gh, gw]``).
         grid: the patch grid.
-        threshold: a patch is inside the object when at least this share of its pixels is.
+        threshold: a patch is inside the object when at least this share of its pixels is
+            (pixels mapped to patches by :func:`patchfield.grid.pixel_cells`).
 
     >>> m = torch.zeros(4, 4, dtype=torch.bool); m[:2, :3] = True  # 4x4 pixels, 2x2 patches
     >>> patch_mask(m, Grid(2, 2)).tolist()
@@ -47,16 +48,7 @@ def patch_mask(mask, grid: Grid, threshold: float = 0.5) -> torch.Tensor:
         return m
     if m.dim() < 2:
         raise ValueError(f"mask must be [..., H, W], [..., gh, gw] or [N={grid.n}]; got {tuple(m.shape)}")
-    h, w = m.shape[-2:]
-    if h < grid.height or w < grid.width:
-        raise ValueError(f"a {h}x{w} mask is smaller than the {grid.height}x{grid.width} patch grid")
-    rows = (torch.arange(h) * grid.height) // h
-    cols = (torch.arange(w) * grid.width) // w
-    cell = (rows[:, None] * grid.width + cols[None, :]).reshape(-1)
-    flat = m.reshape(*m.shape[:-2], h * w).float()
-    inside = torch.zeros(*m.shape[:-2], grid.n).index_add_(-1, cell, flat)
-    total = torch.bincount(cell, minlength=grid.n).float()
-    return inside / total >= threshold
+    return object_patches(m, grid, threshold)
 
 
 def pair_attention(maps: AttentionMaps, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,29 +5,37 @@ from __future__ import annotations
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import nn
 
 from ._draw import as_image, new_figure, show_image, to_numpy
 
-__all__ = ["plot_winft_windows", "winft_masks"]
+__all__ = ["plot_winft_windows", "winft_windows"]
 
 
-def winft_masks(window_logits: torch.Tensor) -> torch.Tensor:
-    """Binary masks ``W = sigmoid(s) > row mean`` from per-layer window logits ``s`` (SPEC §8).
+@torch.no_grad()
+def winft_windows(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The windows a WinfT model applies to ``images``, boolean ``[B, L, N, N]`` (``Σ_l W_l`` is Fig. 13).
 
-    The row mean here runs over the ``N`` patch columns given. A WinfT model's own threshold may
-    also average the prefix columns; when the model can return the windows it applied
-    (``model(x, return_windows=True)``), draw those instead.
+    The windows come from the model's own forward (``model(x, return_windows=True)``, i.e.
+    :func:`patchfield.models.winft.window_mask` with its threshold over all ``T`` keys, prefix
+    tokens included), never from a second implementation of the rule.
 
-    Args:
-        window_logits: ``[..., N, N]`` (e.g. ``[B, L, N, N]`` from ``model(x, return_window_logits=True)``).
-
-    >>> winft_masks(torch.tensor([[0.0, 2.0], [1.0, -1.0]])).tolist()
-    [[False, True], [True, False]]
+    Raises:
+        ValueError: the model is not a WinfT (it cannot return its windows).
     """
-    if window_logits.dim() < 2 or window_logits.shape[-1] != window_logits.shape[-2]:
-        raise ValueError(f"window logits must be [..., N, N]; got {tuple(window_logits.shape)}")
-    w = torch.sigmoid(window_logits.float())
-    return w > w.mean(-1, keepdim=True)
+    try:
+        out = model(images, return_windows=True)
+    except TypeError as e:
+        raise ValueError(
+            f"{type(model).__name__} cannot return its windows (model(x, return_windows=True)): "
+            "Fig. 13 needs a WinfT model (patchfield.models.apply_winft)"
+        ) from e
+    windows = getattr(out, "windows", None)
+    if windows is None and isinstance(out, tuple):
+        windows = out[-1]
+    if not isinstance(windows, torch.Tensor) or windows.dim() != 4:
+        raise ValueError(f"{type(model).__name__}(x, return_windows=True) did not return [B, L, N, N] windows")
+    return windows.bool()
 
 
 def plot_winft_windows(ground_truth: torch.Tensor, predicted: torch.Tensor, image=None) -> Figure:
@@ -35,8 +43,7 @@ def plot_winft_windows(ground_truth: torch.Tensor, predicted: torch.Tensor, imag
 
     Args:
         ground_truth: boolean ``[N, N]`` (row ``p``: the responsive field ``S_p``, e.g. ``field.mask()[i]``).
-        predicted: boolean ``[L, N, N]``: WinfT's mask in every layer (``model(x, return_windows=True)``,
-            or :func:`winft_masks` of its window logits).
+        predicted: boolean ``[L, N, N]``: WinfT's mask in every layer (one image of :func:`winft_windows`).
         image: optional RGB image shown first.
     """
     gt = to_numpy(ground_truth).astype(bool)

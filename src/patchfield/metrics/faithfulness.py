@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..capture import capture_attention
 from ..dip import column_variance
-from ..grid import Grid, round_half_up
+from ..grid import Grid, pixel_cells, round_half_up
 from ..uncertainty import interaction_uncertainty
 from .rollout import rollout_scores
 
@@ -99,12 +99,10 @@ def baseline_images(images: torch.Tensor, kind: str = "mean", grid: Grid | None 
     raise ValueError(f"unknown baseline {kind!r}; use 'mean' or 'blur'")
 
 
-def _pixel_cells(grid: Grid, size: tuple[int, int], device) -> torch.Tensor:
-    """The patch index of every pixel, ``[H, W]`` long."""
-    h, w = size
-    rows = (torch.arange(h, device=device) * grid.height) // h
-    cols = (torch.arange(w, device=device) * grid.width) // w
-    return rows[:, None] * grid.width + cols[None, :]
+def _pixel_patches(grid: Grid, size: tuple[int, int], device=None) -> torch.Tensor:
+    """The patch index of every pixel, ``[H, W]`` long, by the one rule :func:`patchfield.grid.pixel_cells`."""
+    rows, cols = pixel_cells(size[0], size[1], grid)
+    return (rows[:, None] * grid.width + cols[None, :]).to(device)
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +157,7 @@ def deletion_insertion(
     counts = torch.tensor([round_half_up(s * n / steps) for s in range(steps + 1)], device=images.device)
     rank = torch.empty_like(orderings)
     rank.scatter_(1, orderings, torch.arange(n, device=orderings.device).expand(b, n))
-    cells = _pixel_cells(grid, tuple(images.shape[-2:]), images.device)
+    cells = _pixel_patches(grid, tuple(images.shape[-2:]), images.device)
     pixel_rank = rank.to(images.device)[:, cells]  # [B, H, W]: the rank of each pixel's patch
     if target is None:
         target = _logits(model, images).argmax(-1)

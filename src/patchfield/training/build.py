@@ -1,15 +1,15 @@
-"""Build the model of a training kind: a timm ViT, patched into AWD-ViT or WinfT."""
+"""Models during training: the grid of a timm ViT, the forward of each kind, DDP unwrapping.
+
+``build_model`` (a timm ViT patched into AWD-ViT or WinfT) lives in :mod:`patchfield.loading`.
+"""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..grid import Grid
+from ..loading import build_model
 
 __all__ = ["build_model", "model_grid", "forward_kind", "unwrap"]
 
@@ -26,78 +26,6 @@ def model_grid(model: nn.Module) -> Grid:
     if size is None:
         raise ValueError(f"{type(unwrap(model)).__name__} has no patch_embed.grid_size: not a timm ViT")
     return Grid(int(size[0]), int(size[1]))
-
-
-def _load_weights(model: nn.Module, weights: str | Path) -> None:
-    """Load local starting weights; a classifier head of another size is left freshly initialised."""
-    from ..loading import load_state_dict, prepare_state_dict
-
-    sd = prepare_state_dict(load_state_dict(weights), model)
-    own = model.state_dict()
-    head = [k for k in sd if k.startswith("head.") and k in own and sd[k].shape != own[k].shape]
-    if head:
-        print(f"note: {weights} has a classifier head of another size; training a new head", file=sys.stderr)
-        sd = {k: v for k, v in sd.items() if k not in head}
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items() if k in own
-              and v.shape != own[k].shape]
-    missing = [k for k in own if k not in sd and k not in head]
-    unexpected = [k for k in sd if k not in own]
-    if shapes or missing or unexpected:
-        raise ValueError(
-            f"weights {weights} do not fit the model (check --model and --model-kwargs): shapes differ for "
-            f"{shapes[:4]}, missing keys {missing[:6]}, unexpected keys {unexpected[:6]}"
-        )
-    model.load_state_dict(sd, strict=False)
-
-
-def build_model(
-    name: str,
-    kind: str,
-    *,
-    num_classes: int | None = None,
-    image_size: int | None = None,
-    weights: str | Path | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-) -> nn.Module:
-    """A timm ViT for ``kind`` (``vit``, ``awd``, ``awd-dip``, ``winft-paper``, ``winft-restrict``).
-
-    Args:
-        name: timm architecture name.
-        kind: the training kind; AWD kinds get :func:`patchfield.models.apply_awd`, WinfT kinds
-            :func:`patchfield.models.apply_winft` in the kind's mode.
-        num_classes: classifier size.
-        image_size: input size (position embeddings of ``weights`` are resampled to it).
-        weights: optional local starting weights.
-        model_kwargs: extra ``timm.create_model`` arguments (``patch_size``, ``embed_dim``, ...).
-    """
-    from ..loading import create_timm_model
-
-    kwargs = dict(model_kwargs or {})
-    if num_classes is not None:
-        kwargs["num_classes"] = int(num_classes)
-    if image_size is not None:
-        kwargs["img_size"] = int(image_size)
-    model = create_timm_model(name, **kwargs)
-    model_grid(model)
-    from ..models import patched_kind
-
-    made = patched_kind(model)
-    if made is not None and not kind.startswith(made):
-        wanted = "awd or awd-dip" if made == "awd" else "winft-paper or winft-restrict"
-        raise ValueError(f"{name} builds a {made} model but --kind is {kind!r}: pass --kind {wanted}")
-    if weights is not None:
-        _load_weights(model, weights)
-    if kind in ("awd", "awd-dip"):
-        from ..models import apply_awd
-
-        model = apply_awd(model)
-    elif kind.startswith("winft"):
-        from ..models import apply_winft
-
-        model = apply_winft(model, mode=kind.split("-", 1)[1])
-    elif kind != "vit":
-        raise ValueError(f"unknown kind {kind!r}")
-    return model
 
 
 def forward_kind(

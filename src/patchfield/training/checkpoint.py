@@ -11,8 +11,9 @@ A run folder holds:
 
 from __future__ import annotations
 
-import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..loading import load_run
+from ..runs import MODEL_FILE, RUN_FILE, RUN_FORMAT, read_run_info
 from ..utils.io import atomic_write, write_json_atomic
-from .build import build_model, unwrap
+from .build import unwrap
 
 __all__ = [
     "CHECKPOINT", "MODEL_FILE", "RUN_FILE", "RUN_FORMAT",
-    "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "export_run", "read_run_info", "load_run",
+    "isolated_rng", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "export_run",
+    "read_run_info", "load_run",
 ]
 
 CHECKPOINT = "checkpoint.pt"
-MODEL_FILE = "model.safetensors"
-RUN_FILE = "run.json"
-RUN_FORMAT = "patchfield-run/1"
 
 
 def rng_state() -> dict[str, Any]:
@@ -56,6 +57,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def isolated_rng() -> Iterator[None]:
+    """Give the caller its random states back after the block (or decorated function), also on errors.
+
+    Training seeds the process's global generators (weight initialisation, dropout and the data
+    order follow ``--seed``); the caller's torch, CUDA, numpy and ``random`` states are restored
+    afterwards, so ``train()`` never reseeds its caller's RNG.
+    """
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -84,33 +100,3 @@ def export_run(out: str | Path, model: nn.Module, info: dict[str, Any]) -> None:
     with atomic_write(out / MODEL_FILE) as tmp:
         save_file(sd, str(tmp))
     write_json_atomic(out / RUN_FILE, {"format": RUN_FORMAT, **info})
-
-
-def read_run_info(run_dir: str | Path) -> dict[str, Any]:
-    """``run.json`` of a finished run folder."""
-    run_dir = Path(run_dir)
-    path = run_dir / RUN_FILE
-    if not path.is_file() or not (run_dir / MODEL_FILE).is_file():
-        raise FileNotFoundError(
-            f"{run_dir} is not a finished run: it needs {RUN_FILE} and {MODEL_FILE} (written at the end of "
-            "`patchfield train`; resume an unfinished run with --resume)"
-        )
-    info = json.loads(path.read_text())
-    if info.get("format") != RUN_FORMAT:
-        raise ValueError(f"{path} is not a patchfield run description (format {info.get('format')!r})")
-    return info
-
-
-def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the trained model of a run folder, in eval mode: ``(model, run.json contents)``."""
-    from safetensors.torch import load_file
-
-    info = read_run_info(run_dir)
-    model = build_model(
-        info["model"], info["kind"], num_classes=info["num_classes"], image_size=info.get("image_size"),
-        model_kwargs=info.get("model_kwargs") or {},
-    )
-    model.load_state_dict(load_file(str(Path(run_dir) / MODEL_FILE)))
-    if device is not None:
-        model.to(device)
-    return model.eval(), info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import time
@@ -17,7 +18,15 @@ from tqdm import tqdm
 
 from ..utils.io import atomic_write
 from .build import build_model, forward_kind, model_grid, unwrap
-from .checkpoint import CHECKPOINT, export_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    CHECKPOINT,
+    export_run,
+    isolated_rng,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainConfig
 from .data import batches_per_epoch, make_loader
 from .distributed import DistEnv, all_gather_objects, all_reduce_sum, cleanup_distributed, setup_distributed
@@ -28,6 +37,7 @@ from .sources import attach_fields, model_image_size, model_normalisation, open_
 __all__ = ["train", "accumulate_gradients", "build_optimizer", "interactions_of_batch", "LOG_FILE"]
 
 LOG_FILE = "log.jsonl"
+logger = logging.getLogger(__name__)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -202,6 +212,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         cleanup_distributed()
 
 
+@isolated_rng()  # the run seeds the global generators; the caller gets its own states back
 def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
@@ -240,10 +251,10 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         resumed_sums = state.get("log_sums", [None] * env.world_size)[env.rank]
         if env.is_main:
             _trim_log(out / LOG_FILE, step)
-            print(f"resuming {out} at step {step} of {total}", file=sys.stderr)
+            logger.info("resuming %s at step %d of %d", out, step, total)
     else:
         if cfg.resume and env.is_main:
-            print(f"no checkpoint in {out}: starting the run from step 0", file=sys.stderr)
+            logger.warning("no checkpoint in %s: starting the run from step 0", out)
         torch.manual_seed(cfg.seed + env.rank)
         np.random.seed((cfg.seed + env.rank) % 2**32)
     if env.distributed:
@@ -254,8 +265,8 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         if prep["store"] is not None:
             acc = _store_accuracy(prep["store"])
             note = f", its top-1 on these images {acc:.1%}" if acc is not None else ""
-            print(f"fields from {prep['store'].model_name} (alpha {prep['store'].alpha}, beta {prep['store'].beta}"
-                  f"{note}); SPEC §7 wants a well-trained ViT", file=sys.stderr)
+            logger.info("fields from %s (alpha %s, beta %s%s); SPEC §7 wants a well-trained ViT",
+                        prep["store"].model_name, prep["store"].alpha, prep["store"].beta, note)
         for stale in out.glob(f".{CHECKPOINT}.tmp*"):  # left by a process killed while writing
             stale.unlink(missing_ok=True)
         if step == 0:

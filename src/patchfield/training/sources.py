@@ -25,12 +25,12 @@ def model_image_size(model: nn.Module) -> int:
     return int(h)
 
 
-def model_normalisation(model: nn.Module) -> dict[str, tuple[float, ...]]:
-    """``{"mean", "std"}`` from the model's timm ``pretrained_cfg`` (ImageNet statistics otherwise)."""
-    from ..images import model_input_spec
+def model_normalisation(model: nn.Module) -> dict[str, Any]:
+    """The model's preprocessing as data-set arguments: ``{"mean", "std", "crop_pct", "interpolation"}``
+    (``Preprocess.for_model(model).data_kwargs()``; the generated data sets use mean and std only)."""
+    from ..preprocess import Preprocess
 
-    spec = model_input_spec(model)
-    return {"mean": tuple(spec["mean"]), "std": tuple(spec["std"])}
+    return Preprocess.for_model(model).data_kwargs()
 
 
 def open_dataset(
