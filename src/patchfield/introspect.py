@@ -26,8 +26,13 @@ __all__ = [
     "model_family",
     "model_grid",
     "num_prefix_tokens",
+    "required_forward_kwargs",
     "unwrap",
 ]
+
+#: Class attribute by which a patched model names the forward keyword arguments without which
+#: its forward is not the model's own computation (an AWD-ViT: ``("field_mask",)``).
+REQUIRED_KWARGS_ATTR = "patchfield_required_kwargs"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -162,6 +167,15 @@ def input_spec(model: nn.Module) -> dict[str, Any]:
         }
     return {"size": (224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 0.875,
             "interpolation": "bicubic"}
+
+
+def required_forward_kwargs(model: nn.Module) -> tuple[str, ...]:
+    """Forward keyword arguments the model must be given for its forward to be its own computation.
+
+    An AWD-ViT called without ``field_mask`` runs global attention, a forward it never runs in
+    training or evaluation; such models name these arguments in ``patchfield_required_kwargs``.
+    """
+    return tuple(getattr(unwrap(model), REQUIRED_KWARGS_ATTR, ()))
 
 
 def is_classifier(model: nn.Module) -> bool:
