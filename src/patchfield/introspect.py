@@ -100,13 +100,10 @@ def model_grid(model: nn.Module, image_size: tuple[int, int] | int | None = None
     """
     model = unwrap(model)
     pe = getattr(model, "patch_embed", None)
+    if pe is not None and image_size is None and getattr(pe, "grid_size", None) is not None:
+        return Grid(int(pe.grid_size[0]), int(pe.grid_size[1]))
     if pe is not None and getattr(pe, "patch_size", None) is not None:
-        if image_size is None:
-            size = getattr(pe, "grid_size", None)
-            if size is not None:
-                return Grid(int(size[0]), int(size[1]))
-            image_size = pe.img_size
-        size = _pair(image_size)
+        size = _pair(pe.img_size if image_size is None else image_size)
         dynamic = getattr(pe, "dynamic_img_size", False) or getattr(pe, "dynamic_img_pad", False)
         if dynamic and hasattr(pe, "dynamic_feat_size"):
             return Grid(*(int(g) for g in pe.dynamic_feat_size(size)))
