@@ -68,3 +68,13 @@ def test_attention_modules_and_unwrap():
     assert unwrap(torch.nn.DataParallel(m)) is m and unwrap(m) is m
     with pytest.raises(TypeError, match="Linear"):
         find_attention_modules(torch.nn.Linear(2, 2))
+
+
+def test_required_forward_kwargs_of_patched_models():
+    import patchfield.models as pm
+    from patchfield.introspect import required_forward_kwargs
+
+    assert required_forward_kwargs(tiny_vit()) == ()
+    assert required_forward_kwargs(pm.apply_awd(tiny_vit())) == ("field_mask",)
+    assert required_forward_kwargs(pm.apply_winft(tiny_vit())) == ()
+    assert required_forward_kwargs(pm.remove_patch(pm.apply_awd(tiny_vit()))) == ()

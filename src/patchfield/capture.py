@@ -124,9 +124,10 @@ class _HFAdapter(_Adapter):
     def hooked(self, indices: Sequence[int], callback: LayerCallback) -> Iterator[None]:
         config = self.model.config
         saved = getattr(config, "_attn_implementation", None)
-        # attention dropout off in the captured modules (their own flag only), so the weights
+        # attention dropout off in the captured modules (their own flag, read by the functional
+        # dropout of transformers 5, and their dropout submodule in older versions), so the weights
         # returned are the softmax itself, rows summing to 1, also in training mode
-        modes = [(m, m.training) for m in (self.modules[i] for i in indices)]
+        modes = [(m, m.training) for i in indices for m in self.modules[i].modules()]
         handles = []
         try:
             _set_hf_attn_implementation(self.model, "eager")

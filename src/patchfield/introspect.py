@@ -1,6 +1,6 @@
 """What patchfield needs to know about a model, in one place (timm ViTs and Hugging Face ViTs).
 
-- :func:`model_family`, :func:`find_attention_modules`: which attention modules capture reads;
+- :func:`find_attention_modules`: the model family and the attention modules capture reads;
 - :func:`model_grid`: the patch grid for the configured input size or a given one;
 - :func:`num_prefix_tokens`: class, distillation and register tokens (``P``);
 - :func:`input_spec`: input size, normalisation, crop ratio and interpolation the model expects;
@@ -23,7 +23,6 @@ __all__ = [
     "input_spec",
     "is_classifier",
     "is_huggingface",
-    "model_family",
     "model_grid",
     "num_prefix_tokens",
     "required_forward_kwargs",
@@ -82,11 +81,6 @@ def find_attention_modules(model: nn.Module) -> tuple[str, list[nn.Module]]:
         f"cannot capture attention from {type(model).__name__}: it is neither a timm VisionTransformer-family "
         "model (attention modules with `fused_attn` and `attn_drop`, and a `patch_embed`) nor a Hugging Face ViT"
     )
-
-
-def model_family(model: nn.Module) -> str:
-    """``"timm"`` or ``"huggingface"`` (raises ``TypeError`` for anything else, see :func:`find_attention_modules`)."""
-    return find_attention_modules(model)[0]
 
 
 def model_grid(model: nn.Module, image_size: tuple[int, int] | int | None = None) -> Grid:
