@@ -149,8 +149,8 @@ def bench(
     with torch.inference_mode():
         eo = {}
         for key in ("winft_paper", "winft_restrict"):
-            models[key].eval()(x)
-            eo[key] = float(models[key].last_interactions.mean())
+            _, counts = models[key].eval()(x, return_interactions=True)
+            eo[key] = float(counts.mean())
     result["removed_awd"] = 1 - float(window_mask.sum((-2, -1)).float().mean()) / n**2
     result["removed_awd_dip"] = 1 - float(field_mask.sum((-2, -1)).float().mean()) / n**2
     for key, value in eo.items():

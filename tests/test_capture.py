@@ -162,3 +162,56 @@ def test_scripted_like_model_without_calls_fails_loudly():
 def test_bad_images_shape():
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
         capture_attention(tiny_vit(), torch.randn(3, 32, 32))
+
+
+def _hf_with_attention_dropout():
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+        patch_size=8, num_labels=5, attention_probs_dropout_prob=0.5,
+    )
+    torch.manual_seed(0)
+    return ViTForImageClassification._from_config(config, attn_implementation="sdpa")
+
+
+@pytest.mark.parametrize("family", ["timm", "huggingface"])
+def test_training_mode_captures_the_softmax_before_dropout(family):
+    model = tiny_vit(attn_drop_rate=0.5) if family == "timm" else _hf_with_attention_dropout()
+    model.train()
+    x = torch.randn(2, 3, 32, 32)
+    maps = capture_attention(model, x)
+    torch.testing.assert_close(maps.attn.sum(-1), torch.ones(2, 2, 2, 17))
+    stream = capture_uncertainty(model, x)
+    torch.testing.assert_close(stream.mean_attention.sum(-1), maps.patch_block().mean(1).sum(-1), atol=0.05, rtol=0)
+    assert all(m.training for m in model.modules())  # the model's mode is restored
+
+
+def test_predicted_class_only_for_classifier_heads():
+    x = torch.randn(2, 3, 32, 32)
+    res = analyze(tiny_vit(), x)
+    assert res.to_json(0)["predicted_class"] == int(res.logits[0].argmax())
+    assert res.predicted_classes().tolist() == res.logits.argmax(-1).tolist()
+    backbone = analyze(tiny_vit(num_classes=0), x)  # a feature vector, not class logits
+    assert backbone.logits.shape == (2, 32)
+    assert backbone.predicted_classes() is None and "predicted_class" not in backbone.to_json(0)
+    from transformers import ViTModel
+
+    hf = ViTModel(tiny_hf_vit().config, add_pooling_layer=False).eval()
+    assert "predicted_class" not in analyze(hf, x).to_json(0)
+
+
+def test_negative_layer_index_is_the_model_layer_everywhere():
+    model = tiny_vit(depth=4)
+    x = torch.randn(1, 3, 32, 32)
+    first = capture_attention(model, x, layers=[0])
+    with pytest.raises(KeyError, match="model's layer 3 of 4"):
+        first.layer(-1)
+    torch.testing.assert_close(first.layer(0), first.attn[:, 0])
+    full = capture_attention(model, x)
+    torch.testing.assert_close(full.layer(-1), full.attn[:, 3])
+    torch.testing.assert_close(full.layer(-4), full.attn[:, 0])
+    last = capture_attention(model, x, layers=[-1])
+    assert last.layers == (3,)
+    torch.testing.assert_close(last.layer(-1), full.attn[:, 3])
+    torch.testing.assert_close(capture_attention(model, x, layers=[1, 2]).layer(-2), full.attn[:, 2])

@@ -90,10 +90,11 @@ def test_winft_with_all_ones_window_equals_plain_vit(name, mode, monkeypatch):
 
     monkeypatch.setattr(winft_module, "window_mask", ones)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=0)
+        out, counts = model(x, return_interactions=True)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
     assert len(calls) == len(model.blocks)
     n = math.prod(model.patch_embed.grid_size)
-    torch.testing.assert_close(model.last_interactions, torch.full((3,), float(n * n)))
+    torch.testing.assert_close(counts, torch.full((3,), float(n * n)))
 
 
 def test_remove_patch_and_repatching():
@@ -108,14 +109,14 @@ def test_remove_patch_and_repatching():
     assert type(model.blocks[0].attn) is timm.layers.Attention
     pm.apply_winft(model)
     pm.apply_winft(model, "paper")  # re-patching is allowed
-    twin = copy.deepcopy(model)  # e.g. an EMA copy: its own shared state, same outputs
-    assert twin._winft_state is twin.blocks[0].attn._winft_state and twin._winft_state is not model._winft_state
+    twin = copy.deepcopy(model)  # e.g. an EMA copy: same outputs, no state shared with the original
+    assert pm.patched_kind(twin) == "winft" and twin.blocks[0].attn is not model.blocks[0].attn
     torch.testing.assert_close(twin(x), model(x))
     assert sum(pm.patched_kind(m) == "winft" for m in model.modules()) == 1 + len(model.blocks)
     pm.remove_patch(model)
     assert type(model) is timm.models.vision_transformer.VisionTransformer
     assert type(model.blocks[0].attn) is timm.layers.Attention
-    assert not hasattr(model, "last_interactions") and not hasattr(model.blocks[0].attn, "winft_mode")
+    assert not hasattr(model, "winft_mode") and not hasattr(model.blocks[0].attn, "winft_mode")
     torch.testing.assert_close(model(x), ref)
     assert pm.patched_kind(model) is None
 
@@ -202,9 +203,24 @@ def test_capture_of_awd_model_shows_zero_attention_outside_windows():
         assert (attn.masked_select(~allowed[:, None].expand_as(attn)) == 0).all()
         assert (attn[..., 1:, 1:].masked_select(fm[:, None].expand(-1, 2, -1, -1)) > 0).any()
         torch.testing.assert_close(attn.sum(-1), torch.ones(attn.shape[:-1]))
-    # without a field, capture sees exactly the plain model's attention
+    # the library's capture, given the field, reads the same masked attention: zero outside the windows
+    maps = pf.capture_attention(model, x, forward_kwargs={"field_mask": fm, "dropped": dropped})
+    torch.testing.assert_close(maps.attn, torch.stack([store[0], store[1]], dim=1))
+    assert (maps.patch_block().masked_select(~fm[:, None, None].expand_as(maps.patch_block())) == 0).all()
+    stream = pf.capture_uncertainty(model, x, forward_kwargs={"field_mask": fm, "dropped": dropped})
+    assert (stream.mean_attention.masked_select(~fm[:, None].expand_as(stream.mean_attention)) == 0).all()
+    # without a field capture refuses (it would see a forward the model never runs) ...
+    with pytest.raises(ValueError, match="field_mask"):
+        pf.capture_attention(model, x)
+    with pytest.raises(ValueError, match="forward_kwargs"):
+        pf.analyze(model, x)
+    # ... and with field_mask=None it sees exactly the plain model's global attention
     plain = tiny_vit()
-    torch.testing.assert_close(pf.capture_attention(model, x).attn, pf.capture_attention(plain, x).attn)
+    torch.testing.assert_close(
+        pf.capture_attention(model, x, forward_kwargs={"field_mask": None}).attn, pf.capture_attention(plain, x).attn
+    )
+    res = pf.analyze(model, x, alpha=0.1, forward_kwargs={"field_mask": fm, "dropped": dropped})
+    assert res.U.shape == (3, 16, 16)
 
 
 def test_awd_bad_inputs_raise_clear_errors():
@@ -304,9 +320,11 @@ def test_winft_attention_matches_float64_reference(mode):
             np.testing.assert_array_equal(windows[img, layer].numpy(), keep[P:, P:])
             np.testing.assert_allclose(window_logits[img, layer].numpy(), s, atol=1e-5, rtol=1e-5)
             counts[img] += ones / len(model.blocks)
-    np.testing.assert_allclose(model.last_interactions.numpy(), counts)
+    with torch.no_grad():
+        _, interactions = model(x, return_interactions=True)
+    np.testing.assert_allclose(interactions.numpy(), counts)
     assert windows.dtype == torch.bool and windows.shape == (2, 2, 16, 16)
-    torch.testing.assert_close(model.last_interactions, windows.sum((-2, -1)).float().mean(1))
+    torch.testing.assert_close(interactions, windows.sum((-2, -1)).float().mean(1))
     with torch.no_grad():  # fused path (restrict: SDPA with the window mask) gives the same logits
         torch.testing.assert_close(model(x), logits, atol=1e-5, rtol=0)
     maps = pf.capture_attention(model, x)  # the library's capture reads the patched attention
@@ -444,13 +462,11 @@ def test_torch_compile_traces_the_patched_forward(kind):
         kwargs = {"field_mask": windows.mask(), "dropped": dropped}
         torch.testing.assert_close(compiled(x, **kwargs), model(x, **kwargs))
     else:
-        model.last_interactions = None
-        out, s = compiled(x, return_window_logits=True)
-        counts = model.last_interactions
-        ref, s_ref = model(x, return_window_logits=True)
+        out, s, counts = compiled(x, return_window_logits=True, return_interactions=True)
+        ref, s_ref, counts_ref = model(x, return_window_logits=True, return_interactions=True)
         torch.testing.assert_close(out, ref)
         torch.testing.assert_close(s, s_ref)
-        torch.testing.assert_close(counts, model.last_interactions)
+        torch.testing.assert_close(counts, counts_ref)
 
 
 def test_batches_mixing_windows_equal_one_image_at_a_time():
@@ -466,8 +482,7 @@ def test_batches_mixing_windows_equal_one_image_at_a_time():
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
     winft = pm.apply_winft(tiny_vit())
     with torch.no_grad():
-        batched = winft(x)
-        counts = winft.last_interactions.clone()
+        batched, counts = winft(x, return_interactions=True)
         single = torch.cat([winft(x[i : i + 1]) for i in range(4)])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
     assert counts.shape == (4,)
@@ -535,3 +550,116 @@ def test_benchmark_runs_on_a_tiny_config():
     ratios = bench._ratios(r)
     assert {"infer_awd_over_vit", "infer_winft_paper_over_vit", "train_winft_paper_over_vit"} <= set(ratios)
     assert 0 < r["removed_awd"] < 1 and r["removed_awd_dip"] >= r["removed_awd"]
+
+
+# ---------------------------------------------------------------- no side channels: pickle, features, checkpointing
+
+
+def _patched(kind: str):
+    model = tiny_vit(depth=3)
+    return pm.apply_awd(model) if kind == "awd" else pm.apply_winft(model, kind.split("_")[1])
+
+
+@pytest.mark.parametrize("kind", ["awd", "winft_paper", "winft_restrict"])
+def test_torch_save_whole_patched_model_round_trips(kind, tmp_path):
+    import subprocess
+    import sys
+
+    model = _patched(kind)
+    x = _images(2)
+    windows, dropped = _random_fields(2, (4, 4), alpha=0.1, beta=0.2)
+    kwargs = {"field_mask": pf.responsive_field(windows, dropped).mask(), "dropped": dropped} if kind == "awd" else {}
+    with torch.no_grad():
+        ref = model(x, **kwargs)
+    path = tmp_path / "model.pt"
+    torch.save(model, path)
+    loaded = torch.load(path, weights_only=False)
+    assert type(loaded) is type(model) and pm.patched_kind(loaded) == pm.patched_kind(model)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, **kwargs), ref, atol=0, rtol=0)
+    torch.save({"x": x, "kwargs": kwargs, "ref": ref}, tmp_path / "io.pt")
+    # a fresh process that never patched a model of this kind
+    code = (
+        "import torch, sys; import patchfield.models as pm; "
+        f"m = torch.load(r'{path}', weights_only=False); d = torch.load(r'{tmp_path / 'io.pt'}'); "
+        "out = m(d['x'], **d['kwargs']); torch.testing.assert_close(out, d['ref']); print(pm.patched_kind(m))"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": src, "OMP_NUM_THREADS": "1", "PATH": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == kind.split("_")[0]
+
+
+def test_awd_forward_intermediates_applies_the_field():
+    model = _patched("awd")
+    x = _images(2)
+    windows, dropped = _random_fields(2, (4, 4), alpha=0.05, beta=0.25, seed=5)
+    fm = pf.responsive_field(windows, dropped).mask()
+    with torch.no_grad():
+        for kwargs in ({"field_mask": fm, "dropped": dropped}, {"field_mask": windows.mask()}, {"field_mask": None}):
+            feats = model.forward_features(x, **kwargs)
+            final, inter = model.forward_intermediates(x, indices=[2], output_fmt="NLC", **kwargs)
+            torch.testing.assert_close(final, feats, atol=1e-5, rtol=0)
+            last = model.norm(inter[0])
+            torch.testing.assert_close(last, feats[:, 1:], atol=1e-5, rtol=0)
+        glob = model.forward_features(x, field_mask=None)
+        assert (glob - model.forward_features(x, field_mask=fm, dropped=dropped)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="field_mask"):
+        model.forward_intermediates(x)
+    with pytest.raises(ValueError, match="attn_mask"):
+        model.forward_intermediates(x, field_mask=None, attn_mask=torch.ones(1, 1, 17, 17, dtype=torch.bool))
+    assert all(not blk._forward_pre_hooks for blk in model.blocks)
+
+
+@pytest.mark.parametrize("mode", ["paper", "restrict"])
+def test_winft_forward_intermediates_and_grad_checkpointing_run_winft(mode):
+    model = _patched(f"winft_{mode}")
+    plain = tiny_vit(depth=3)
+    x = _images(2)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        final, inter = model.forward_intermediates(x, indices=[0, 2], output_fmt="NLC")
+        plain_final = plain.forward_intermediates(x, indices=[2], output_fmt="NLC")[0]
+    torch.testing.assert_close(final, feats, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.norm(inter[1]), feats[:, 1:], atol=1e-5, rtol=0)
+    assert (final - plain_final).abs().max() > 1e-4  # not the unpatched ViT (rounding is ~1e-6)
+    # gradient checkpointing: same loss and gradients, attention recomputed in the backward
+    model.train()
+    windows, dropped = _random_fields(2, (4, 4), alpha=0.1, beta=0.2)
+    target = pf.responsive_field(windows, dropped).mask()
+
+    def step():
+        model.zero_grad()
+        out, s, counts = model(x, return_window_logits=True, return_interactions=True)
+        loss = out.square().mean() + pm.window_bce_loss(s, target)
+        loss.backward()
+        return loss.detach(), counts, [p.grad.clone() for p in model.parameters()]
+
+    loss, counts, grads = step()
+    calls = []
+    handles = [blk.attn.register_forward_pre_hook(lambda *_: calls.append(1)) for blk in model.blocks]
+    model.set_grad_checkpointing(True)
+    loss2, counts2, grads2 = step()
+    for h in handles:
+        h.remove()
+    assert len(calls) == 2 * len(model.blocks)  # forward + recomputation
+    torch.testing.assert_close(loss2, loss)
+    torch.testing.assert_close(counts2, counts)
+    for g, g2 in zip(grads, grads2):
+        torch.testing.assert_close(g2, g)
+
+
+def test_two_winft_models_and_data_parallel_keep_their_own_outputs():
+    a, b = _patched("winft_restrict"), pm.apply_winft(tiny_vit(depth=3, embed_dim=48, num_heads=3), "restrict")
+    x = _images(2)
+    with torch.no_grad():
+        ra = a(x, return_windows=True, return_interactions=True)
+        rb = b(x, return_windows=True, return_interactions=True)
+        ra2 = a(x, return_windows=True, return_interactions=True)  # after b ran: unchanged
+        dp = torch.nn.DataParallel(a)(x, return_windows=True, return_interactions=True)
+    for one, two, three in zip(ra, ra2, dp):
+        torch.testing.assert_close(one, two)
+        torch.testing.assert_close(one, three)
+    assert not torch.equal(ra[1], rb[1])
+    torch.testing.assert_close(ra[2], ra[1].sum((-2, -1)).float().mean(1))

@@ -261,3 +261,37 @@ def test_nan_and_non_distributions_rejected():
         interaction_uncertainty(torch.rand(4, 4))
     with pytest.raises(ValueError, match="NaN"):
         adaptive_windows(torch.full((4, 4), float("inf")), 0.5, (2, 2))
+
+
+def _near_uniform_attention(layers: int, dtype: torch.dtype) -> torch.Tensor:
+    """[B, L, k, N, N] rows near 1/N that change little from layer to layer (SPEC §2's hard case)."""
+    g = torch.Generator().manual_seed(0)
+    base = 0.05 * torch.randn(2, 1, 4, 64, 64, generator=g, dtype=torch.float64)
+    drift = 0.002 * torch.randn(2, layers, 4, 64, 64, generator=g, dtype=torch.float64)
+    return (base + drift).softmax(-1).to(dtype)
+
+
+@pytest.mark.parametrize("layers", [12, 24])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_streaming_uncertainty_meets_spec_bound_on_near_uniform_attention(layers, dtype):
+    attn = _near_uniform_attention(layers, dtype)
+    ref = interaction_uncertainty(attn.double(), validate=False)  # the same rounded inputs, float64
+    acc = UncertaintyAccumulator()
+    for layer in range(layers):
+        acc.update(attn[:, layer])
+    U = acc.result()
+    assert U.dtype == torch.float32
+    assert float((U.double() - ref).norm() / ref.norm()) <= 1e-5
+    assert acc.layer_variance().dtype == acc.mean.dtype == torch.float32
+    torch.testing.assert_close(acc.mean.double(), attn.double().mean(1), atol=1e-7, rtol=1e-6)
+    direct = interaction_uncertainty(attn.float(), validate=False)
+    assert float((direct.double() - ref).norm() / ref.norm()) <= 1e-5
+
+
+def test_streaming_uncertainty_keeps_float64():
+    attn = _near_uniform_attention(3, torch.float64)
+    acc = UncertaintyAccumulator()
+    for layer in range(3):
+        acc.update(attn[:, layer])
+    assert acc.result().dtype == torch.float64
+    torch.testing.assert_close(acc.result(), interaction_uncertainty(attn), atol=0, rtol=1e-10)

@@ -14,6 +14,8 @@ from .checks import check_rates
 from .dip import column_variance, indiscriminative_patches
 from .field import ResponsiveField, responsive_field
 from .grid import Grid
+from .interactions import expected_interactions
+from .introspect import is_classifier
 from .windows import Windows, adaptive_windows
 
 __all__ = ["Analysis", "analyze", "analyze_map"]
@@ -32,6 +34,8 @@ class Analysis:
         alpha, beta: the rates used.
         logits: the model's output, when the analysis ran a model.
         mean_attention: ``E_A`` on the patch block ``[B, k, N, N]``, when available.
+        classifier: whether ``logits`` are class logits (a model with a classifier head), so that
+            their argmax is a predicted class.
     """
 
     U: torch.Tensor
@@ -44,6 +48,7 @@ class Analysis:
     num_prefix_tokens: int = 0
     logits: torch.Tensor | None = None
     mean_attention: torch.Tensor | None = None
+    classifier: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -55,7 +60,13 @@ class Analysis:
 
     def expected_interactions(self) -> float:
         """``E_O``: the mean of :meth:`interactions` over the batch."""
-        return float(self.interactions().float().mean())
+        return expected_interactions(self.interactions())
+
+    def predicted_classes(self) -> torch.Tensor | None:
+        """The argmax class per image ``[B]``, or ``None`` when the model has no classifier head."""
+        if not self.classifier or self.logits is None or self.logits.dim() != 2:
+            return None
+        return self.logits.argmax(-1)
 
     def to_json(self, index: int) -> dict[str, Any]:
         """The ``fields.json`` record of image ``index`` (schema in README.md)."""
@@ -76,8 +87,9 @@ class Analysis:
             "magnitude": [round(m, 6) for m in f.magnitude[index].tolist()],
             "column_variance": [float(v) for v in column_variance(self.U[index]).tolist()],
         }
-        if self.logits is not None and self.logits.dim() == 2:
-            record["predicted_class"] = int(self.logits[index].argmax())
+        predicted = self.predicted_classes()
+        if predicted is not None:
+            record["predicted_class"] = int(predicted[index])
         return record
 
 
@@ -100,6 +112,7 @@ def analyze(
     *,
     layers: Sequence[int] | None = None,
     renormalize: bool = False,
+    forward_kwargs: dict[str, Any] | None = None,
 ) -> Analysis:
     """Capture attention (streaming) and compute every quantity of the paper for a batch.
 
@@ -108,11 +121,13 @@ def analyze(
         images: ``[B, C, H, W]`` normalised images.
         alpha: share of ``U``'s entries that shape the windows, ``(0, 1]``.
         beta: share of patches dropped as indiscriminative, ``[0, 1)``.
-        layers: layers to use (all by default).
+        layers: model layer indices to use (negative counts from the model's last layer); all by default.
         renormalize: rescale patch-block rows to sum to 1 before the statistics.
+        forward_kwargs: keyword arguments of the model's forward (an AWD-ViT's ``field_mask``,
+            ``dropped``); see :func:`patchfield.capture_attention`.
     """
     check_rates(alpha, beta)
-    cap = capture_uncertainty(model, images, layers, renormalize=renormalize)
+    cap = capture_uncertainty(model, images, layers, renormalize=renormalize, forward_kwargs=forward_kwargs)
     windows, dropped, field = analyze_map(cap.U, cap.grid, alpha, beta)
     return Analysis(
         U=cap.U,
@@ -125,4 +140,5 @@ def analyze(
         num_prefix_tokens=cap.num_prefix_tokens,
         logits=cap.logits,
         mean_attention=cap.mean_attention,
+        classifier=is_classifier(model),
     )

@@ -4,6 +4,19 @@ Fused attention kernels (``F.scaled_dot_product_attention``) never materialise t
 matrix, so capture switches the chosen layers to their explicit path for one forward pass
 and reads the softmax output there; every setting and hook is restored afterwards, also
 when the forward raises. Layers not asked for keep their fused kernel.
+
+Captured weights are always the softmax before attention dropout, so rows sum to 1 also in
+training mode: timm's are read at the input of ``attn_drop``; Hugging Face attention modules
+run their captured pass with attention dropout off (the modules in eval mode; the rest of the
+model keeps its mode).
+
+Layer indices are the model's: ``0`` is its first attention layer and a negative index counts
+from its last (``-1`` is layer ``L - 1`` of an ``L``-layer model), in ``layers=`` and in
+:meth:`AttentionMaps.layer` alike.
+
+Patched models whose forward needs arguments (an AWD-ViT's ``field_mask``/``dropped``) get them
+through ``forward_kwargs``; capture refuses such a model without them rather than capture a
+forward the model never runs.
 """
 
 from __future__ import annotations
@@ -11,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from .grid import Grid
+from .introspect import find_attention_modules, model_grid, required_forward_kwargs
 from .uncertainty import UncertaintyAccumulator
 
 __all__ = [
@@ -40,7 +55,7 @@ class _Adapter:
         self.modules = modules
 
     def grid(self, images: torch.Tensor) -> Grid:
-        raise NotImplementedError
+        return model_grid(self.model, (int(images.shape[-2]), int(images.shape[-1])))
 
     def num_prefix_tokens(self, tokens: int, grid: Grid) -> int:
         prefix = tokens - grid.n
@@ -55,21 +70,12 @@ class _Adapter:
     def hooked(self, indices: Sequence[int], callback: LayerCallback) -> Iterator[None]:
         raise NotImplementedError
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, forward_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
         raise NotImplementedError
 
 
 class _TimmAdapter(_Adapter):
     family = "timm"
-
-    def grid(self, images: torch.Tensor) -> Grid:
-        pe = self.model.patch_embed
-        size = (int(images.shape[-2]), int(images.shape[-1]))
-        dynamic = getattr(pe, "dynamic_img_size", False) or getattr(pe, "dynamic_img_pad", False)
-        if dynamic and hasattr(pe, "dynamic_feat_size"):
-            return Grid(*pe.dynamic_feat_size(size))
-        ph, pw = pe.patch_size
-        return Grid(size[0] // ph, size[1] // pw)
 
     def num_prefix_tokens(self, tokens: int, grid: Grid) -> int:
         declared = getattr(self.model, "num_prefix_tokens", None)
@@ -100,9 +106,10 @@ class _TimmAdapter(_Adapter):
             for module, fused in saved:
                 module.fused_attn = fused
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, forward_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+        _check_forward_kwargs(self.model, forward_kwargs)
         try:
-            return self.model(images)
+            return self.model(images, **(forward_kwargs or {}))
         except AssertionError as e:
             raise ValueError(
                 f"{type(self.model).__name__} refused images of size {tuple(images.shape[-2:])}: {e}. "
@@ -113,21 +120,19 @@ class _TimmAdapter(_Adapter):
 class _HFAdapter(_Adapter):
     family = "huggingface"
 
-    def _patch_size(self) -> tuple[int, int]:
-        ps = self.model.config.patch_size
-        return (ps, ps) if isinstance(ps, int) else tuple(ps)
-
-    def grid(self, images: torch.Tensor) -> Grid:
-        ph, pw = self._patch_size()
-        return Grid(int(images.shape[-2]) // ph, int(images.shape[-1]) // pw)
-
     @contextmanager
     def hooked(self, indices: Sequence[int], callback: LayerCallback) -> Iterator[None]:
         config = self.model.config
         saved = getattr(config, "_attn_implementation", None)
+        # attention dropout off in the captured modules (their own flag, read by the functional
+        # dropout of transformers 5, and their dropout submodule in older versions), so the weights
+        # returned are the softmax itself, rows summing to 1, also in training mode
+        modes = [(m, m.training) for i in indices for m in self.modules[i].modules()]
         handles = []
         try:
             _set_hf_attn_implementation(self.model, "eager")
+            for module, _ in modes:
+                module.training = False
             for layer in indices:
 
                 def hook(_mod, _inputs, out, layer=layer):
@@ -144,10 +149,13 @@ class _HFAdapter(_Adapter):
         finally:
             for h in handles:
                 h.remove()
+            for module, mode in modes:
+                module.training = mode
             if saved is not None:
                 _set_hf_attn_implementation(self.model, saved)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, forward_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+        _check_forward_kwargs(self.model, forward_kwargs)
         size = self.model.config.image_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         # transformers < 5 returns weights only when asked; 5.x eager always returns them and
@@ -155,6 +163,7 @@ class _HFAdapter(_Adapter):
         kwargs = {} if _TRANSFORMERS_MAJOR >= 5 else {"output_attentions": True}
         if tuple(images.shape[-2:]) != size:
             kwargs["interpolate_pos_encoding"] = True
+        kwargs.update(forward_kwargs or {})
         out = self.model(pixel_values=images, **kwargs)
         logits = getattr(out, "logits", None)
         return logits if logits is not None else out.last_hidden_state
@@ -179,57 +188,40 @@ def _set_hf_attn_implementation(model: nn.Module, name: str) -> None:
         model.config._attn_implementation = name
 
 
-def _is_hf(model: nn.Module) -> bool:
-    return any(c.__module__.startswith("transformers.") for c in type(model).__mro__)
-
-
-def find_attention_modules(model: nn.Module) -> tuple[str, list[nn.Module]]:
-    """Return the model family (``"timm"`` or ``"huggingface"``) and its attention modules in order.
-
-    Raises:
-        TypeError: when no attention this library can read is found; the message names the class.
-    """
-    if _is_hf(model):
-        inner = [m for m in model.modules() if type(m).__name__.endswith("SelfAttention")]
-        modules = inner or [
-            m for m in model.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "config")
-        ]
-        if modules and hasattr(getattr(model, "config", None), "patch_size"):
-            return "huggingface", modules
-        raise TypeError(
-            f"cannot capture attention from {type(model).__name__}: no ViT-style attention modules found. "
-            "Supported Hugging Face models: ViTModel, ViTForImageClassification and kin."
-        )
-    root = getattr(model, "blocks", model)  # not an attention-pooling head
-    modules = [
-        m for m in root.modules()
-        if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), nn.Module)
-    ]
-    if modules and hasattr(model, "patch_embed"):
-        return "timm", modules
-    raise TypeError(
-        f"cannot capture attention from {type(model).__name__}: it is neither a timm VisionTransformer-family "
-        "model (attention modules with `fused_attn` and `attn_drop`, and a `patch_embed`) nor a Hugging Face ViT"
-    )
-
-
 def _adapter(model: nn.Module) -> _Adapter:
     family, modules = find_attention_modules(model)
     return (_TimmAdapter if family == "timm" else _HFAdapter)(model, modules)
 
 
+def resolve_layer(index: int, count: int) -> int:
+    """The model layer index of ``index`` in a model of ``count`` attention layers (negative: from its last).
+
+    Raises:
+        ValueError: ``index`` is outside ``[-count, count)``.
+    """
+    i = int(index)
+    if not -count <= i < count:
+        raise ValueError(f"layer {index} is out of range for a model with {count} attention layers")
+    return i % count
+
+
 def _layer_indices(layers: Sequence[int] | None, count: int) -> list[int]:
     if layers is None:
         return list(range(count))
-    out = []
-    for layer in layers:
-        i = int(layer)
-        if not -count <= i < count:
-            raise ValueError(f"layer {layer} is out of range for a model with {count} attention layers")
-        out.append(i % count)
+    out = [resolve_layer(layer, count) for layer in layers]
     if len(set(out)) != len(out):
         raise ValueError(f"layers must not repeat, got {list(layers)}")
     return sorted(out)
+
+
+def _check_forward_kwargs(model: nn.Module, forward_kwargs: dict[str, Any] | None) -> None:
+    missing = [k for k in required_forward_kwargs(model) if k not in (forward_kwargs or {})]
+    if missing:
+        raise ValueError(
+            f"{type(model).__name__} attends only where its forward arguments {missing} say; pass them, e.g. "
+            "forward_kwargs={'field_mask': field.mask(), 'dropped': field.dropped} (or {'field_mask': None} "
+            "for global attention), so capture sees the forward the model runs"
+        )
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -246,6 +238,7 @@ class _Session:
 
     model_name: str
     indices: list[int]
+    num_layers: int
     grid: Grid | None = None
     num_prefix_tokens: int | None = None
     seen: int = 0
@@ -262,7 +255,7 @@ def attention_hooks(
     Args:
         model: a timm VisionTransformer-family model or a Hugging Face ViT.
         callback: receives the layer index and the softmax weights (before attention dropout).
-        layers: indices of the layers to report (negative counts from the end); all by default.
+        layers: model layer indices to report (negative counts from the model's last layer); all by default.
     """
     adapter = _adapter(model)
     indices = _layer_indices(layers, len(adapter.modules))
@@ -270,10 +263,11 @@ def attention_hooks(
         yield adapter
 
 
-def _run(model, images, layers, on_layer: Callable[[int, torch.Tensor, _Session], None]):
+def _run(model, images, layers, forward_kwargs, on_layer: Callable[[int, torch.Tensor, _Session], None]):
     _check_images(images)
     adapter = _adapter(model)
-    session = _Session(type(model).__name__, _layer_indices(layers, len(adapter.modules)))
+    count = len(adapter.modules)
+    session = _Session(type(model).__name__, _layer_indices(layers, count), count)
     grid = adapter.grid(images)
 
     def callback(layer: int, attn: torch.Tensor) -> None:
@@ -290,7 +284,7 @@ def _run(model, images, layers, on_layer: Callable[[int, torch.Tensor, _Session]
 
     with adapter.hooked(session.indices, callback):
         with torch.inference_mode(not torch.is_grad_enabled()):
-            logits = adapter.forward(images)
+            logits = adapter.forward(images, forward_kwargs)
     if session.seen != len(session.indices):
         raise RuntimeError(
             f"captured {session.seen} of {len(session.indices)} attention layers from {session.model_name}; "
@@ -308,8 +302,10 @@ class AttentionMaps:
         attn: ``[B, L, k, T, T]`` softmax weights, ``T = P + N``.
         grid: the patch grid ``(gh, gw)``.
         num_prefix_tokens: ``P``: class, distillation and register tokens.
-        layers: indices of the captured layers in the model.
+        layers: model layer indices of the captured layers.
         logits: the model's output for the same forward pass.
+        num_layers: the model's number of attention layers (``None``: taken as one past the last
+            captured layer).
     """
 
     attn: torch.Tensor
@@ -317,6 +313,7 @@ class AttentionMaps:
     num_prefix_tokens: int
     layers: tuple[int, ...]
     logits: torch.Tensor | None = None
+    num_layers: int | None = None
 
     def patch_block(self, renormalize: bool = False) -> torch.Tensor:
         """``A[..., P:, P:]``, ``[B, L, k, N, N]``; optionally rows rescaled to sum to 1."""
@@ -327,12 +324,18 @@ class AttentionMaps:
         return block
 
     def layer(self, index: int) -> torch.Tensor:
-        """Attention ``[B, k, T, T]`` of model layer ``index`` (negative counts from the end)."""
-        if index < 0:
-            index = self.layers[-1] + 1 + index if self.layers else index
-        if index not in self.layers:
-            raise KeyError(f"layer {index} was not captured; captured layers: {list(self.layers)}")
-        return self.attn[:, self.layers.index(index)]
+        """Attention ``[B, k, T, T]`` of model layer ``index`` (negative counts from the model's last layer).
+
+        Raises:
+            KeyError: that layer was not captured (the message names the model layer).
+        """
+        count = self.num_layers if self.num_layers is not None else (self.layers[-1] + 1 if self.layers else 0)
+        asked = int(index)
+        layer = asked % count if count and -count <= asked < 0 else asked
+        if layer not in self.layers:
+            what = f"layer {asked} (the model's layer {layer} of {count})" if asked < 0 else f"layer {asked}"
+            raise KeyError(f"{what} was not captured; captured layers: {list(self.layers)}")
+        return self.attn[:, self.layers.index(layer)]
 
     def __getitem__(self, name: str) -> torch.Tensor:
         """TransformerLens-style access: ``maps["blocks.3.attn"]`` → ``[B, k, T, T]``."""
@@ -347,7 +350,11 @@ class AttentionMaps:
 
 
 def capture_attention(
-    model: nn.Module, images: torch.Tensor, layers: Sequence[int] | None = None
+    model: nn.Module,
+    images: torch.Tensor,
+    layers: Sequence[int] | None = None,
+    *,
+    forward_kwargs: dict[str, Any] | None = None,
 ) -> AttentionMaps:
     """Run ``model`` on a batch and return every chosen layer's and head's attention.
 
@@ -355,13 +362,17 @@ def capture_attention(
         model: a timm VisionTransformer-family model (ViT, DeiT, register tokens, any image
             and patch size) or a Hugging Face ``ViTModel``/``ViTForImageClassification``.
         images: ``[B, C, H, W]``, normalised as the model expects.
-        layers: layer indices to keep (negative counts from the end); all by default.
+        layers: model layer indices to keep (negative counts from the model's last layer); all by default.
+        forward_kwargs: keyword arguments of the model's forward, e.g. an AWD-ViT's
+            ``{"field_mask": field.mask(), "dropped": field.dropped}``.
 
     Returns:
-        :class:`AttentionMaps` with ``attn`` ``[B, L, k, T, T]``.
+        :class:`AttentionMaps` with ``attn`` ``[B, L, k, T, T]``: the softmax before attention
+        dropout (rows sum to 1 in training mode too).
 
     Raises:
         TypeError: the model holds no attention this library can read.
+        ValueError: a patched model that needs forward arguments (AWD-ViT) did not get them.
         RuntimeError: a chosen layer was not called during the forward.
     """
     store: dict[int, torch.Tensor] = {}
@@ -369,9 +380,9 @@ def capture_attention(
     def keep(layer: int, attn: torch.Tensor, _s: _Session) -> None:
         store[layer] = attn.detach()
 
-    logits, s = _run(model, images, layers, keep)
+    logits, s = _run(model, images, layers, forward_kwargs, keep)
     attn = torch.stack([store[i] for i in s.indices], dim=1)
-    return AttentionMaps(attn, s.grid, s.num_prefix_tokens, tuple(s.indices), logits.detach())
+    return AttentionMaps(attn, s.grid, s.num_prefix_tokens, tuple(s.indices), logits.detach(), s.num_layers)
 
 
 @dataclass
@@ -400,11 +411,12 @@ def capture_uncertainty(
     layers: Sequence[int] | None = None,
     *,
     renormalize: bool = False,
+    forward_kwargs: dict[str, Any] | None = None,
 ) -> UncertaintyCapture:
     """Streaming capture: compute ``U`` layer by layer without holding ``[B, L, k, T, T]``.
 
-    Memory is that of one layer's attention plus two ``[B, k, N, N]`` accumulators, so large
-    images and batches fit. Same arguments as :func:`capture_attention`.
+    Memory is that of one layer's attention plus two float64 ``[B, k, N, N]`` accumulators, so
+    large images and batches fit. Same arguments as :func:`capture_attention`.
     """
     acc = UncertaintyAccumulator(renormalize=renormalize)
 
@@ -412,7 +424,7 @@ def capture_uncertainty(
         p = s.num_prefix_tokens
         acc.update(attn[..., p:, p:])
 
-    logits, s = _run(model, images, layers, update)
+    logits, s = _run(model, images, layers, forward_kwargs, update)
     return UncertaintyCapture(
         U=acc.result(),
         mean_attention=acc.mean,

@@ -7,32 +7,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch import nn
 
+from .introspect import IMAGENET_MEAN, IMAGENET_STD
+from .introspect import input_spec as model_input_spec  # the one input spec; this name kept for callers
 from .preprocess import Preprocess
 
 __all__ = ["ImageReadError", "model_input_spec", "read_image", "to_model_input"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 class ImageReadError(ValueError):
     """An image file that cannot be read (missing, corrupt or not an image)."""
-
-
-def model_input_spec(model: nn.Module) -> dict:
-    """``{"size": (H, W), "mean": ..., "std": ...}`` the model expects."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if hasattr(model, "patch_embed") and getattr(model.patch_embed, "img_size", None):
-        size = tuple(model.patch_embed.img_size)
-        return {"size": size, "mean": tuple(cfg.get("mean", IMAGENET_MEAN)), "std": tuple(cfg.get("std", IMAGENET_STD))}
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "image_size"):
-        s = config.image_size
-        size = (s, s) if isinstance(s, int) else tuple(s)
-        return {"size": size, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
-    return {"size": (224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
 def read_image(path: str | Path) -> Image.Image:

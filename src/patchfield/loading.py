@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .introspect import model_grid
 from .models import apply_awd, apply_winft, patched_kind  # importing patchfield.models registers awd_/winft_ names
 from .runs import MODEL_FILE, is_run_directory, read_run_info
 
@@ -307,8 +308,7 @@ def build_model(
     if image_size is not None:
         kwargs["img_size"] = int(image_size)
     model = create_timm_model(name, **kwargs)
-    if getattr(getattr(model, "patch_embed", None), "grid_size", None) is None:
-        raise ValueError(f"{name} has no patch_embed.grid_size: not a timm ViT")
+    model_grid(model)  # raises for a model that is not a timm ViT
     made = patched_kind(model)
     if made is not None and not kind.startswith(made):
         wanted = "awd or awd-dip" if made == "awd" else "winft-paper or winft-restrict"

@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .introspect import input_spec
+
 __all__ = ["DEFAULT_CROP_PCT", "INTERPOLATIONS", "Preprocess", "as_size", "model_data_config"]
 
 DEFAULT_CROP_PCT = 0.875
@@ -45,29 +47,7 @@ def model_data_config(model: nn.Module) -> dict[str, Any]:
 
     The one introspection is :func:`patchfield.introspect.input_spec`.
     """
-    try:
-        from .introspect import input_spec
-    except ImportError:  # FALLBACK until patchfield.introspect lands on main; the integrator deletes this branch
-        return _fallback_input_spec(model)
     return input_spec(model)
-
-
-def _fallback_input_spec(model: nn.Module) -> dict[str, Any]:
-    """FALLBACK (temporary, see :func:`model_data_config`): timm's ``pretrained_cfg``, HF's ``config``."""
-    model = getattr(model, "module", model)
-    imagenet = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "crop_pct": DEFAULT_CROP_PCT,
-                "interpolation": "bicubic"}
-    pe = getattr(model, "patch_embed", None)
-    if pe is not None and getattr(pe, "img_size", None) is not None:
-        cfg = {**imagenet, **{k: v for k, v in (getattr(model, "pretrained_cfg", None) or {}).items()
-                              if k in imagenet and v is not None}}
-        return {"size": as_size(tuple(pe.img_size)), **cfg}
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "image_size"):
-        s = config.image_size
-        return {"size": as_size(s if isinstance(s, int) else tuple(s)), "mean": (0.5,) * 3, "std": (0.5,) * 3,
-                "crop_pct": 1.0, "interpolation": "bilinear"}
-    return {"size": (224, 224), **imagenet}
 
 
 class Preprocess:

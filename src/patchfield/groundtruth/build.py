@@ -292,8 +292,9 @@ def _analyse_batch(model: torch.nn.Module, images: torch.Tensor, ok: np.ndarray,
     out["bounds"][ok], out["dropped"][ok] = code.bounds, code.dropped
     out["interactions"][ok] = res.interactions().cpu().numpy()
     out["window_interactions"][ok] = res.windows.interactions().cpu().numpy()
-    if res.logits is not None and res.logits.dim() == 2:
-        out["predicted"][ok] = res.logits.argmax(-1).cpu().numpy()
+    predicted = res.predicted_classes()  # None for a model without a classifier head
+    if predicted is not None:
+        out["predicted"][ok] = predicted.cpu().numpy()
     return out, res.grid
 
 

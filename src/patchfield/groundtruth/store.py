@@ -27,6 +27,7 @@ import torch
 
 from ..encoding import FieldCode, decode_field
 from ..grid import Grid
+from ..introspect import model_grid  # re-exported: patchfield.groundtruth.model_grid
 from ..utils.io import atomic_write
 
 __all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "model_grid", "read_shard", "read_shard_meta",
@@ -76,24 +77,6 @@ def read_shard_meta(path: str | Path) -> dict[str, Any]:
             return json.loads(str(z["meta"]))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable ground-truth shard ({e})") from e
-
-
-def model_grid(model: torch.nn.Module) -> Grid:
-    """The patch grid a timm or Hugging Face ViT sees at its configured input size.
-
-    Raises:
-        ValueError: the model does not state its grid.
-    """
-    pe = getattr(model, "patch_embed", None)
-    if pe is not None and getattr(pe, "grid_size", None) is not None:
-        return Grid(*(int(g) for g in pe.grid_size))
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "image_size") and hasattr(config, "patch_size"):
-        size, patch = config.image_size, config.patch_size
-        size = (size, size) if isinstance(size, int) else size
-        patch = (patch, patch) if isinstance(patch, int) else patch
-        return Grid(size[0] // patch[0], size[1] // patch[1])
-    raise ValueError(f"cannot tell the patch grid of {type(model).__name__}; compare grids with check_grid()")
 
 
 class GroundTruthStore:
@@ -202,10 +185,12 @@ class GroundTruthStore:
         """``bool [n]``: ``False`` for images that could not be read (no field)."""
         return self._load()["valid"]
 
-    def expected_interactions(self) -> float:
-        """``E_O`` over the valid images."""
+    def expected_interactions(self, dip: bool = True) -> float:
+        """``E_O`` over the valid images: ``Σ_p |S_p|`` (with ``D``), or the windows' ``O`` alone with
+        ``dip=False`` (what an AWD-ViT without DIP attends with)."""
         v = self.valid
-        return float(self.interactions[v].mean()) if v.any() else float("nan")
+        counts = self.interactions if dip else self.window_interactions
+        return float(counts[v].astype(np.float64).mean()) if v.any() else float("nan")
 
     def codes(self, indices) -> FieldCode:
         """The compact fields of ``indices`` (an int, a sequence or a slice)."""

@@ -3,7 +3,7 @@
 - :func:`apply_awd`: AWD-ViT (and AWD+DIP): attention restricted to each image's responsive
   field, ``model(x, field_mask=..., dropped=...)``.
 - :func:`apply_winft`: WinfT, window-free attention predicting its own windows, in ``"paper"``
-  or ``"restrict"`` mode; ``model(x, return_window_logits=True)`` and ``model.last_interactions``.
+  or ``"restrict"`` mode; ``model(x, return_window_logits=True, return_windows=True, return_interactions=True)``.
 - :func:`window_bce_loss`: ``L_BCE`` of Eq. 11.
 - :func:`remove_patch`: back to the plain timm model.
 

@@ -4,6 +4,10 @@ A patched model keeps its object identity, parameters and ``state_dict`` keys; o
 class (and, for WinfT, the class of every attention module) is replaced by a subclass that
 mixes in the new forward. :func:`remove_patch` restores the original classes. This is the
 pattern of ToMe's ``tome/patch/timm.py``.
+
+The swapped-in classes are made at run time, so they pickle by recipe (mixin and base class,
+both importable): ``torch.save(model)`` and ``torch.load(path, weights_only=False)`` round-trip
+patched models, also in a fresh process.
 """
 
 from __future__ import annotations
@@ -18,23 +22,42 @@ _BASE_ATTR = "_patchfield_base_class"
 _KIND_ATTR = "_patchfield_kind"
 # Attributes the patches set on modules; removed again by remove_patch.
 _EXTRA_ATTRS = (
-    "_winft_state",
     "winft_mode",
     "winft_num_prefix_tokens",
-    "last_interactions",
 )
 _CLASS_CACHE: dict[tuple[type, type], type] = {}
+
+
+def _patched_class(mixin: type, base: type) -> type:
+    """The class ``mixin`` + ``base`` (one per pair, made on first use)."""
+    key = (mixin, base)
+    if key not in _CLASS_CACHE:
+        _CLASS_CACHE[key] = type(
+            f"{mixin.__name__}{base.__name__}", (mixin, base),
+            {"__module__": mixin.__module__, "__reduce_ex__": _reduce_ex},
+        )
+    return _CLASS_CACHE[key]
+
+
+def _new_patched(mixin: type, base: type) -> nn.Module:
+    """Unpickling: an empty instance of the patched class (its state is set afterwards)."""
+    cls = _patched_class(mixin, base)
+    return cls.__new__(cls)
+
+
+def _reduce_ex(self: nn.Module, protocol: int):
+    """Pickle a patched module as ``_new_patched(mixin, base)`` plus the usual module state."""
+    reduced = object.__reduce_ex__(self, max(int(protocol), 2))
+    mixin, base = type(self).__mro__[1], self.__dict__[_BASE_ATTR]
+    return (_new_patched, (mixin, base), *reduced[2:])
 
 
 def swap_class(module: nn.Module, mixin: type, kind: str) -> None:
     """Give ``module`` the class ``type(mixin.__name__ + Base, (mixin, Base))``, remembering ``Base``."""
     base = type(module)
-    key = (mixin, base)
-    if key not in _CLASS_CACHE:
-        _CLASS_CACHE[key] = type(f"{mixin.__name__}{base.__name__}", (mixin, base), {"__module__": mixin.__module__})
     setattr(module, _BASE_ATTR, base)
     setattr(module, _KIND_ATTR, kind)
-    module.__class__ = _CLASS_CACHE[key]
+    module.__class__ = _patched_class(mixin, base)
 
 
 def patched_kind(model: nn.Module) -> str | None:

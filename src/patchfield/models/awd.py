@@ -5,15 +5,20 @@ takes the image's responsive field as a boolean ``[B, N, N]`` mask and turns it 
 attention mask ``[B, 1, T, T]`` shared by every layer and head, passed through timm's own
 ``attn_mask`` path: the fused ``scaled_dot_product_attention`` kernel by default, timm's
 explicit softmax path when ``fused_attn`` is off (which is what
-:func:`patchfield.capture_attention` switches to, so captured maps show the masked attention).
+:func:`patchfield.capture_attention` switches to, so captured maps show the masked attention
+when the field is passed: ``capture_attention(model, x, forward_kwargs={"field_mask": ..., "dropped": ...})``;
+capture refuses an AWD-ViT without ``field_mask``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..introspect import model_grid
 from ._patch import check_vit, remove_patch, swap_class
 
 __all__ = ["apply_awd", "awd_attention_mask", "AWDViT"]
@@ -95,16 +100,28 @@ def awd_attention_mask(
     return torch.cat([top, bottom], dim=1)[:, None]
 
 
+_UNSET: Any = object()
+
+
+def _keep_tokens(dropped: torch.Tensor, batch: int, prefix: int, patches: int) -> torch.Tensor:
+    """``[B, T, 1]`` boolean: False for the patch tokens in ``D`` (prefix tokens are always kept)."""
+    keep = torch.cat([dropped.new_ones(batch, prefix), ~dropped.expand(batch, patches)], dim=1)
+    return keep[..., None]
+
+
 class AWDViT:
     """Mixin swapped into a timm ``VisionTransformer``'s class by :func:`apply_awd`."""
+
+    # without field_mask the forward is global attention, which the AWD-ViT never runs: capture
+    # (patchfield.capture_attention) asks for it explicitly
+    patchfield_required_kwargs = ("field_mask",)
 
     def forward_features(
         self, x: torch.Tensor, field_mask: torch.Tensor | None = None, dropped: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Embeddings, blocks attending within ``field_mask``, final norm: ``[B, T, C]``.
 
-        Honours ``set_grad_checkpointing``. ``forward_intermediates`` is not patched and runs
-        global attention.
+        Honours ``set_grad_checkpointing``; :meth:`forward_intermediates` applies the same mask.
         """
         x = self.patch_embed(x)
         x = self._pos_embed(x)
@@ -120,9 +137,7 @@ class AWDViT:
         keep = None
         if dropped is not None:
             # patch tokens in D are multiplied by 0 at the input of every block; prefix tokens never
-            b = x.shape[0]
-            keep = torch.cat([dropped.new_ones(b, p), ~dropped.expand(b, x.shape[1] - p)], dim=1)
-            keep = keep[..., None].to(x.dtype)
+            keep = _keep_tokens(dropped, x.shape[0], p, x.shape[1] - p).to(x.dtype)
         for blk in self.blocks:
             if keep is not None:
                 x = x * keep
@@ -142,6 +157,45 @@ class AWDViT:
                 excluded as keys), or ``None``.
         """
         return self.forward_head(self.forward_features(x, field_mask=field_mask, dropped=dropped))
+
+    def forward_intermediates(
+        self, x: torch.Tensor, *args: Any, field_mask: Any = _UNSET, dropped: torch.Tensor | None = None, **kwargs: Any
+    ):
+        """timm's ``forward_intermediates`` under the image's field (same arguments, plus the two below).
+
+        Args:
+            field_mask: as in :meth:`forward`; required (``None`` for global attention), so that the
+                intermediates are never silently those of the unpatched ViT.
+            dropped: as in :meth:`forward` (zeroed at every block's input and excluded as keys).
+
+        Raises:
+            ValueError: ``field_mask`` missing, or an ``attn_mask``/``is_causal`` given.
+        """
+        if field_mask is _UNSET:
+            raise ValueError(
+                "an AWD-ViT's forward_intermediates needs field_mask= (its windows, e.g. "
+                "responsive_field(windows, D).mask(); None for global attention) and dropped= with DIP"
+            )
+        if kwargs.get("attn_mask") is not None or kwargs.get("is_causal"):
+            raise ValueError("an AWD-ViT takes no attn_mask or is_causal: it masks by field_mask and dropped")
+        if field_mask is None and dropped is None:
+            return super().forward_intermediates(x, *args, **kwargs)
+        b, p = x.shape[0], self.num_prefix_tokens
+        n = model_grid(self, (int(x.shape[-2]), int(x.shape[-1]))).n
+        kwargs["attn_mask"] = awd_attention_mask(field_mask, dropped, p, n, b)
+        handles = []
+        if dropped is not None:
+            keep = _keep_tokens(dropped, b, p, n)
+
+            def zero_dropped(_module, inputs):
+                return (inputs[0] * keep.to(inputs[0].dtype), *inputs[1:])
+
+            handles = [blk.register_forward_pre_hook(zero_dropped) for blk in self.blocks]
+        try:
+            return super().forward_intermediates(x, *args, **kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 def apply_awd(model: nn.Module) -> nn.Module:

@@ -18,19 +18,25 @@ Two modes:
 
 Both modes predict ``W`` and count ``E_O`` the same way; they differ only in what ``W = 0`` does.
 
-``E_O`` of a forward (``model.last_interactions``, ``[B]``) is, per image, the mean over layers
-of the number of ones of ``W`` on the patch block (in restrict mode ``W`` with its diagonal
-forced on, i.e. the mask actually used).
+``E_O`` of a forward (``model(x, return_interactions=True)[-1]``, ``[B]``) is, per image, the mean
+over layers of the number of ones of ``W`` on the patch block (in restrict mode ``W`` with its
+diagonal forced on, i.e. the mask actually used), counted by
+:func:`patchfield.interactions.count_interactions`.
+
+Every per-layer quantity leaves the blocks as a return value (no state is written during the
+forward), so the model works under ``torch.compile``, ``DataParallel`` and gradient
+checkpointing, and pickles with ``torch.save(model)``. ``forward_intermediates`` runs the
+WinfT attention too (every block's attention is patched).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from ..interactions import count_interactions
 from ._patch import check_vit, remove_patch, swap_class
 
 __all__ = ["apply_winft", "window_mask", "head_mean", "WinfTAttention", "WinfTViT", "MODES"]
@@ -78,8 +84,16 @@ class WinfTAttention:
     """
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        return_windows: bool = False,
+    ):
+        """The attention's output ``[B, T, C]`` (what timm's ``Block`` calls).
+
+        With ``return_windows``: ``(output, s on the patch block float [B, N, N], W as applied bool [B, N, N])``.
+        """
         if attn_mask is not None or is_causal:
             raise ValueError("WinfT attention builds its own window mask; it takes no attn_mask or is_causal")
         b, t, _ = x.shape
@@ -104,14 +118,6 @@ class WinfTAttention:
         w = window_mask(s, p)
         if restrict:
             w = w | torch.eye(t - p, dtype=torch.bool, device=w.device)
-        state = self._winft_state
-        if state["recording"]:  # only inside the model's forward (not forward_intermediates, not a lone block)
-            with torch.no_grad():
-                state["counts"].append(w.sum(dim=(-2, -1)).float())
-            if state["keep_logits"]:
-                state["logits"].append(s[:, p:, p:])
-            if state["keep_windows"]:
-                state["windows"].append(w)
         full = F.pad(w, (p, 0, p, 0), value=True)[:, None]  # [B, 1, T, T]
 
         if restrict:
@@ -138,45 +144,68 @@ class WinfTAttention:
         out = self.norm(out)
         if gate is not None:
             out = out * gate
-        return self.proj_drop(self.proj(out))
+        out = self.proj_drop(self.proj(out))
+        return (out, s[:, p:, p:], w) if return_windows else out
+
+
+def _block_windows(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """timm ``Block.forward`` with the WinfT attention's ``s`` and ``W`` returned beside the tokens."""
+    out, s, w = block.attn(block.norm1(x), return_windows=True)
+    x = x + block.drop_path1(block.ls1(out))
+    x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+    return x, s, w
 
 
 class WinfTViT:
     """Mixin swapped into a timm ``VisionTransformer``'s class by :func:`apply_winft`."""
 
-    def forward_features(self, x: torch.Tensor, return_window_logits: bool = False, return_windows: bool = False):
+    def forward_features(
+        self,
+        x: torch.Tensor,
+        return_window_logits: bool = False,
+        return_windows: bool = False,
+        return_interactions: bool = False,
+    ):
         """Embeddings, WinfT blocks, final norm: ``[B, T, C]``, followed by the extras asked for.
 
-        Gradient checkpointing is not applied: the window logits leave the blocks through a side
-        channel that a recomputing checkpoint would not connect to the graph.
+        Honours ``set_grad_checkpointing`` (the window logits come out of the recomputed blocks as
+        outputs, so ``L_BCE``'s gradients flow through them).
         """
-        state = self._winft_state
-        state.update(recording=True, keep_logits=return_window_logits, keep_windows=return_windows)
-        state.update(logits=[], counts=[], windows=[])
         x = self.patch_embed(x)
         x = self._pos_embed(x)
         x = self.patch_drop(x)
         x = self.norm_pre(x)
-        try:
-            x = self.blocks(x)
-        finally:
-            counts, logits, windows = state["counts"], state["logits"], state["windows"]
-            state.update(recording=False, keep_logits=False, keep_windows=False, logits=[], counts=[], windows=[])
+        ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
+        logits, windows, counts = [], [], []  # per layer, only what was asked for
+        for blk in self.blocks:
+            if ckpt:
+                x, s, w = checkpoint(_block_windows, blk, x, use_reentrant=False)
+            else:
+                x, s, w = _block_windows(blk, x)
+            if return_window_logits:
+                logits.append(s)
+            if return_windows:
+                windows.append(w)
+            if return_interactions:
+                counts.append(count_interactions(w))
         x = self.norm(x)
-        if len(counts) != len(self.blocks):
-            raise RuntimeError(
-                f"{len(counts)} of {len(self.blocks)} WinfT attention layers ran; was a block's attention replaced?"
-            )
-        self.last_interactions = torch.stack(counts, dim=1).mean(dim=1)
         extras = []
         if return_window_logits:
             extras.append(torch.stack(logits, dim=1))
         if return_windows:
             extras.append(torch.stack(windows, dim=1))
+        if return_interactions:
+            extras.append(torch.stack(counts, dim=1).to(torch.float32).mean(dim=1))  # [B, L] -> [B]
         return (x, *extras) if extras else x
 
-    def forward(self, x: torch.Tensor, return_window_logits: bool = False, return_windows: bool = False):
-        """Logits of the images ``x`` ``[B, C, H, W]``.
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_window_logits: bool = False,
+        return_windows: bool = False,
+        return_interactions: bool = False,
+    ):
+        """Logits of the images ``x`` ``[B, C, H, W]``, followed by the extras asked for, in this order.
 
         Args:
             x: images.
@@ -187,13 +216,17 @@ class WinfTViT:
                 ``[B, L, N, N]``, exactly as applied (restrict mode: diagonal on). It cannot be rebuilt
                 from the window logits alone: the threshold's row mean includes the prefix columns.
                 Summed over layers it is the paper's Fig. 13.
+            return_interactions: also return the forward's ``E_O`` summands per image, float ``[B]``:
+                the mean over layers of the ones of ``W`` (SPEC §8).
 
         Returns:
-            ``logits``, or ``(logits, window_logits)``, ``(logits, windows)`` or
-            ``(logits, window_logits, windows)``. ``self.last_interactions`` (``[B]``) holds the
-            forward's ``E_O`` per image.
+            ``logits``, or a tuple ``(logits, window_logits?, windows?, interactions?)`` holding the
+            extras asked for.
         """
-        out = self.forward_features(x, return_window_logits=return_window_logits, return_windows=return_windows)
+        out = self.forward_features(
+            x, return_window_logits=return_window_logits, return_windows=return_windows,
+            return_interactions=return_interactions,
+        )
         if isinstance(out, tuple):
             return (self.forward_head(out[0]), *out[1:])
         return self.forward_head(out)
@@ -210,33 +243,35 @@ def apply_winft(model: nn.Module, mode: str = "paper") -> nn.Module:
 
     Returns:
         The same ``model``; afterwards ``model(x)`` → logits, ``model(x, return_window_logits=True)``
-        → ``(logits, window_logits [B, L, N, N])``, and ``model.last_interactions`` → ``[B]``.
+        → ``(logits, window_logits [B, L, N, N])``, ``model(x, return_interactions=True)`` →
+        ``(logits, interactions [B])`` (see :meth:`WinfTViT.forward`).
 
     Raises:
         ValueError: unknown ``mode``.
-        TypeError: not a timm ``VisionTransformer``, or a block whose attention is not timm's ``Attention``.
+        TypeError: not a timm ``VisionTransformer``, or a block that is not timm's ``Block`` with timm's
+            ``Attention``.
     """
     if mode not in MODES:
         raise ValueError(f"WinfT mode must be one of {MODES}; got {mode!r}")
     from timm.layers import Attention
+    from timm.models.vision_transformer import Block
 
     remove_patch(model)
     check_vit(model, "apply_winft")
     for i, blk in enumerate(model.blocks):
+        if type(blk) is not Block:
+            raise TypeError(
+                f"block {i} of {type(model).__name__} is a {type(blk).__name__}; WinfT supports timm's Block only"
+            )
         if not isinstance(getattr(blk, "attn", None), Attention):
             raise TypeError(
                 f"block {i} of {type(model).__name__} has attention {type(getattr(blk, 'attn', None)).__name__}; "
                 "WinfT supports timm's Attention (qkv projection, q_norm/k_norm) only"
             )
-    state: dict[str, Any] = {
-        "recording": False, "keep_logits": False, "keep_windows": False, "logits": [], "counts": [], "windows": []
-    }
     for blk in model.blocks:
         swap_class(blk.attn, WinfTAttention, "winft")
         blk.attn.winft_mode = mode
         blk.attn.winft_num_prefix_tokens = int(model.num_prefix_tokens)
-        blk.attn._winft_state = state
-    model._winft_state = state
     model.winft_mode = mode
     swap_class(model, WinfTViT, "winft")
     return model

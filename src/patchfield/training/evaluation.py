@@ -16,7 +16,6 @@ from tqdm import tqdm
 from .build import forward_kind, model_grid
 from .config import KINDS
 from .distributed import DistEnv, cleanup_distributed, setup_distributed
-from .loop import interactions_of_batch
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
 __all__ = ["evaluate", "evaluate_run"]
@@ -36,7 +35,7 @@ def evaluate(
 
     ``E_O`` by kind: ``vit`` ``N²`` per image; ``awd`` the windows' ``O`` (SPEC §3) and
     ``awd-dip`` ``Σ_p |S_p|`` (§5), both counted on the masks the loader hands in; WinfT the
-    ones of its predicted ``W`` (``model.last_interactions``, §8). Under an initialised process
+    ones of its predicted ``W`` (§8); see :func:`patchfield.training.forward_kind`. Under an initialised process
     group the sums are all-reduced (each process passing its own shard).
 
     Args:
@@ -68,12 +67,12 @@ def evaluate(
         if kind in ("awd", "awd-dip") and mask is None:
             raise ValueError(f"evaluating kind {kind!r} needs the fields of the images: pass a ground-truth store")
         with autocast():
-            logits, _ = forward_kind(model, kind, images, mask, dropped)
+            logits, _, interactions = forward_kind(model, kind, images, mask, dropped)
         k = min(5, logits.shape[-1])
         top = logits.float().topk(k, dim=-1).indices
         hit = top == labels[:, None]
         n = labels.shape[0]
-        eo = interactions_of_batch(model, kind, grid.n, n, mask).sum().item()
+        eo = interactions.double().sum().item()
         sums += torch.tensor([hit[:, 0].sum().item(), hit.any(-1).sum().item(), n, eo], dtype=torch.float64)
     bar.close()
     if dist.is_available() and dist.is_initialized():

@@ -34,7 +34,7 @@ from .losses import total_loss
 from .schedule import build_scheduler
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
-__all__ = ["train", "accumulate_gradients", "build_optimizer", "interactions_of_batch", "LOG_FILE"]
+__all__ = ["train", "accumulate_gradients", "build_optimizer", "LOG_FILE"]
 
 LOG_FILE = "log.jsonl"
 logger = logging.getLogger(__name__)
@@ -54,21 +54,6 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
-def interactions_of_batch(
-    model: nn.Module, kind: str, grid_n: int, batch_size: int, field_mask: torch.Tensor | None
-) -> torch.Tensor:
-    """Per-image interactions ``[B]`` of the forward just run (the summands of ``E_O``).
-
-    ``vit``: ``N²``; ``awd``: the windows' ``O`` (SPEC §3); ``awd-dip``: ``Σ_p |S_p|`` (§5), both
-    the ones of the attention mask used; WinfT: ``model.last_interactions`` (§8).
-    """
-    if kind == "vit":
-        return torch.full((batch_size,), float(grid_n * grid_n))
-    if kind in ("awd", "awd-dip"):
-        return field_mask.sum((-2, -1)).float().cpu()
-    return unwrap(model).last_interactions.detach().float().cpu()
-
-
 def _grouped(loader, size: int):
     """Consecutive groups of ``size`` micro-batches (a last, shorter group is dropped)."""
     group = []
@@ -83,7 +68,7 @@ def accumulate_gradients(
     model: nn.Module,
     kind: str,
     micro_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]],
-    num_patches: int,
+    num_patches: int | None = None,
     lambda_ce: float = 1.0,
     lambda_bce: float = 1.0,
     autocast=nullcontext,
@@ -98,7 +83,8 @@ def accumulate_gradients(
         model: the model (possibly DDP-wrapped), in train mode.
         kind: the training kind.
         micro_batches: ``(images, labels, field_mask, dropped)`` each, on the model's device.
-        num_patches: ``N`` of the model's grid (for the ViT's ``E_O``).
+        num_patches: unused (the interactions come from :func:`forward_kind`); kept so existing
+            calls work.
         lambda_ce, lambda_bce: loss weights.
         autocast: a context factory (bf16 autocast on GPU).
         no_sync: skip the gradient all-reduce on all micro-batches but the last.
@@ -112,7 +98,7 @@ def accumulate_gradients(
         sync = model.no_sync if (no_sync and j < k - 1) else nullcontext
         with sync():
             with autocast():
-                logits, window_logits = forward_kind(
+                logits, window_logits, interactions = forward_kind(
                     model, kind, images, mask, dropped, window_logits=kind.startswith("winft")
                 )
             parts = total_loss(logits, labels, window_logits, mask, lambda_ce, lambda_bce)
@@ -120,7 +106,7 @@ def accumulate_gradients(
         n = labels.shape[0]
         with torch.no_grad():
             correct = (logits.argmax(-1) == labels).sum().item()
-            eo = interactions_of_batch(model, kind, num_patches, n, mask).sum().item()
+            eo = interactions.double().sum().item()
         sums += torch.tensor([parts["ce"].item() * n, parts["bce"].item() * n, parts["loss"].item() * n,
                               correct, n, eo], dtype=torch.float64)
     return sums
@@ -190,7 +176,7 @@ def _run_info(cfg: TrainConfig, prep: dict[str, Any], step: int) -> dict[str, An
     if store is not None:
         gt = {"path": str(Path(cfg.groundtruth).resolve()), "alpha": float(store.alpha), "beta": float(store.beta),
               "model": store.model_name, "model_accuracy": _store_accuracy(store),
-              "expected_interactions": store.expected_interactions()}
+              "expected_interactions": store.expected_interactions(dip=cfg.kind != "awd")}
     return {
         "model": cfg.model, "kind": cfg.kind, "winft_mode": cfg.winft_mode, "model_kwargs": cfg.model_kwargs,
         "num_classes": prep["num_classes"], "image_size": prep["image_size"],
