@@ -20,7 +20,7 @@ from .build import build_model, forward_kind, model_grid, unwrap
 from .checkpoint import CHECKPOINT, export_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .data import batches_per_epoch, make_loader
-from .distributed import DistEnv, all_gather_objects, all_reduce_sum, cleanup_distributed, setup_distributed
+from .distributed import DistEnv, all_gather_objects, all_reduce_sum, distributed_env
 from .losses import total_loss
 from .schedule import build_scheduler
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
@@ -195,11 +195,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     Under ``torchrun`` every process calls this; rank 0 writes the files. Set-up errors (bad
     store, missing files) raise before any training.
     """
-    env = setup_distributed(cfg.device)
-    try:
+    with distributed_env(cfg.device) as env:
         return _train(cfg, env)
-    finally:
-        cleanup_distributed()
 
 
 def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
