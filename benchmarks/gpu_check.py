@@ -547,7 +547,7 @@ def part_training(ctx: Ctx) -> dict[str, Any]:
     tmp.mkdir(parents=True, exist_ok=True)
     if quick:
         model_kw = {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
-        n, steps, every, batch, workers, timeout = 64, 60, 10, 8, 0, 120
+        n, steps, every, batch, workers, timeout = 64, 30, 10, 8, 0, 120
     else:
         model_kw = {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
         n, steps, every, batch, workers, timeout = 4096, 300, 100, 64, 4, 300
