@@ -1,25 +1,40 @@
-"""`benchmarks/gpu_check.py --quick`: every part of the prepared device check runs on the CPU and passes."""
+"""`benchmarks/gpu_check.py --quick`: every part of the prepared device check runs on the CPU and passes.
+
+The script's ``main`` runs in this process (the libraries are imported once; the run it kills is a forked child).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = {"correctness", "distributed", "speed", "models", "groundtruth", "training", "compile"}
 
 
-def test_quick_gpu_check_writes_its_json(tmp_path):
+@pytest.fixture
+def gpu_check(monkeypatch):
+    """The script as a module; torch's thread count restored afterwards (``--quick`` sets one thread)."""
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    yield module
+    torch.set_num_threads(threads)
+
+
+def test_quick_gpu_check_writes_its_json(gpu_check, tmp_path, capsys):
     out = tmp_path / "gpu_check.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--quick", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert gpu_check.main(["--quick", "--out", str(out)]) == 0, capsys.readouterr().err[-3000:]
     result = json.loads(out.read_text())
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == result  # the JSON is the last line printed
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result  # the JSON is the last line
+    assert result["complete"]
     assert result["quick"] and result["device"] == "cpu" and result["ok"] and result["failed"] == []
     assert set(result["parts"]) == PARTS
     for name, part in result["parts"].items():
@@ -46,22 +61,10 @@ def test_quick_gpu_check_writes_its_json(tmp_path):
         assert comp["winft-paper"]["interactions_equal"]
 
 
-def test_a_failing_check_exits_non_zero(tmp_path, monkeypatch, capsys):
+def test_a_failing_check_exits_non_zero(gpu_check, tmp_path, monkeypatch, capsys):
     """A correctness check that fails makes the exit status 1 and names the part; the others still report."""
-    import importlib.util
-
-    import torch
-
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # dataclasses look their module up there
-    spec.loader.exec_module(gpu_check)
     monkeypatch.setitem(gpu_check.TOL, "capture_fp32", -1.0)
-    threads = torch.get_num_threads()
-    try:
-        code = gpu_check.main(["--quick", "--parts", "correctness,distributed", "--out", str(tmp_path / "c.json")])
-    finally:
-        torch.set_num_threads(threads)
+    code = gpu_check.main(["--quick", "--parts", "correctness,distributed", "--out", str(tmp_path / "c.json")])
     result = json.loads((tmp_path / "c.json").read_text())
     assert code == 1 and result["failed"] == ["correctness"] and result["parts"]["distributed"]["ok"]
     assert not result["parts"]["correctness"]["checks"]["capture_fp32"]["ok"]

@@ -125,6 +125,16 @@ def _total_steps(cfg: TrainConfig, per_epoch: int) -> int:
     return steps
 
 
+def _compile(model: nn.Module, backend: str) -> None:
+    """``torch.compile`` the model's forward in place (``nn.Module.compile``: ``state_dict`` keys unchanged)."""
+    import torch._dynamo as dynamo
+
+    known = dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise ValueError(f"--compile {backend!r} is not a torch.compile backend; choose one of {', '.join(known)}")
+    model.compile(backend=backend)
+
+
 def _trim_log(path: Path, step: int) -> None:
     """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
     if not path.is_file():
@@ -243,6 +253,8 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             print(f"no checkpoint in {out}: starting the run from step 0", file=sys.stderr)
         torch.manual_seed(cfg.seed + env.rank)
         np.random.seed((cfg.seed + env.rank) % 2**32)
+    if cfg.compile:
+        _compile(model, cfg.compile)
     if env.distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda"
                                                     else None)
