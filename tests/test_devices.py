@@ -116,27 +116,3 @@ def test_a_callers_process_group_is_left_alone(tmp_path, monkeypatch, one_thread
     finally:
         dist.destroy_process_group()
 
-
-def test_analyze_amp_and_device_options(tmp_path, monkeypatch, capsys, one_thread):
-    """`analyze --amp` (bf16 autocast) writes the same kind of record; a missing device is one line, exit 2."""
-    import json
-
-    import numpy as np
-    from PIL import Image
-
-    from patchfield.cli import main
-
-    image = tmp_path / "a.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(image)
-    args = ["analyze", str(image), "--model", "vit_tiny_patch16_224", "--random-weights", "--image-size", "32",
-            "--no-figures"]
-    assert main([*args, "--out", str(tmp_path / "fp32")]) == 0
-    assert main([*args, "--amp", "--device", "cpu", "--out", str(tmp_path / "bf16")]) == 0
-    a, b = (json.loads((tmp_path / k / "a" / "fields.json").read_text()) for k in ("fp32", "bf16"))
-    assert a.keys() == b.keys() and a["grid"] == b["grid"] == [2, 2] and len(b["windows"]) == 4
-    assert all(np.isfinite(b["column_variance"]))  # bf16 accuracy itself: benchmarks/gpu_check.py (correctness)
-    capsys.readouterr()
-    _fake_cuda(monkeypatch, 0)
-    assert main([*args, "--device", "cuda", "--out", str(tmp_path / "x")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "CUDA is not available" in err and len(err.splitlines()) == 1

@@ -226,9 +226,8 @@ def build_groundtruth(
             "format": FORMAT, "version": VERSION, "alpha": float(alpha), "beta": float(beta),
             "shard_size": int(shard_size), "num_images": n, "fingerprint": dataset_fingerprint(dataset),
             "model": model_name or _model_name(model),
+            "amp": "bf16" if amp else None,  # None matches the shards of stores written before the option
         }
-        if amp:
-            settings["amp"] = "bf16"
         manifest_path = out / MANIFEST
         if manifest_path.is_file():
             done = json.loads(manifest_path.read_text())
