@@ -26,7 +26,8 @@ Parts, with the expected time on one H100 (about 5 minutes in all, at most 8):
 - ``training`` (~120 s): ``torchrun --nproc_per_node 1`` of ``patchfield train`` on the synthetic
   data, 300 steps, bf16 autocast, killed with SIGKILL after its first checkpoint and resumed; the
   final parameters must equal an uninterrupted run's (bitwise, or within ``‖Δθ‖/‖θ‖ ≤ 1e-3``, the
-  stated bf16 tolerance for non-deterministic GPU kernels). The same for WinfT, on fields built by
+  stated bf16 tolerance for non-deterministic GPU kernels, or 10 times the difference between two
+  uninterrupted runs where that is larger: the measured noise). The same for WinfT, on fields built by
   ``patchfield groundtruth`` from the ViT just trained. One process means no process group:
   the ``distributed`` part is the nccl check.
 - ``compile`` (~90 s, never past ``--budget-s``, default 450 s, from the start): ``torch.compile``
@@ -587,8 +588,14 @@ def part_training(ctx: Ctx) -> dict[str, Any]:
         run = tmp / f"{kind}-run"
         killed_at = runner.run_and_kill(["train", *args, "--out", str(run)], run)
         runner.run(["train", *args, "--resume", "--out", str(run)])
-        cmp = _compare_runs(tmp / f"{kind}-ref", run, tol)
-        out["runs"][kind] = {"killed_at_step": killed_at, "uninterrupted_seconds": round(ref_s, 1), **cmp}
+        row: dict[str, Any] = {"killed_at_step": killed_at, "uninterrupted_seconds": round(ref_s, 1)}
+        limit = tol
+        if ctx.cuda:  # GPU kernels need not be deterministic: a second uninterrupted run measures that noise
+            runner.run(["train", *args, "--out", str(tmp / f"{kind}-ref2")])
+            noise = _compare_runs(tmp / f"{kind}-ref", tmp / f"{kind}-ref2", tol)
+            row["noise_bitwise_equal"], row["noise_relative_l2"] = noise["bitwise_equal"], noise["relative_l2"]
+            limit = max(tol, 10 * noise["relative_l2"])
+        out["runs"][kind] = {**row, **_compare_runs(tmp / f"{kind}-ref", run, limit)}
     out["ok"] = all(r["ok"] for r in out["runs"].values())
     return out
 
