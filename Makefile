@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser datasets reproduce pretrain
+.PHONY: demo test lint bench clean browser datasets reproduce pretrain gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/analysis.py
 	$(PY) benchmarks/models.py
+
+# The prepared device check (benchmarks/gpu_check.py; about 5 minutes on one H100): writes docs/gpu_check.json
+# and prints it as its last line; exits 1 when a correctness check fails. A device image that already has
+# every dependency (and no package registry) runs it with its own python3 and the sources; elsewhere the venv.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	@if $(PYTHON) -c "import torch, torchvision, timm, numpy, PIL, matplotlib, safetensors, tqdm" 2>/dev/null; then \
+	  PYTHONPATH=src $(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS); \
+	else $(MAKE) $(STAMP) && $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS); fi
 
 # The small-scale reproduction study behind docs/reproduction.md (about an hour on 2 cores; resumable).
 reproduce: $(STAMP) datasets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +114,7 @@ def analyze(
     layers: Sequence[int] | None = None,
     renormalize: bool = False,
     forward_kwargs: dict[str, Any] | None = None,
+    amp: bool = False,
 ) -> Analysis:
     """Capture attention (streaming) and compute every quantity of the paper for a batch.
 
@@ -125,9 +127,14 @@ def analyze(
         renormalize: rescale patch-block rows to sum to 1 before the statistics.
         forward_kwargs: keyword arguments of the model's forward (an AWD-ViT's ``field_mask``,
             ``dropped``); see :func:`patchfield.capture_attention`.
+        amp: run the model's forward under bf16 autocast on the images' device (faster on GPUs);
+            the attention statistics are still accumulated in float64 (SPEC §2), the windows and
+            fields computed outside autocast.
     """
     check_rates(alpha, beta)
-    cap = capture_uncertainty(model, images, layers, renormalize=renormalize, forward_kwargs=forward_kwargs)
+    autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    with autocast:
+        cap = capture_uncertainty(model, images, layers, renormalize=renormalize, forward_kwargs=forward_kwargs)
     windows, dropped, field = analyze_map(cap.U, cap.grid, alpha, beta)
     return Analysis(
         U=cap.U,

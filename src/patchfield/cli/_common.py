@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 from torch import nn
 
 from .. import checks
+from ..devices import parse_device  # noqa: F401  (re-exported: the one device parser)
 
 __all__ = ["add_model_args", "check_rates", "json_dict", "model_from_args", "parse_device"]
 
@@ -51,14 +51,3 @@ def json_dict(text: str) -> dict:
 def check_rates(alpha: float, *betas: float) -> None:
     """``ValueError`` unless ``--alpha`` is in (0, 1] and every ``--beta`` in [0, 1) (:mod:`patchfield.checks`)."""
     checks.check_rates(alpha, *betas, prefix="--")
-
-
-def parse_device(name: str) -> torch.device:
-    """A torch device from ``--device``, with a clear error when it does not exist here."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"--device {name!r} is not a torch device ({e})") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device

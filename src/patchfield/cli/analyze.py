@@ -13,7 +13,7 @@ from ..analysis import analyze
 from ..images import ImageReadError, read_image
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import add_model_args, check_rates, model_from_args
+from ._common import add_model_args, check_rates, model_from_args, parse_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.1, help="share of U's entries shaping windows (0, 1]")
     p.add_argument("--beta", type=float, default=0.2, help="share of patches dropped as indiscriminative [0, 1)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="torch device for the forward pass (e.g. cuda:0)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for the forward (GPU; statistics stay in float)")
     p.add_argument("--no-figures", action="store_true", help="write fields.json only")
     p.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per image)")
     p.set_defaults(func=run)
@@ -39,7 +41,8 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     check_rates(args.alpha, args.beta)
-    model = model_from_args(args)
+    device = parse_device(args.device)
+    model = model_from_args(args).to(device)
     preprocess = Preprocess.for_model(model)
     failed: list[str] = []
     names = _unique_names(args.images)
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             kept.append((path, name))
         if not batch:
             continue
-        result = analyze(model, torch.stack(batch), args.alpha, args.beta)
+        result = analyze(model, torch.stack(batch).to(device), args.alpha, args.beta, amp=args.amp)
         for i, (path, name) in enumerate(kept):
             folder = args.out / name
             record = {"image": str(path), **result.to_json(i)}

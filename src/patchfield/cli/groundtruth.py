@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=int, default=4096, help="images per shard (the unit of resumption)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the local GPU when there is one)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for the forward (GPU; statistics stay in float)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                             root=args.data_root, **{**preprocess.data_kwargs(), **args.data_kwargs})
     store = build_groundtruth(
         model, dataset, args.out, args.alpha, args.beta, batch_size=args.batch_size, shard_size=args.shard_size,
-        num_workers=args.workers, device=args.device, model_name=args.model, dataset_name=args.data,
+        num_workers=args.workers, device=args.device, amp=args.amp, model_name=args.model, dataset_name=args.data,
         progress=not args.no_progress,
     )
 

@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes per training process")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                   help="torch.compile the model (backend default inductor: Triton on GPU, a C++ compiler on CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)  # debugging: stop as if killed
     p.set_defaults(func=run)
@@ -85,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         groundtruth=args.groundtruth, min_lr=args.min_lr,
         weight_decay=args.weight_decay, lambda_ce=args.lambda_ce, lambda_bce=args.lambda_bce,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, seed=args.seed, workers=args.workers,
-        device=args.device, amp=False if args.no_amp else None, resume=args.resume,
+        device=args.device, amp=False if args.no_amp else None, compile=args.compile, resume=args.resume,
         stop_after_steps=args.stop_after_steps, progress=not args.no_progress, **chosen,
     )
 

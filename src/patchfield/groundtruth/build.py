@@ -13,8 +13,9 @@ import datetime
 import hashlib
 import json
 import logging
-import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ..analysis import analyze
 from ..checks import check_rates
 from ..encoding import encode_field
 from ..grid import Grid
+from ..training.distributed import distributed_env
 from ..utils.io import write_json_atomic
 from .store import (
     FORMAT,
@@ -100,36 +102,52 @@ def _as_is(item):
     return item
 
 
-def _dist_setup(device: torch.device) -> tuple[int, int, bool]:
-    """``(rank, world size, whether this call initialised the process group)``."""
-    import torch.distributed as dist
+class _ShardWriter:
+    """Writes shards on one background thread, so the next batches' forward overlaps the writing.
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or not dist.is_available():
-        return 0, 1, False
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(hours=6))
-    return dist.get_rank(), dist.get_world_size(), True
+    At most ``depth`` finished shards wait in the queue (bounded memory). A failed write is raised
+    on the next :meth:`put` or at :meth:`close`; a killed process leaves no partial shard, since
+    every shard is written atomically.
+    """
 
+    def __init__(self, depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="patchfield-shard-writer", daemon=True)
+        self._thread.start()
 
-def _barrier(world: int, device: torch.device) -> None:
-    if world > 1:
-        import torch.distributed as dist
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    write_shard(*job)
+                except BaseException as e:  # noqa: BLE001  (re-raised in the caller's thread)
+                    self._error = e
 
-        if device.type == "cuda":
-            dist.barrier(device_ids=[device.index or 0])
-        else:
-            dist.barrier()
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
+    def put(self, path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self._raise()
+        self._queue.put((path, arrays, meta))
 
-def _resolve_device(device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    def close(self) -> None:
+        """Wait for every queued shard; raise the first write error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def __enter__(self) -> _ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._thread.is_alive():  # an error in the caller wins; still stop the thread
+            self._queue.put(None)
+            self._thread.join()
 
 
 def _shard_meta(settings: dict[str, Any], index: int, start: int, stop: int) -> dict[str, Any]:
@@ -164,6 +182,7 @@ def build_groundtruth(
     shard_size: int = 4096,
     num_workers: int = 0,
     device: torch.device | str | None = None,
+    amp: bool = False,
     model_name: str | None = None,
     dataset_name: str | None = None,
     progress: bool = True,
@@ -179,7 +198,10 @@ def build_groundtruth(
         batch_size: images per forward pass.
         shard_size: images per shard (the unit of resumption and of work across ranks).
         num_workers: data-loading processes.
-        device: ``cpu``, ``cuda``, ``cuda:1`` ...; default the local GPU when there is one.
+        device: ``cpu``, ``cuda``, ``cuda:1`` ...; default the local GPU when there is one
+            (:func:`patchfield.devices.resolve_device`).
+        amp: run the model's forward under bf16 autocast (the statistics stay in float); recorded
+            in the store's settings, so a store is never resumed with the other setting.
         model_name, dataset_name: recorded in the manifest (default: from the model / data set).
         progress: show a progress bar (rank 0).
 
@@ -197,14 +219,14 @@ def build_groundtruth(
     if n == 0:
         raise ValueError("the data set is empty")
     out = Path(out_dir)
-    dev = _resolve_device(device)
-    rank, world, own_group = _dist_setup(dev)
-    try:
+    with distributed_env(device, timeout=datetime.timedelta(hours=6)) as env:
+        dev, rank, world = env.device, env.rank, env.world_size
         model = model.eval().to(dev)
         settings = {
             "format": FORMAT, "version": VERSION, "alpha": float(alpha), "beta": float(beta),
             "shard_size": int(shard_size), "num_images": n, "fingerprint": dataset_fingerprint(dataset),
             "model": model_name or _model_name(model),
+            "amp": "bf16" if amp else None,  # None matches the shards of stores written before the option
         }
         manifest_path = out / MANIFEST
         if manifest_path.is_file():
@@ -215,7 +237,7 @@ def build_groundtruth(
             if mismatch:
                 raise ValueError(f"{out} already holds a finished store with other settings ({mismatch}); "
                                  "use another output folder")
-            _barrier(world, dev)
+            env.barrier()
             return GroundTruthStore(out)
         out.mkdir(parents=True, exist_ok=True)
         num_shards = -(-n // int(shard_size))
@@ -242,44 +264,40 @@ def build_groundtruth(
         loader = DataLoader(_Batches(dataset, batches), batch_size=None, num_workers=num_workers,
                             collate_fn=_as_is, pin_memory=dev.type == "cuda")
         it = iter(loader)
-        for k, start, stop in todo:
-            parts: dict[str, list] = {key: [] for key in SHARD_KEYS}
-            grid = None
-            for _ in range(-(-(stop - start) // batch_size)):
-                idx, images, labels, ok = next(it)
-                arrays, batch_grid = _analyse_batch(model, images, ok, alpha, beta, dev)
-                grid = batch_grid or grid
-                for key in ("bounds", "dropped", "interactions", "window_interactions", "predicted"):
-                    parts[key].append(arrays[key] if arrays is not None else None)  # None: filled in below
-                parts["labels"].append(labels)
-                parts["valid"].append(ok)
-                bar.update(len(idx))
-            grid = grid if grid is not None else model_grid(model)  # a shard with no readable image
-            arrays = _finish_shard(parts, grid)
-            write_shard(out / shard_name(k), arrays,
-                        _shard_meta(settings, k, start, stop) | {"grid": [grid.height, grid.width]})
+        with _ShardWriter() as writer:  # the next shard's forward overlaps this one's writing
+            for k, start, stop in todo:
+                parts: dict[str, list] = {key: [] for key in SHARD_KEYS}
+                grid = None
+                for _ in range(-(-(stop - start) // batch_size)):
+                    idx, images, labels, ok = next(it)
+                    arrays, batch_grid = _analyse_batch(model, images, ok, alpha, beta, dev, amp)
+                    grid = batch_grid or grid
+                    for key in ("bounds", "dropped", "interactions", "window_interactions", "predicted"):
+                        parts[key].append(arrays[key] if arrays is not None else None)  # None: filled in below
+                    parts["labels"].append(labels)
+                    parts["valid"].append(ok)
+                    bar.update(len(idx))
+                grid = grid if grid is not None else model_grid(model)  # a shard with no readable image
+                arrays = _finish_shard(parts, grid)
+                writer.put(out / shard_name(k), arrays,
+                           _shard_meta(settings, k, start, stop) | {"grid": [grid.height, grid.width]})
         bar.close()
-        _barrier(world, dev)
+        env.barrier()
         if rank == 0:
             _write_manifest(out, settings, num_shards, n, dataset_name or getattr(dataset, "name", None), dataset)
-        _barrier(world, dev)
+        env.barrier()
         return GroundTruthStore(out)
-    finally:
-        if own_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _analyse_batch(model: torch.nn.Module, images: torch.Tensor, ok: np.ndarray, alpha: float, beta: float,
-                   dev: torch.device) -> tuple[dict[str, np.ndarray] | None, Grid | None]:
+                   dev: torch.device, amp: bool = False) -> tuple[dict[str, np.ndarray] | None, Grid | None]:
     """Per-image shard arrays of one batch (``ok`` marks the readable images, the only ones in ``images``).
 
     Returns ``(None, None)`` when no image of the batch could be read.
     """
     if not ok.any():
         return None, None
-    res = analyze(model, images.to(dev, non_blocking=True), alpha, beta)
+    res = analyze(model, images.to(dev, non_blocking=True), alpha, beta, amp=amp)
     code = encode_field(res.field)
     b = len(ok)
     out = {

@@ -89,6 +89,7 @@ class TrainConfig:
         workers: data-loading worker processes per process.
         device: ``None`` picks ``cuda`` when available, else ``cpu``.
         amp: bf16 autocast; ``None`` turns it on exactly on CUDA.
+        compile: a ``torch.compile`` backend (``"inductor"``, ...) for the model's forward, or ``None``.
         resume: continue from ``out/checkpoint.pt``.
         stop_after_steps: debugging: stop (as if killed, without the final files) after this many steps.
         progress: show a tqdm progress bar (rank 0 only).
@@ -123,6 +124,7 @@ class TrainConfig:
     workers: int = 0
     device: str | None = None
     amp: bool | None = None
+    compile: str | None = None
     resume: bool = False
     stop_after_steps: int | None = None
     progress: bool = True

@@ -1,29 +1,38 @@
 """Process-group set-up for ``torchrun``: one process per device, rank 0 writes files.
 
-Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything runs in one process and
-no process group is created.
+:func:`distributed_env` is the one place that joins a process group (training, evaluation and
+ground truth use it). Without ``torchrun`` (no ``WORLD_SIZE`` above 1 in the environment)
+everything runs in one process and no group is created. A group the caller already
+initialised is used and left alone: only a group this helper created is destroyed on exit.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "setup_distributed", "cleanup_distributed", "pick_device", "all_reduce_sum", "all_gather_objects"]
+from ..devices import resolve_device
+
+__all__ = ["DistEnv", "distributed_env", "all_reduce_sum", "all_gather_objects"]
 
 
 @dataclass(frozen=True)
 class DistEnv:
-    """Where this process stands: ``rank`` of ``world_size``, its ``device``."""
+    """Where this process stands: ``rank`` of ``world_size``, its ``device``; ``created``: whether
+    :func:`distributed_env` initialised the process group (and will destroy it)."""
 
     rank: int
     world_size: int
     local_rank: int
     device: torch.device
+    created: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -34,47 +43,70 @@ class DistEnv:
         return self.world_size > 1
 
     def barrier(self) -> None:
-        if self.distributed:
+        """Wait for every process (nothing when alone); on nccl, on this process's GPU."""
+        if not self.distributed:
+            return
+        if self.device.type == "cuda" and dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[self.device.index or 0])
+        else:
             dist.barrier()
 
 
-def pick_device(device: str | torch.device | None = None, local_rank: int = 0) -> torch.device:
-    """``device`` if given; else ``cuda:<local_rank>`` when CUDA is available, else ``cpu``."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    try:
+        return default if value in (None, "") else int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not an integer (set by torchrun)") from None
 
 
-def setup_distributed(device: str | torch.device | None = None) -> DistEnv:
-    """Join the ``torchrun`` process group (nccl on CUDA, gloo on CPU), or run alone.
+@contextmanager
+def distributed_env(
+    device: str | torch.device | None = None, timeout: datetime.timedelta | None = None
+) -> Iterator[DistEnv]:
+    """Join the ``torchrun`` process group (nccl on CUDA, gloo otherwise), or run alone; leave it on exit.
 
-    Reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` set by ``torchrun``.
+    Reads ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` set by ``torchrun``. The device is
+    :func:`patchfield.devices.resolve_device` of ``device`` (``cuda`` becomes ``cuda:<local rank>``)
+    and is made the current CUDA device. A process group that is already initialised is used
+    as it is and not destroyed.
+
+    Args:
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``None`` (the local GPU when there is one).
+        timeout: the process group's collective timeout (torch's default when ``None``).
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = pick_device(device, local)
+    world = _env_int("WORLD_SIZE", 1)
+    local = _env_int("LOCAL_RANK", 0)
+    dev = resolve_device(device, local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    created = False
+    if world > 1 and dist.is_available() and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
-
-
-def cleanup_distributed() -> None:
-    """Leave the process group, if one was joined."""
+        kwargs: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        dist.init_process_group(backend=backend, rank=_env_int("RANK", 0), world_size=world, **kwargs)
+        created = True
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        rank, world = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world = 0, 1
+    try:
+        yield DistEnv(rank=rank, world_size=world, local_rank=local, device=dev, created=created)
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def all_reduce_sum(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
-    """Sum a tensor over all processes (identity when alone)."""
+    """Sum a tensor over all processes (identity when alone).
+
+    On nccl the sum travels through this process's GPU and comes back on ``values``' device.
+    """
     if env.distributed:
-        values = values.clone()
+        home = values.device
+        values = values.to(env.device if dist.get_backend() == "nccl" else home, copy=True)
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values = values.to(home)
     return values
 
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .build import forward_kind, model_grid
 from .config import KINDS
-from .distributed import DistEnv, cleanup_distributed, setup_distributed
+from .distributed import DistEnv, distributed_env
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
 __all__ = ["evaluate", "evaluate_run"]
@@ -76,7 +76,10 @@ def evaluate(
         sums += torch.tensor([hit[:, 0].sum().item(), hit.any(-1).sum().item(), n, eo], dtype=torch.float64)
     bar.close()
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        on = dev if dist.get_backend() == "nccl" else sums.device  # nccl reduces GPU tensors only
+        total = sums.to(on)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        sums = total.cpu()
     count = sums[2].item()
     if count == 0:
         raise ValueError("the data set is empty: nothing to evaluate")
@@ -120,17 +123,12 @@ def evaluate_run(
     Under ``torchrun`` every process evaluates every ``world_size``-th image and all return the
     totals over the whole data set.
     """
-    created = not (dist.is_available() and dist.is_initialized())
-    env = setup_distributed(device)
-    try:
+    with distributed_env(device) as env:
         return _evaluate_run(
             env, run_dir=run_dir, model_name=model_name, weights=weights, kind=kind, model_kwargs=model_kwargs,
             data=data, split=split, data_root=data_root, data_kwargs=data_kwargs, image_size=image_size,
             groundtruth=groundtruth, batch_size=batch_size, workers=workers, progress=progress,
         )
-    finally:
-        if created:
-            cleanup_distributed()
 
 
 def _evaluate_run(env: DistEnv, *, run_dir, model_name, weights, kind, model_kwargs, data, split, data_root,

@@ -29,7 +29,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import batches_per_epoch, make_loader
-from .distributed import DistEnv, all_gather_objects, all_reduce_sum, cleanup_distributed, setup_distributed
+from .distributed import DistEnv, all_gather_objects, all_reduce_sum, distributed_env
 from .losses import total_loss
 from .schedule import build_scheduler
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
@@ -121,6 +121,16 @@ def _total_steps(cfg: TrainConfig, per_epoch: int) -> int:
     return steps
 
 
+def _compile(model: nn.Module, backend: str) -> None:
+    """``torch.compile`` the model's forward in place (``nn.Module.compile``: ``state_dict`` keys unchanged)."""
+    import torch._dynamo as dynamo
+
+    known = dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise ValueError(f"--compile {backend!r} is not a torch.compile backend; choose one of {', '.join(known)}")
+    model.compile(backend=backend)
+
+
 def _trim_log(path: Path, step: int) -> None:
     """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
     if not path.is_file():
@@ -191,11 +201,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     Under ``torchrun`` every process calls this; rank 0 writes the files. Set-up errors (bad
     store, missing files) raise before any training.
     """
-    env = setup_distributed(cfg.device)
-    try:
+    with distributed_env(cfg.device) as env:
         return _train(cfg, env)
-    finally:
-        cleanup_distributed()
 
 
 @isolated_rng()  # the run seeds the global generators; the caller gets its own states back
@@ -243,6 +250,8 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             logger.warning("no checkpoint in %s: starting the run from step 0", out)
         torch.manual_seed(cfg.seed + env.rank)
         np.random.seed((cfg.seed + env.rank) % 2**32)
+    if cfg.compile:
+        _compile(model, cfg.compile)
     if env.distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda"
                                                     else None)
