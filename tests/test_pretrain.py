@@ -215,7 +215,7 @@ def test_killed_pretraining_resumes_to_the_uninterrupted_weights(quick_runs: Pat
     assert info["steps"] == QUICK.steps and len((tmp_path / "formula-p8" / "log.jsonl").read_text().splitlines()) == 4
 
 
-def test_fine_tune_starts_from_the_pretrained_weights(quick_runs: Path, tmp_path: Path, one_thread, capsys):
+def test_fine_tune_starts_from_the_pretrained_weights(quick_runs: Path, tmp_path: Path, one_thread, caplog):
     weights = pretrained_weights(8, quick_runs)
     kwargs = pretrained_model_kwargs(QUICK, 8)
     start = build_model(MODEL, "vit", num_classes=4, image_size=32, weights=weights, model_kwargs=kwargs)
@@ -229,7 +229,7 @@ def test_fine_tune_starts_from_the_pretrained_weights(quick_runs: Path, tmp_path
     rc = main(["train", "--model", MODEL, "--model-kwargs", json.dumps(kwargs), "--weights", str(weights),
                "--data", "synthetic", "--data-kwargs", '{"num_images": 32}', "--steps", "1", "--batch-size", "16",
                "--optimizer", "adamw", "--lr", "1e-9", "--warmup-steps", "0", "--out", str(out), "--no-progress"])
-    assert rc == 0 and "training a new head" in capsys.readouterr().err
+    assert rc == 0 and "training a new head" in caplog.text
     tuned, info = load_run(out)
     assert info["num_classes"] == 4
     for k, v in source.items():
