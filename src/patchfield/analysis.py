@@ -76,8 +76,11 @@ class Analysis:
             "magnitude": [round(m, 6) for m in f.magnitude[index].tolist()],
             "column_variance": [float(v) for v in column_variance(self.U[index]).tolist()],
         }
-        if self.logits is not None and self.logits.dim() == 2:
+        # no class from NaN/Inf logits; "degenerate": U constant (uniform attention, or U all zero), so the
+        # windows and D are decided by tie-breaking alone
+        if self.logits is not None and self.logits.dim() == 2 and bool(torch.isfinite(self.logits[index]).all()):
             record["predicted_class"] = int(self.logits[index].argmax())
+        record["degenerate"] = bool(self.U[index].amax() == self.U[index].amin())
         return record
 
 
