@@ -53,6 +53,10 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         os.close(fd)
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:  # e.g. a full disk while writing: say which file
+            raise OSError(e.errno, f"{e.strerror or e} while writing {path}", str(path)) from e
+        raise
     finally:
         if tmp.exists() or tmp.is_symlink():
             tmp.unlink()

@@ -62,6 +62,7 @@ class FolderLock:
         self.path = self.folder / LOCK_FILE
         self.option = option
         self._fd: int | None = None
+        self._created = False
         self.stale_pid: str | None = None
 
     def acquire(self) -> FolderLock:
@@ -70,6 +71,7 @@ class FolderLock:
         if self.folder.exists() and not self.folder.is_dir():
             raise NotADirectoryError(f"{self.option} {self.folder} is a file, not a folder: "
                                      f"choose another {self.option}")
+        self._created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -104,6 +106,7 @@ class FolderLock:
         return self
 
     def release(self) -> None:
+        """Give the lock up and delete its file (and the folder, when the lock created it and it stayed empty)."""
         if self._fd is None:
             return
         try:
@@ -112,6 +115,11 @@ class FolderLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+        if self._created:  # a run that failed before writing anything leaves no folder behind
+            try:
+                self.folder.rmdir()
+            except OSError:
+                pass
 
     @property
     def held(self) -> bool:
