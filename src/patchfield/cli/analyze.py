@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
     Each image is named by its stem; where names collide, every colliding image takes its next, longer
     name (parent folders, then the suffix), checked again against every name of the run, until all differ
-    (``good.png sub/good.png good_2.png`` -> ``good``, ``sub__good``, ``good_2``). The same file given twice
+    (``good.png sub/good.png good_2.png`` -> ``good``, ``sub__good``, ``good_2``); parent folders are named
+    from the folder all inputs share. The same file given twice
     is refused.
 
     Raises:
@@ -57,8 +59,11 @@ def _unique_names(paths: list[Path]) -> list[str]:
         if key in seen:
             raise ValueError(f"{path} is given twice (as {seen[key]}): give each image once")
         seen[key] = path
-    stages = [_name_stages(Path(p), i) for i, p in enumerate(paths)]
-    depths = [len(Path(p).parts) for p in paths]  # stages below this index are parent-qualified stems
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    base = Path(os.path.commonpath([p.parent for p in absolute])) if absolute else Path()
+    relative = [p.relative_to(base) for p in absolute]  # parent folders named from the inputs' common folder
+    stages = [_name_stages(p, i) for i, p in enumerate(relative)]
+    depths = [len(p.parts) for p in relative]  # stages below this index are parent-qualified stems
     level = [0] * len(paths)
     while True:
         names = [s[k] for s, k in zip(stages, level)]
