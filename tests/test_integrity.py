@@ -93,6 +93,31 @@ def test_second_writer_fails_at_once_naming_the_holder(tmp_path, capsys, one_thr
         holder.wait()
 
 
+def test_two_groundtruth_processes_on_one_store_never_mix(tmp_path):
+    """The issue's case: two `groundtruth` runs with different --alpha on one --out, started together."""
+    from patchfield.groundtruth import GroundTruthStore
+
+    out = tmp_path / "gt"
+    kw = json.dumps({**TINY_KW, "img_size": 16, "embed_dim": 16, "num_classes": 4})
+
+    def start(alpha: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "patchfield", "groundtruth", "--model", "vit_tiny_patch16_224", "--model-kwargs",
+               kw, "--random-weights", "--data", "synthetic", "--data-kwargs", '{"num_images": 1024}', "--alpha",
+               alpha, "--beta", "0.2", "--shard-size", "128", "--out", str(out), "--no-progress"]
+        env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    a, b = start("0.1"), start("0.3")
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in (a, b)]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0 and codes[1] in (1, 2), results  # one wins; the other is refused
+    loser = next(err for code, err in results if code != 0)
+    assert "being written by process" in loser or "other settings" in loser, loser
+    assert "Traceback" not in loser
+    store = GroundTruthStore(out)  # checks every shard against the manifest
+    assert len(store.interactions) == 1024 and store.alpha in (0.1, 0.3)
+
+
 def test_train_run_folder_is_locked(tmp_path):
     from patchfield.training import TrainConfig, train
 
