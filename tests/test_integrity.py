@@ -416,7 +416,8 @@ def test_only_user_errors_become_one_line(tmp_path, monkeypatch, capsys):
         main(args)
     assert exit_code(FolderLockedError("x")) == 1 and exit_code(InputError("x")) == 1
     assert exit_code(FileNotFoundError("x")) == 2 and exit_code(KeyError("x")) is None
-    assert one_line(OSError()) == "OSError"
+    assert one_line(OSError()) == "OSError" and exit_code(MemoryError()) == 1
+    assert exit_code(torch.cuda.OutOfMemoryError("CUDA out of memory")) == 1
 
 
 # ---------------------------------------------------------------------------------------- 7. garbage in, said out loud

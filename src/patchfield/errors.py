@@ -10,7 +10,7 @@ error                                                   exit code
 ======================================================  =========
 ``UsageError``, ``ValueError``, ``FileNotFoundError``   2 (usage: change the command)
 ``InputError``, ``OSError``, ``FolderLockedError``,     1 (runtime: the files, the disk, another
-``ImportError``, ``FloatingPointError``                 process or the environment)
+``ImportError``, ``FloatingPointError``, out of memory  process or the environment)
 ======================================================  =========
 """
 
@@ -39,7 +39,9 @@ def exit_code(error: BaseException) -> int | None:
         return 1
     if isinstance(error, (UsageError, ValueError, FileNotFoundError)):
         return 2
-    if isinstance(error, (OSError, FolderLockedError, ImportError, FloatingPointError)):
+    if isinstance(error, (OSError, FolderLockedError, ImportError, FloatingPointError, MemoryError)):
+        return 1
+    if type(error).__name__ == "OutOfMemoryError":  # torch's (CUDA) out of memory: a smaller batch helps
         return 1
     return None
 

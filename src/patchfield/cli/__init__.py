@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code(e)
         if code is None or debug:
             raise
-        print(f"patchfield {args.command}: error: {one_line(e)}", file=sys.stderr)
+        hint = "; use a smaller --batch-size" if type(e).__name__ in ("OutOfMemoryError", "MemoryError") else ""
+        print(f"patchfield {args.command}: error: {one_line(e)}{hint}", file=sys.stderr)
         return code
 
 
