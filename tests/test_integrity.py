@@ -508,3 +508,17 @@ def test_reproduction_refuses_a_finished_run_of_other_settings(tmp_path, monkeyp
     assert _train_and_eval(QUICK, "synthetic", row, 0, tmp_path / "vit", {}, 4) == first and len(trained) == 1
     with pytest.raises(ValueError, match="finished run of other settings.*steps"):
         _train_and_eval(config_with(QUICK, steps=QUICK.steps + 1), "synthetic", row, 0, tmp_path / "vit", {}, 4)
+
+
+def test_evaluate_reports_no_accuracy_from_infinite_logits(tmp_path, capsys, one_thread):
+    model = _test_vit()
+    with torch.no_grad():
+        model.head.weight.fill_(1e37)  # finite weights whose logits overflow to +-Inf
+        model.norm.weight.fill_(1e3)
+    w = _weights(tmp_path, "overflow.safetensors", model)
+    out = tmp_path / "result.json"
+    code = main(["evaluate", *TEST_VIT, "--weights", str(w), "--data-kwargs", '{"num_images": 4, "num_classes": 3}',
+                 "--no-progress",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "NaN or Inf" in err and "no accuracy" in err and not out.exists()
