@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_numeric_options(args)
     except ValueError as e:
+        if debug:
+            raise
         print(f"patchfield {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     try:
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        print(f"patchfield {args.command}: interrupted; what was written is complete, run again to resume",
+        print(f"patchfield {args.command}: interrupted; the files written so far are complete, run again to finish",
               file=sys.stderr)
         return 130
     except Exception as e:

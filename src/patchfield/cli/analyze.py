@@ -35,7 +35,6 @@ def _name_stages(path: Path, index: int) -> list[str]:
     """Ever longer output names of ``path``: its stem, parent-qualified stems (``sub__good``), the same with
     the suffix (``sub__good.png``), and last that with the argument's position (``sub__good.png@3``)."""
     parts = [*path.parts[:-1], path.stem or "image"]
-    parts = [p.replace("/", "") or "root" for p in parts]
     stages = ["__".join(parts[-d:]) for d in range(1, len(parts) + 1)]
     full = "__".join([*parts[:-1], path.name or "image"])
     return [*stages, full, f"{full}@{index}"]
@@ -47,8 +46,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
     Each image is named by its stem; where names collide, every colliding image takes its next, longer
     name (parent folders, then the suffix), checked again against every name of the run, until all differ
     (``good.png sub/good.png good_2.png`` -> ``good``, ``sub__good``, ``good_2``); parent folders are named
-    from the folder all inputs share. The same file given twice
-    is refused.
+    from the folder all inputs share. The same file given twice is refused.
 
     Raises:
         ValueError: a file is given twice.
