@@ -269,9 +269,7 @@ def build_groundtruth(
             if k in finished:
                 done_images += stop - start
             else:
-                todo.append((k, start, stop))
-                for stale in out.glob(f".{shard_name(k)}.tmp*"):  # left by a killed writer
-                    stale.unlink(missing_ok=True)
+                todo.append((k, start, stop))  # (temporaries of killed writers went when rank 0 took the lock)
         total = sum(min((k + 1) * shard_size, n) - k * shard_size for k in mine)
         bar = tqdm(total=total, initial=done_images, unit="img", desc="groundtruth", file=sys.stderr,
                    disable=not progress or rank != 0, dynamic_ncols=True)

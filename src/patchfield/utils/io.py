@@ -22,10 +22,14 @@ TEMP_MARK = ".tmp"
 
 
 def _file_mode() -> int:
-    """The mode an ordinary ``open(..., "w")`` would give a new file (``0o666`` less the umask)."""
+    """The mode an ordinary ``open(..., "w")`` gives a new file (``0o666`` less the umask), read once at import:
+    reading the umask means setting it, which is not safe while other threads create files."""
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
 
 
 @contextmanager
@@ -49,8 +53,8 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", suffix=path.suffix)
     tmp = Path(name)
     try:
-        os.fchmod(fd, _file_mode())
         os.close(fd)
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes it 0o600; the result should be an ordinary file
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
