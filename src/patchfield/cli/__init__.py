@@ -24,7 +24,7 @@ __all__ = ["build_parser", "main"]
 
 #: Subcommands whose ``--out`` is a folder of results, locked while they write it (``groundtruth``, ``train``
 #: and ``reproduce`` lock their folders themselves, per store and run).
-_LOCKED_OUT = frozenset({"analyze", "demo", "faithfulness", "figures"})
+_LOCKED_OUT = frozenset({"analyze", "claims", "demo", "faithfulness", "figures", "stats"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,18 @@ def _nonnegative_float(v: Any, name: str) -> Any:
     return checks.check_finite(v, name)
 
 
+def _whole(v: Any, name: str) -> Any:
+    if isinstance(v, bool) or int(v) != v:
+        raise ValueError(f"{name} must be a whole number, got {v}")
+    return v
+
+
+def _share(v: Any, name: str) -> Any:
+    if not 0.0 < checks.check_finite(v, name, strict=True) <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {v}")
+    return v
+
+
 def _momentum(v: Any, name: str) -> Any:
     if not 0.0 <= checks.check_finite(v, name) < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {v}")
@@ -72,6 +84,13 @@ NUMERIC_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "weight_decay": _nonnegative_float,
     "lambda_ce": _nonnegative_float,
     "lambda_bce": _nonnegative_float,
+    # options of the claims, stats and pretrain subcommands
+    "limit": _positive,
+    "random_inits": _positive,
+    "crop_pct": _share,
+    "classes": _positive,
+    "eval_images": _positive,
+    "block": _whole,  # a block index, negative from the end
 }
 
 
