@@ -88,9 +88,12 @@ class Analysis:
             "magnitude": [round(m, 6) for m in f.magnitude[index].tolist()],
             "column_variance": [float(v) for v in column_variance(self.U[index]).tolist()],
         }
+        # no class from NaN/Inf logits; "degenerate": U constant (uniform attention, or U all zero), so the
+        # windows and D are decided by tie-breaking alone
         predicted = self.predicted_classes()
-        if predicted is not None:
+        if predicted is not None and bool(torch.isfinite(self.logits[index]).all()):
             record["predicted_class"] = int(predicted[index])
+        record["degenerate"] = bool(self.U[index].amax() == self.U[index].amin())
         return record
 
 

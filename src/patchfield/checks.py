@@ -6,7 +6,10 @@ that names the argument and the range it must lie in.
 
 from __future__ import annotations
 
-__all__ = ["check_alpha", "check_beta", "check_positive_int", "check_rates"]
+import math
+
+__all__ = ["check_alpha", "check_beta", "check_finite", "check_image_size", "check_nonnegative_int",
+           "check_positive_int", "check_rates", "check_seed"]
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:
@@ -55,6 +58,78 @@ def check_positive_int(value: int, name: str) -> int:
     >>> check_positive_int(4, "batch size")
     4
     """
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+    if not _is_whole(value) or int(value) < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, got {value}")
     return int(value)
+
+
+def _is_whole(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        return int(value) == value  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def check_nonnegative_int(value: int, name: str) -> int:
+    """A whole number of at least 0 (workers, warm-up steps, patch indices).
+
+    >>> check_nonnegative_int(0, "workers")
+    0
+    >>> check_nonnegative_int(-1, "--workers")
+    Traceback (most recent call last):
+    ValueError: --workers must be a whole number of at least 0, got -1
+    """
+    if not _is_whole(value) or int(value) < 0:
+        raise ValueError(f"{name} must be a whole number of at least 0, got {value}")
+    return int(value)
+
+
+def check_seed(value: int, name: str = "seed") -> int:
+    """A random seed every generator accepts (torch, numpy, Python): a whole number in ``[0, 2**32)``.
+
+    >>> check_seed(2**32, "--seed")
+    Traceback (most recent call last):
+    ValueError: --seed must be a whole number in [0, 2**32), got 4294967296
+    """
+    if not _is_whole(value) or not 0 <= int(value) < 2**32:
+        raise ValueError(f"{name} must be a whole number in [0, 2**32), got {value}")
+    return int(value)
+
+
+def check_finite(value: float, name: str, low: float = 0.0, *, strict: bool = False) -> float:
+    """A finite number ``>= low`` (``> low`` with ``strict``): learning rates, weights of losses, epochs.
+
+    >>> check_finite(0.5, "lr", strict=True)
+    0.5
+    >>> check_finite(float("nan"), "--lr", strict=True)
+    Traceback (most recent call last):
+    ValueError: --lr must be a finite number greater than 0.0, got nan
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    ok = math.isfinite(v) and (v > low if strict else v >= low)
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'greater than' if strict else 'of at least'} {low}, "
+                         f"got {value}")
+    return v
+
+
+def check_image_size(size: int | tuple[int, int], patch: int | tuple[int, int], name: str = "image size") -> None:
+    """``ValueError`` unless each side of ``size`` is a positive multiple of the patch size.
+
+    >>> check_image_size(32, 8)
+    >>> check_image_size((30, 32), 8, "--image-size")
+    Traceback (most recent call last):
+    ValueError: --image-size 30x32 is not a multiple of the patch size 8: use a multiple, e.g. 32
+    """
+    sizes = (size, size) if isinstance(size, int) else tuple(size)
+    patches = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    if any(int(s) < 1 or int(s) % int(p) for s, p in zip(sizes, patches)):
+        shown = "x".join(str(s) for s in sizes) if sizes[0] != sizes[1] else str(sizes[0])
+        step = "x".join(str(p) for p in patches) if patches[0] != patches[1] else str(patches[0])
+        near = max(int(patches[0]), round(int(sizes[0]) / int(patches[0])) * int(patches[0]))
+        raise ValueError(f"{name} {shown} is not a multiple of the patch size {step}: use a multiple, e.g. {near}")

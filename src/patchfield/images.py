@@ -28,7 +28,7 @@ def read_image(path: str | Path) -> Image.Image:
             return im.convert("RGB")
     except FileNotFoundError as e:
         raise ImageReadError(f"{path}: no such file") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from e
 
 

@@ -58,7 +58,18 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path} holds no state dict of tensors")
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
+    check_finite_weights(sd, path)
     return sd
+
+
+def check_finite_weights(sd: dict[str, torch.Tensor], source: str | Path) -> None:
+    """``InputError`` naming the tensors of ``sd`` that hold NaN or Inf (a diverged or corrupt checkpoint)."""
+    from .errors import InputError
+
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputError(f"weights {source} hold NaN or Inf values in {len(bad)} tensor(s): {', '.join(bad[:6])}"
+                         + (" ..." if len(bad) > 6 else "") + "; the checkpoint is corrupt or its training diverged")
 
 
 _HF_LAYER_MAP = [
@@ -163,11 +174,16 @@ def _load_hf(directory: Path) -> nn.Module:
         from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
     except ImportError as e:
         raise ImportError("loading a Hugging Face model needs transformers: pip install 'patchfield[hf]'") from e
-    config = AutoConfig.from_pretrained(directory, local_files_only=True)
-    cls = AutoModelForImageClassification if getattr(config, "architectures", None) and any(
-        a.endswith("ForImageClassification") for a in config.architectures
-    ) else AutoModel
-    model = cls.from_pretrained(directory, local_files_only=True)
+    try:
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        cls = AutoModelForImageClassification if getattr(config, "architectures", None) and any(
+            a.endswith("ForImageClassification") for a in config.architectures
+        ) else AutoModel
+        model = cls.from_pretrained(directory, local_files_only=True)
+    except Exception as e:  # corrupt weights, a pickled .bin refused by weights_only, a broken config.json
+        reason = " ".join(str(e).split())
+        raise ValueError(f"could not read weights from {directory}: {reason[:400]}") from e
+    check_finite_weights(model.state_dict(), directory)
     return model.eval()
 
 
@@ -252,6 +268,13 @@ def load_model(
     model = create_timm_model(name, **kwargs)
     if sd is not None:
         sd = prepare_state_dict(sd, model)
+        own = model.state_dict()
+        shapes = [f"{k} {tuple(v.shape)} in the file vs {tuple(own[k].shape)} in the model" for k, v in sd.items()
+                  if k in own and v.shape != own[k].shape]
+        if shapes:
+            raise ValueError(f"weights {weights} do not fit {name} (another width, depth or patch size?): "
+                             f"{len(shapes)} tensor(s) differ in shape: {'; '.join(shapes[:4])}"
+                             + (" ..." if len(shapes) > 4 else ""))
         result = model.load_state_dict(sd, strict=False)
         if strict and (result.missing_keys or result.unexpected_keys):
             raise ValueError(

@@ -4,13 +4,107 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
 from .. import checks
 from ..devices import parse_device  # noqa: F401  (re-exported: the one device parser)
 
-__all__ = ["add_model_args", "check_rates", "json_dict", "model_from_args", "parse_device"]
+__all__ = ["NUMERIC_OPTIONS", "add_model_args", "check_numeric_options", "check_rates", "json_dict",
+           "model_from_args", "parse_device"]
+
+
+def _positive(v: Any, name: str) -> Any:
+    return checks.check_positive_int(v, name)
+
+
+def _nonnegative(v: Any, name: str) -> Any:
+    return checks.check_nonnegative_int(v, name)
+
+
+def _positive_float(v: Any, name: str) -> Any:
+    return checks.check_finite(v, name, strict=True)
+
+
+def _nonnegative_float(v: Any, name: str) -> Any:
+    return checks.check_finite(v, name)
+
+
+def _whole(v: Any, name: str) -> Any:
+    if isinstance(v, bool) or int(v) != v:
+        raise ValueError(f"{name} must be a whole number, got {v}")
+    return v
+
+
+def _share(v: Any, name: str) -> Any:
+    if not 0.0 < checks.check_finite(v, name, strict=True) <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {v}")
+    return v
+
+
+def _momentum(v: Any, name: str) -> Any:
+    if not 0.0 <= checks.check_finite(v, name) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {v}")
+    return v
+
+
+#: The rule of every numeric option of every subcommand, by its ``dest``: one place, applied by
+#: :func:`check_numeric_options` before a subcommand runs (a new numeric option must be listed here;
+#: ``tests/test_cli_fuzz.py`` checks that every one is).
+NUMERIC_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
+    "alpha": checks.check_alpha,
+    "beta": checks.check_beta,
+    "betas": checks.check_beta,
+    "batch_size": _positive,
+    "shard_size": _positive,
+    "steps": _positive,
+    "epochs": _positive_float,
+    "accum_steps": _positive,
+    "log_every": _positive,
+    "stop_after_steps": _positive,
+    "checkpoint_every": _nonnegative,
+    "warmup_steps": _nonnegative,
+    "workers": _nonnegative,
+    "jobs": _positive,
+    "seed": checks.check_seed,
+    "seeds": _positive,
+    "num_images": _positive,
+    "images": _positive,  # demo: how many validation images (analyze's are paths, not checked here)
+    "image_size": _positive,
+    "num_classes": _positive,
+    "patch": _nonnegative,
+    "patches": _nonnegative,
+    "synthetic": _nonnegative,
+    "fig2_dataset": _nonnegative,
+    "lr": _positive_float,
+    "min_lr": _nonnegative_float,
+    "momentum": _momentum,
+    "weight_decay": _nonnegative_float,
+    "lambda_ce": _nonnegative_float,
+    "lambda_bce": _nonnegative_float,
+    # options of the claims, stats and pretrain subcommands
+    "limit": _positive,
+    "random_inits": _positive,
+    "crop_pct": _share,
+    "classes": _positive,
+    "eval_images": _positive,
+    "block": _whole,  # a block index, negative from the end
+}
+
+
+def check_numeric_options(args: argparse.Namespace) -> None:
+    """Check every numeric option given against :data:`NUMERIC_OPTIONS`; ``ValueError`` naming the first bad one.
+
+    Called by :func:`patchfield.cli.main` for every subcommand, before anything is loaded or written.
+    """
+    for dest, rule in NUMERIC_OPTIONS.items():
+        value = getattr(args, dest, None)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, (int, float)):
+                rule(v, "--" + dest.replace("_", "-"))
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +121,14 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args: argparse.Namespace) -> nn.Module:
+    """The model of ``--model``/``--weights``/``--image-size``/``--num-classes`` (and ``--model-kwargs`` where the
+    subcommand has it): a timm name with local weights, a Hugging Face directory or a run folder, for every
+    subcommand alike.
+
+    Raises:
+        ValueError: no weights without ``--random-weights``, or an image size that is not a multiple of the
+            patch size.
+    """
     from ..loading import is_model_directory, load_model
 
     if args.weights is None and not args.random_weights and not is_model_directory(args.model):
@@ -34,7 +136,16 @@ def model_from_args(args: argparse.Namespace) -> nn.Module:
             f"no weights for {args.model}: pass --weights FILE (a local .safetensors/.pth/.bin in timm or "
             "Hugging Face layout, or a Hugging Face model directory), or --random-weights to analyse an untrained model"
         )
-    return load_model(args.model, args.weights, img_size=args.image_size, num_classes=args.num_classes)
+    kw = dict(getattr(args, "model_kwargs", None) or {})
+    img_size = args.image_size if args.image_size is not None else kw.pop("img_size", None)
+    num_classes = args.num_classes if args.num_classes is not None else kw.pop("num_classes", None)
+    kw.pop("img_size", None), kw.pop("num_classes", None)
+    model = load_model(args.model, args.weights, img_size=img_size, num_classes=num_classes, **kw)
+    pe = getattr(model, "patch_embed", None)
+    if pe is not None and getattr(pe, "img_size", None) and getattr(pe, "patch_size", None):
+        checks.check_image_size(tuple(pe.img_size), tuple(pe.patch_size),
+                                "--image-size" if args.image_size is not None else "the model's image size")
+    return model
 
 
 def json_dict(text: str) -> dict:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from ..images import ImageReadError, read_image
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
 from ._common import add_model_args, check_rates, model_from_args, parse_device
+
+log = logging.getLogger("patchfield.analyze")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,13 +34,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _name_stages(path: Path, index: int) -> list[str]:
+    """Ever longer output names of ``path``: its stem, parent-qualified stems (``sub__good``), the same with
+    the suffix (``sub__good.png``), and last that with the argument's position (``sub__good.png@3``)."""
+    parts = [*path.parts[:-1], path.stem or "image"]
+    stages = ["__".join(parts[-d:]) for d in range(1, len(parts) + 1)]
+    full = "__".join([*parts[:-1], path.name or "image"])
+    return [*stages, full, f"{full}@{index}"]
+
+
 def _unique_names(paths: list[Path]) -> list[str]:
-    names, seen = [], {}
+    """One output folder name per image path, unique by construction.
+
+    Each image is named by its stem; where names collide, every colliding image takes its next, longer
+    name (parent folders, then the suffix), checked again against every name of the run, until all differ
+    (``good.png sub/good.png good_2.png`` -> ``good``, ``sub__good``, ``good_2``); parent folders are named
+    from the folder all inputs share. The same file given twice is refused.
+
+    Raises:
+        ValueError: a file is given twice.
+    """
+    seen: dict[Path, Path] = {}
     for path in paths:
-        stem = path.stem or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return names
+        key = Path(path).resolve()
+        if key in seen:
+            raise ValueError(f"{path} is given twice (as {seen[key]}): give each image once")
+        seen[key] = path
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    base = Path(os.path.commonpath([p.parent for p in absolute])) if absolute else Path()
+    relative = [p.relative_to(base) for p in absolute]  # parent folders named from the inputs' common folder
+    stages = [_name_stages(p, i) for i, p in enumerate(relative)]
+    depths = [len(p.parts) for p in relative]  # stages below this index are parent-qualified stems
+    level = [0] * len(paths)
+    while True:
+        names = [s[k] for s, k in zip(stages, level)]
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(name, []).append(i)
+        clashes = [g for g in groups.values() if len(g) > 1]
+        if not clashes:
+            return names
+        for group in clashes:  # those that can still take a parent folder do; when none can, all go on
+            deeper = [i for i in group if level[i] + 1 < depths[i]]
+            for i in deeper or group:
+                level[i] = min(level[i] + 1, len(stages[i]) - 1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
         for i, (path, name) in enumerate(kept):
             folder = args.out / name
             record = {"image": str(path), **result.to_json(i)}
+            if result.logits is not None and result.logits.dim() == 2 and "predicted_class" not in record:
+                log.warning("%s: the model's output holds NaN or Inf values: no predicted class is reported", path)
+            if record.get("degenerate"):
+                log.warning("%s: the attention carries no information (U is constant): its windows and D are "
+                            "decided by tie-breaking alone; marked \"degenerate\" in fields.json", path)
             if not args.no_figures:
                 from ..figures.basic import write_basic_figures
 

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ._common import add_model_args, json_dict
+from ._common import add_model_args, json_dict, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="train", help="split (default: %(default)s)")
     p.add_argument("--alpha", type=float, required=True, help="share of U's entries shaping windows (0, 1]")
     p.add_argument("--beta", type=float, required=True, help="share of patches dropped as indiscriminative [0, 1)")
-    p.add_argument("--out", type=Path, required=True, help="store folder (an unfinished one is resumed)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="store folder (an unfinished one is resumed; locked while written)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--shard-size", type=int, default=4096, help="images per shard (the unit of resumption)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
@@ -42,17 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import build_dataset
     from ..groundtruth import build_groundtruth
-    from ..loading import _hf_directory, load_model
     from ..preprocess import Preprocess
 
-    if args.weights is None and not args.random_weights and _hf_directory(Path(args.model)) is None:
-        raise ValueError(f"no weights for {args.model}: pass --weights FILE (ground truth needs a trained ViT), "
-                         "or --random-weights for a smoke test")
-    kw = dict(args.model_kwargs)
-    img_size = args.image_size if args.image_size is not None else kw.pop("img_size", None)
-    num_classes = args.num_classes if args.num_classes is not None else kw.pop("num_classes", None)
-    kw.pop("img_size", None), kw.pop("num_classes", None)
-    model = load_model(args.model, args.weights, img_size=img_size, num_classes=num_classes, **kw)
+    model = model_from_args(args)
     preprocess = Preprocess.for_model(model)
     height, width = preprocess.size
     dataset = build_dataset(args.data, args.split, height if height == width else (height, width),

@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
         write_report(json.loads(results_path.read_text()), Path(cfg.doc))
         print(f"report rewritten: {cfg.doc}")
         return 0
-    results = run_study(cfg, jobs=args.jobs)
+    from ..utils.lock import FolderLock
+
+    with FolderLock(cfg.out):  # each run folder inside is locked again by its training
+        results = run_study(cfg, jobs=args.jobs)
     print(f"reproduction study: {len(results['runs'])} runs in {results['seconds'] / 60:.1f} min; "
           f"report in {cfg.doc}, results in {cfg.out}/results.json")
     return 0

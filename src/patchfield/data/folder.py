@@ -45,7 +45,7 @@ def _header_problem(path: Path) -> str | None:
         return None
     except FileNotFoundError:
         return "no such file"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         return f"not a readable image ({e})"
 
 
@@ -107,7 +107,7 @@ class _FileDataset(Dataset):
             with Image.open(self.root / rel) as im:
                 im.load()
                 return im.convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             self.load_failures += 1
             log.warning("%s: skipped unreadable image %s (%s)", self.name, self.root / rel, e)
             return None

@@ -129,7 +129,8 @@ def explorer_html(maps: AttentionMaps, image, index: int = 0, alpha: float = 0.1
     import html
 
     payload = explorer_payload(maps, image, index, alpha, beta, **kwargs)
-    data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+    # "<" only occurs inside JSON strings; as \u003c no "</script", "<script" or "<!--" can end the block early
+    data = json.dumps(payload, separators=(",", ":")).replace("<", "\\u003c")
     page = _asset("template.html")
     for key, value in (("__PF_CSS__", _asset("explorer.css")), ("__PF_JS__", _asset("explorer.js")),
                        ("__PF_TITLE__", html.escape(title or "patchfield explorer")), ("__PF_DATA__", data)):

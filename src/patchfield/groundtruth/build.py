@@ -17,6 +17,7 @@ import queue
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,12 @@ from tqdm import tqdm
 from ..analysis import analyze
 from ..checks import check_rates
 from ..encoding import encode_field
+from ..errors import InputError, one_line
 from ..grid import Grid
 from ..training.distributed import distributed_env
+from ..utils.fingerprint import weights_hash
 from ..utils.io import write_json_atomic
+from ..utils.lock import FolderLock, FolderLockedError
 from .store import (
     FORMAT,
     MANIFEST,
@@ -44,7 +48,7 @@ from .store import (
     write_shard,
 )
 
-__all__ = ["build_groundtruth", "dataset_fingerprint"]
+__all__ = ["build_groundtruth", "dataset_fingerprint", "model_config"]
 
 log = logging.getLogger("patchfield.groundtruth")
 
@@ -57,6 +61,37 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     if fp is not None:
         return str(fp)
     return hashlib.sha256(f"{type(dataset).__name__}|{len(dataset)}".encode()).hexdigest()[:16]
+
+
+def model_config(model: torch.nn.Module) -> dict[str, Any]:
+    """What, besides its weights, fixes a model's fields: its class, patch grid, input size and normalisation."""
+    from ..images import model_input_spec
+
+    spec = model_input_spec(model)
+    grid = model_grid(model)
+    return {"class": type(model).__name__, "grid": [grid.height, grid.width], "input_size": list(spec["size"]),
+            "mean": [round(float(m), 6) for m in spec["mean"]], "std": [round(float(s), 6) for s in spec["std"]]}
+
+
+def _lock_store(out: Path, rank: int, world: int) -> FolderLock | None:
+    """Rank 0 locks the store folder (removing temporaries of killed writers); every rank fails alike when it
+    cannot."""
+    lock, error = None, None
+    if rank == 0:
+        try:
+            lock = FolderLock(out).acquire()
+        except (FolderLockedError, OSError) as e:
+            error = e
+    if world > 1:
+        import torch.distributed as dist
+
+        said = [one_line(error) if error is not None else None]
+        dist.broadcast_object_list(said, src=0)
+        if said[0] is not None and error is None:
+            raise FolderLockedError(said[0])
+    if error is not None:
+        raise error
+    return lock
 
 
 def _model_name(model: torch.nn.Module) -> str:
@@ -164,9 +199,9 @@ def _existing_shard_ok(path: Path, meta: dict[str, Any]) -> bool:
         return False  # unreadable: recompute it
     differ = {k: (theirs.get(k), v) for k, v in meta.items() if k != "grid" and theirs.get(k) != v}
     if differ:
-        listed = ", ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in differ.items())
-        raise ValueError(f"{path} was computed with other settings ({listed}); use another output folder, "
-                         "or delete it to start over")
+        listed = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in differ.items())
+        raise ValueError(f"cannot resume: {path} was computed with other settings ({listed}); run with the same "
+                         "model, weights, data and settings, or use another output folder")
     return True
 
 
@@ -219,13 +254,18 @@ def build_groundtruth(
     if n == 0:
         raise ValueError("the data set is empty")
     out = Path(out_dir)
-    with distributed_env(device, timeout=datetime.timedelta(hours=6)) as env:
+    with ExitStack() as stack:
+        env = stack.enter_context(distributed_env(device, timeout=datetime.timedelta(hours=6)))
         dev, rank, world = env.device, env.rank, env.world_size
+        lock = _lock_store(out, rank, world)
+        if lock is not None:
+            stack.callback(lock.release)
         model = model.eval().to(dev)
         settings = {
             "format": FORMAT, "version": VERSION, "alpha": float(alpha), "beta": float(beta),
             "shard_size": int(shard_size), "num_images": n, "fingerprint": dataset_fingerprint(dataset),
-            "model": model_name or _model_name(model),
+            "model": model_name or _model_name(model), "weights": weights_hash(model),
+            "model_config": model_config(model),
             "amp": "bf16" if amp else None,  # None matches the shards of stores written before the option
         }
         manifest_path = out / MANIFEST
@@ -235,7 +275,8 @@ def build_groundtruth(
             if done.get("dataset", {}).get("fingerprint") != settings["fingerprint"]:
                 mismatch["fingerprint"] = (done.get("dataset", {}).get("fingerprint"), settings["fingerprint"])
             if mismatch:
-                raise ValueError(f"{out} already holds a finished store with other settings ({mismatch}); "
+                listed = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in mismatch.items())
+                raise ValueError(f"{out} already holds a finished store with other settings ({listed}); "
                                  "use another output folder")
             env.barrier()
             return GroundTruthStore(out)
@@ -253,9 +294,7 @@ def build_groundtruth(
             if k in finished:
                 done_images += stop - start
             else:
-                todo.append((k, start, stop))
-                for stale in out.glob(f".{shard_name(k)}.tmp*"):  # left by a killed writer
-                    stale.unlink(missing_ok=True)
+                todo.append((k, start, stop))  # (temporaries of killed writers went when rank 0 took the lock)
         total = sum(min((k + 1) * shard_size, n) - k * shard_size for k in mine)
         bar = tqdm(total=total, initial=done_images, unit="img", desc="groundtruth", file=sys.stderr,
                    disable=not progress or rank != 0, dynamic_ncols=True)
@@ -298,6 +337,9 @@ def _analyse_batch(model: torch.nn.Module, images: torch.Tensor, ok: np.ndarray,
     if not ok.any():
         return None, None
     res = analyze(model, images.to(dev, non_blocking=True), alpha, beta, amp=amp)
+    if res.logits is not None and not bool(torch.isfinite(res.logits).all()):
+        raise InputError("the model's output holds NaN or Inf values: its weights or these inputs are broken, so "
+                         "no field, predicted class or E_O can be stored")
     code = encode_field(res.field)
     b = len(ok)
     out = {
@@ -367,6 +409,7 @@ def _write_manifest(out: Path, settings: dict[str, Any], num_shards: int, n: int
         "dataset": {"name": name, "len": n, "fingerprint": settings["fingerprint"],
                     "split": getattr(dataset, "split", None)},
         "fingerprint": settings["fingerprint"], "model": settings["model"], "shard_size": settings["shard_size"],
+        "weights": settings["weights"], "model_config": settings["model_config"],
         "shards": shards, "failed": failed, "failed_files": names,
         "expected_interactions": total / valid_count if valid_count else None,
         "bytes_per_image": grid[0] * grid[1] * 4 + -(-grid[0] * grid[1] // 8),

@@ -36,6 +36,8 @@ __all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "model_grid", "re
 FORMAT = "patchfield-groundtruth"
 VERSION = 1
 MANIFEST = "manifest.json"
+#: Settings every shard must share with the manifest: what determines a field.
+_FINGERPRINT_KEYS = ("alpha", "beta", "fingerprint", "model", "weights", "model_config", "shard_size", "num_images")
 SHARD_KEYS = ("bounds", "dropped", "interactions", "window_interactions", "labels", "predicted", "valid")
 
 
@@ -111,6 +113,7 @@ class GroundTruthStore:
             if not (self.path / shard["file"]).is_file():
                 missing = self.path / shard["file"]
                 raise FileNotFoundError(f"ground-truth shard {missing} listed in {manifest} is missing")
+            self._check_shard_fingerprint(shard["file"], read_shard_meta(self.path / shard["file"]))
         self._arrays: dict[str, np.ndarray] | None = None
 
     # -- settings -------------------------------------------------------------------------------
@@ -150,6 +153,7 @@ class GroundTruthStore:
             expected = 0
             for shard in self.manifest["shards"]:
                 arrays, meta = read_shard(self.path / shard["file"])
+                self._check_shard_fingerprint(shard["file"], meta)
                 if meta["start"] != expected or meta["stop"] - meta["start"] != len(arrays["valid"]):
                     raise ValueError(f"shard {shard['file']} covers images {meta['start']}..{meta['stop']}, "
                                      f"expected to start at {expected}: the store is inconsistent, rebuild it")
@@ -160,6 +164,14 @@ class GroundTruthStore:
                 raise ValueError(f"shards of {self.path} hold {expected} images, the manifest says {len(self)}")
             self._arrays = {k: np.concatenate(v) for k, v in parts.items()}
         return self._arrays
+
+    def _check_shard_fingerprint(self, name: str, meta: dict[str, Any]) -> None:
+        """``ValueError`` unless the shard was computed with the manifest's model, weights, data and rates."""
+        differ = [k for k in _FINGERPRINT_KEYS if k in self.manifest and meta.get(k) != self.manifest[k]]
+        if differ:
+            listed = ", ".join(f"{k} {meta.get(k)!r} vs {self.manifest[k]!r}" for k in differ)
+            raise ValueError(f"shard {name} of {self.path} was not computed with the manifest's inputs ({listed}): "
+                             "the store mixes two builds; rebuild it (`patchfield groundtruth` into a new folder)")
 
     @property
     def interactions(self) -> np.ndarray:

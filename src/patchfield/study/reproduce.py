@@ -140,8 +140,6 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
     from ..training import TrainConfig, evaluate_run, train
 
     done = run_dir / "eval.json"
-    if done.is_file():
-        return json.loads(done.read_text())
     key = (row.alpha, row.beta)
     train_store = stores.get(("train", *key)) if row.kind != "vit" else None
     t0 = time.perf_counter()
@@ -152,13 +150,21 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
         optimizer=cfg.optimizer, lr=cfg.lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         checkpoint_every=0, seed=seed, progress=cfg.progress, resume=(run_dir / "checkpoint.pt").exists(),
     )
+    if done.is_file():  # finished: reuse it only when it was trained with these settings
+        finished = json.loads(done.read_text())
+        diff = TrainConfig.from_dict(finished["train_config"]).mismatches(tc) if "train_config" in finished else []
+        if diff:
+            raise ValueError(f"{run_dir} holds a finished run of other settings ({'; '.join(diff)}): rerun the "
+                             "study with its settings, or give another --out")
+        return finished
     train(tc)
     train_s = time.perf_counter() - t0
     val_store = stores.get(("val", *key)) if row.kind in ("awd", "awd-dip") else None
     result = evaluate_run(run_dir=str(run_dir), data=dataset, split="val",
                           data_kwargs=_data_kwargs(dataset, cfg.val_images),
                           groundtruth=str(val_store) if val_store else None, progress=cfg.progress)
-    result = {**result, "row": row.key, "seed": seed, "train_seconds": round(train_s, 1)}
+    result = {**result, "row": row.key, "seed": seed, "train_seconds": round(train_s, 1),
+              "train_config": tc.to_dict()}
     write_json_atomic(done, result)
     return result
 

@@ -68,6 +68,11 @@ def evaluate(
             raise ValueError(f"evaluating kind {kind!r} needs the fields of the images: pass a ground-truth store")
         with autocast():
             logits, _, interactions = forward_kind(model, kind, images, mask, dropped)
+        if not bool(torch.isfinite(logits).all()):
+            from ..errors import InputError
+
+            raise InputError("the model's output holds NaN or Inf values: its weights or these images are broken; "
+                             "no accuracy or E_O is reported from them")
         k = min(5, logits.shape[-1])
         top = logits.float().topk(k, dim=-1).indices
         hit = top == labels[:, None]

@@ -16,7 +16,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import one_line
+from ..utils.fingerprint import file_hash
 from ..utils.io import atomic_write
+from ..utils.lock import FolderLock, FolderLockedError
 from .build import build_model, forward_kind, model_grid, unwrap
 from .checkpoint import (
     CHECKPOINT,
@@ -195,6 +198,37 @@ def _run_info(cfg: TrainConfig, prep: dict[str, Any], step: int) -> dict[str, An
     }
 
 
+def _inputs_fingerprint(cfg: TrainConfig, prep: dict[str, Any]) -> dict[str, Any]:
+    """Content hashes of what a run reads besides its settings: starting weights, data set, ground truth."""
+    from ..groundtruth.build import dataset_fingerprint
+
+    ds = prep["dataset"]
+    store = prep["store"]
+    return {
+        "weights": file_hash(cfg.weights) if cfg.weights else None,
+        "data": dataset_fingerprint(getattr(ds, "dataset", ds)),
+        "groundtruth": None if store is None else {k: store.manifest.get(k) for k in ("fingerprint", "weights",
+                                                                                       "alpha", "beta")},
+    }
+
+
+def _lock_run(out: Path, env: DistEnv) -> FolderLock | None:
+    """Rank 0 locks the run folder (removing temporaries of killed writers); every rank fails alike when it
+    cannot."""
+    lock, error = None, None
+    if env.is_main:
+        try:
+            lock = FolderLock(out).acquire()
+        except (FolderLockedError, OSError) as e:
+            error = e
+    said = all_gather_objects(one_line(error) if error is not None else None, env)[0]
+    if error is not None:
+        raise error
+    if said is not None:
+        raise FolderLockedError(said)
+    return lock
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train one model as ``cfg`` says; returns ``{"step", "out", "last"}`` (``last``: the final log line).
 
@@ -207,6 +241,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 @isolated_rng()  # the run seeds the global generators; the caller gets its own states back
 def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
+    """:func:`_train_unlocked` holding the run folder's lock (rank 0): a second writer fails at once."""
+    lock = _lock_run(Path(cfg.out), env)
+    try:
+        return _train_unlocked(cfg, env)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_unlocked(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not cfg.resume:
@@ -226,9 +270,13 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
     scheduler = build_scheduler(optimizer, total, cfg.warmup_steps, cfg.min_lr)
     step = 0
     resumed_sums = None
+    inputs = _inputs_fingerprint(cfg, prep)
     if cfg.resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         diff = TrainConfig.from_dict(state["config"]).mismatches(cfg)
+        before = state.get("inputs") or {}
+        diff += [f"{k}: content {before[k]!r} then, {inputs[k]!r} now" for k in inputs
+                 if k in before and before[k] != inputs[k]]
         if diff:
             raise ValueError(f"--resume with other settings than the run in {out}: " + "; ".join(diff))
         if state["world_size"] != env.world_size:
@@ -262,8 +310,6 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
             note = f", its top-1 on these images {acc:.1%}" if acc is not None else ""
             logger.info("fields from %s (alpha %s, beta %s%s); SPEC §7 wants a well-trained ViT",
                         prep["store"].model_name, prep["store"].alpha, prep["store"].beta, note)
-        for stale in out.glob(f".{CHECKPOINT}.tmp*"):  # left by a process killed while writing
-            stale.unlink(missing_ok=True)
         if step == 0:
             _trim_log(out / LOG_FILE, 0)  # a run killed before its first checkpoint starts over
 
@@ -272,7 +318,7 @@ def _train(cfg: TrainConfig, env: DistEnv) -> dict[str, Any]:
         partial = all_gather_objects(sums.clone(), env)  # the log interval in progress, per process
         if env.is_main:
             save_checkpoint(ckpt_path, {
-                "config": cfg.to_dict(), "step": at, "world_size": env.world_size,
+                "config": cfg.to_dict(), "inputs": inputs, "step": at, "world_size": env.world_size,
                 "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rngs, "log_sums": partial,
                 "data": {"micro_batch": at * cfg.accum_steps, "epoch": at * cfg.accum_steps // per_epoch},
