@@ -1,8 +1,11 @@
 """An exclusive lock on an output folder, so two processes never write one store or run at once.
 
-The lock is the file ``<folder>/.patchfield.lock``, held with ``fcntl.flock`` on an open file (the
-kernel releases it when the process ends, even on ``kill -9``) and holding the holder's PID for the
-message a second writer gets. A lock file left by a dead process is taken over and reported.
+The lock is the file ``<folder>/.patchfield.lock``, held with a POSIX record lock (``fcntl.lockf``)
+and holding the holder's PID for the message a second writer gets. The kernel releases the lock
+when the process ends, even on ``kill -9``; unlike ``flock``, a record lock is not inherited by
+forked children (data-loader workers), so a worker that outlives a killed writer for a moment does
+not keep its folder locked. A lock file left by a dead process is taken over and reported. Within
+one process a folder can be locked once at a time (a registry of held folders).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ __all__ = ["FolderLock", "FolderLockedError", "LOCK_FILE"]
 LOCK_FILE = ".patchfield.lock"
 
 log = logging.getLogger("patchfield.lock")
+_HELD: set[Path] = set()  # folders this process holds (record locks do not conflict within a process)
 
 try:
     import fcntl
@@ -62,6 +66,7 @@ class FolderLock:
         self.path = self.folder / LOCK_FILE
         self.option = option
         self._fd: int | None = None
+        self._key: Path | None = None
         self._created = False
         self.stale_pid: str | None = None
 
@@ -73,11 +78,15 @@ class FolderLock:
                                      f"choose another {self.option}")
         self._created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
+        key = self.folder.resolve()
+        if key in _HELD:
+            raise FolderLockedError(f"{self.folder} is being written by process {os.getpid()} (this one); "
+                                    f"choose another {self.option}")
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except (BlockingIOError, PermissionError):
                 holder = _read_pid(fd) or "unknown"
                 os.close(fd)
                 raise FolderLockedError(f"{self.folder} is being written by process {holder}; wait for it or "
@@ -99,6 +108,8 @@ class FolderLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         os.fsync(fd)
         self._fd = fd
+        self._key = key
+        _HELD.add(key)
         if self.clean:
             from .io import remove_stale_temporaries
 
@@ -112,9 +123,10 @@ class FolderLock:
         try:
             self.path.unlink(missing_ok=True)
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+            _HELD.discard(self._key)
         if self._created:  # a run that failed before writing anything leaves no folder behind
             try:
                 self.folder.rmdir()
