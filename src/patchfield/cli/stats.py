@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..images import ImageReadError, model_input_spec, read_image, to_model_input
 from ..utils.io import write_json_atomic
-from ._common import model_from_args
+from ._common import model_from_args, parse_device
 
 
 class _ModelAction(argparse.Action):
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beta", type=float, default=0.2, help="share of patches in D for the overlap [0, 1)")
     p.add_argument("--block", type=int, default=-1, help="block whose output norms define artefacts (default: last)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu", help="torch device for the forward passes (e.g. cuda:0)")
     p.add_argument("--no-figures", action="store_true", help="write stats.json only")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run, pairs=None)
@@ -63,7 +64,7 @@ def _model_stats(args, model_name: str, weights: str | None, label: str, names: 
 
     spec_args = argparse.Namespace(model=model_name, weights=weights, image_size=args.image_size,
                                    num_classes=args.num_classes, random_weights=args.random_weights)
-    model = model_from_args(spec_args)
+    model = model_from_args(spec_args).to(args.torch_device)
     spec = model_input_spec(model)
     folder = args.out / label
     records: list[dict] = []
@@ -84,7 +85,7 @@ def _model_stats(args, model_name: str, weights: str | None, label: str, names: 
             kept.append((path, name))
         if not batch:
             continue
-        stats = head_statistics(model, torch.stack(batch), beta=args.beta, block=args.block)
+        stats = head_statistics(model, torch.stack(batch).to(args.torch_device), beta=args.beta, block=args.block)
         first = first or stats
         for i, (path, name) in enumerate(kept):
             record = {"image": str(path), **stats.image_record(i)}
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_beta(args.beta, "--beta")
     check_positive_int(args.batch_size, "--batch-size")
+    args.torch_device = parse_device(args.device)
     pairs = args.pairs or []
     labels = _labels([m for m, _ in pairs])
     names = _unique_names(args.images)
