@@ -161,6 +161,9 @@ def test_mixture_finds_none_in_unimodal_norms():
             fit = artefact_tokens((3 + 0.3 * torch.randn(n, generator=g)).exp())
             assert not fit.found and fit.tokens == [] and fit.crossover is None, (n, seed)
             assert fit.reason.startswith("not bimodal")
+    halves = torch.cat([10 + torch.linspace(0, 1, 30), 100 + torch.linspace(0, 1, 30)])  # bimodal, but half the tokens
+    fit = artefact_tokens(halves)
+    assert not fit.found and fit.separation > 2 and "holds 50%" in fit.reason
     assert "equal" in artefact_tokens(torch.ones(20)).reason
     assert not artefact_tokens(torch.tensor([1.0, 2.0, 100.0])).found  # too few tokens
     with pytest.raises(ValueError, match="positive"):

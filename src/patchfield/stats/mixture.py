@@ -178,7 +178,8 @@ def artefact_tokens(norms: torch.Tensor) -> ArtefactFit:
         fit.reason = f"not bimodal: separation d' = {sep:.2f} < {MIN_SEPARATION:g}"
         return fit
     if float(w[1]) > MAX_SHARE:
-        fit.reason = f"not bimodal: the high component holds {float(w[1]):.0%} of the tokens, not a minority"
+        fit.reason = (f"no artefacts: the high component holds {float(w[1]):.0%} of the tokens "
+                      f"(at most {MAX_SHARE:.0%} for a few artefact tokens)")
         return fit
     cross = _crossover(w, m, v)
     if cross is None:
