@@ -133,10 +133,9 @@ def explorer_payload(
 
 def _head_stats(block: torch.Tensor, grid, patch_size) -> dict[str, Any]:
     """Each layer's and head's mean attention distance (pixels) and entropy (nats), ``[L][k]`` each."""
-    from ..stats import attention_entropy, mean_attention_distance
+    from ..stats import head_reductions
 
-    distance = mean_attention_distance(block, grid, patch_size)
-    entropy = attention_entropy(block)
+    distance, entropy = head_reductions(block, grid, patch_size)
     return {
         "patch_size": [float(patch_size[0]), float(patch_size[1])],
         "mean_distance": [[round(float(v), 4) for v in row] for row in distance.tolist()],

@@ -11,6 +11,7 @@ from .collect import HeadStats, artefact_overlap, head_statistics, summarize_ima
 from .heads import (
     attention_entropy,
     class_token_attention,
+    head_reductions,
     mean_attention_distance,
     patch_distances,
     renormalized_patch_rows,
@@ -29,6 +30,7 @@ __all__ = [
     "class_token_attention",
     "fit_two_gaussians",
     "has_class_token",
+    "head_reductions",
     "head_statistics",
     "mean_attention_distance",
     "patch_distances",

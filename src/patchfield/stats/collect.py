@@ -20,7 +20,7 @@ from ..dip import column_variance, indiscriminative_patches
 from ..grid import Grid
 from ..uncertainty import UncertaintyAccumulator
 from .blocks import block_output_norms, has_class_token, patch_size_of
-from .heads import attention_entropy, class_token_attention, mean_attention_distance, patch_distances
+from .heads import class_token_attention, head_reductions, patch_distances
 from .mixture import ArtefactFit, artefact_tokens
 from .ranks import spearman
 
@@ -133,7 +133,7 @@ def head_statistics(model: nn.Module, images: torch.Tensor, *, beta: float = 0.2
         patch = attn[..., p:, p:]
         acc.update(patch)
         cls = class_token_attention(attn, p) if state["cls"] and p > 0 else None
-        per_layer[layer] = (mean_attention_distance(patch, grid, size, distances), attention_entropy(patch), cls)
+        per_layer[layer] = (*head_reductions(patch, grid, size, distances), cls)
 
     with block_output_norms(model) as recorder, attention_hooks(model, on_layer) as adapter:
         grid = adapter.grid(images)

@@ -20,6 +20,7 @@ from ..grid import Grid
 __all__ = [
     "attention_entropy",
     "class_token_attention",
+    "head_reductions",
     "mean_attention_distance",
     "patch_distances",
     "renormalized_patch_rows",
@@ -85,11 +86,7 @@ def mean_attention_distance(
     >>> round(mean_attention_distance(torch.full((2, 2), 0.5), (1, 2), 16).item(), 6)
     8.0
     """
-    g = Grid.coerce(grid)
-    _check_block(block, g.n)
-    a = renormalized_patch_rows(block)
-    d = patch_distances(g, patch_size, a.dtype) if distances is None else distances.to(a.dtype)
-    return (a * d.to(a.device)).sum(-1).mean(-1)
+    return head_reductions(block, grid, patch_size, distances)[0]
 
 
 def attention_entropy(block: torch.Tensor) -> torch.Tensor:
@@ -99,8 +96,23 @@ def attention_entropy(block: torch.Tensor) -> torch.Tensor:
     True
     """
     _check_block(block)
+    return _entropy(renormalized_patch_rows(block))
+
+
+def _entropy(rows: torch.Tensor) -> torch.Tensor:
+    return -torch.special.xlogy(rows, rows).sum(-1).mean(-1)
+
+
+def head_reductions(
+    block: torch.Tensor, grid: Grid | tuple[int, int], patch_size: int | tuple[int, int],
+    distances: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean distance, entropy)`` of a patch block ``[..., N, N]``, rows renormalised once for both."""
+    g = Grid.coerce(grid)
+    _check_block(block, g.n)
     a = renormalized_patch_rows(block)
-    return -torch.special.xlogy(a, a).sum(-1).mean(-1)
+    d = patch_distances(g, patch_size, a.dtype) if distances is None else distances.to(a.dtype)
+    return (a * d.to(a.device)).sum(-1).mean(-1), _entropy(a)
 
 
 def class_token_attention(attn: torch.Tensor, num_prefix_tokens: int, cls_index: int = 0
