@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -124,12 +125,13 @@ def _model_figures(summary: dict, folder: Path, root: Path) -> dict[str, str]:
     from ..figures._draw import save_figure
     from ..stats.figures import plot_head_statistic
 
-    label = summary["label"]
+    label, n = summary["label"], summary["grid"][0] * summary["grid"][1]
     figs = {
         "mean_distance": plot_head_statistic(summary["mean_distance"], "mean attention distance (pixels)",
                                              f"{label}: mean attention distance per head"),
         "entropy": plot_head_statistic(summary["entropy"], "attention entropy (nats)",
-                                       f"{label}: attention entropy per head"),
+                                       f"{label}: attention entropy per head", math.log(n),
+                                       f"uniform: ln N = {math.log(n):.2f}"),
     }
     return {k: str(save_figure(f, folder / f"{k}.png")) for k, f in figs.items()}
 

@@ -21,13 +21,19 @@ from .collect import HeadStats
 __all__ = ["draw_head_scatter", "plot_artefacts", "plot_comparison", "plot_head_statistic", "plot_norm_histogram"]
 
 
-def draw_head_scatter(ax: Axes, values, ylabel: str, title: str | None = None) -> None:
-    """One dot per head against its layer (``values`` ``[L, k]``), the mean of heads as a line (ViT paper, Fig. 7)."""
+def draw_head_scatter(ax: Axes, values, ylabel: str, title: str | None = None, ceiling: float | None = None,
+                      ceiling_label: str | None = None) -> None:
+    """One dot per head against its layer (``values`` ``[L, k]``), the mean of heads as a line (ViT paper, Fig. 7).
+
+    ``ceiling``: a reference level drawn dashed (e.g. ``ln N``, the entropy of uniform attention).
+    """
     v = np.asarray(to_numpy(values), dtype=np.float64)
     layers, heads = v.shape
     x = np.repeat(np.arange(1, layers + 1), heads)
     ax.scatter(x, v.reshape(-1), s=14, alpha=0.75, color="#1565c0", edgecolors="none", label="one head")
     ax.plot(np.arange(1, layers + 1), v.mean(1), color="#e65100", linewidth=1.2, label="mean of heads")
+    if ceiling is not None:
+        ax.axhline(ceiling, color="#616161", linestyle="--", linewidth=0.9, label=ceiling_label)
     ax.set_xlabel("layer (network depth)", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_xticks(np.arange(1, layers + 1, max(1, layers // 12)))
@@ -38,11 +44,12 @@ def draw_head_scatter(ax: Axes, values, ylabel: str, title: str | None = None) -
         ax.set_title(title, fontsize=9)
 
 
-def plot_head_statistic(values, ylabel: str, title: str) -> Figure:
+def plot_head_statistic(values, ylabel: str, title: str, ceiling: float | None = None,
+                        ceiling_label: str | None = None) -> Figure:
     """:func:`draw_head_scatter` as a figure of its own."""
     fig = new_figure(4.6, 3.4)
     ax = fig.add_subplot()
-    draw_head_scatter(ax, values, ylabel, title)
+    draw_head_scatter(ax, values, ylabel, title, ceiling, ceiling_label)
     ax.legend(fontsize=7, loc="best")
     return fig
 
@@ -94,13 +101,14 @@ def plot_comparison(models: Sequence[tuple[str, dict]]) -> Figure:
 
     Args:
         models: ``(label, summary)`` pairs; ``summary`` holds ``mean_distance``, ``entropy`` (``[L][k]``)
-            and ``mean_norm`` (``[blocks]``), as in ``stats.json``.
+            and ``mean_norm`` (``[blocks]``), as in ``stats.json``; with ``grid`` the entropy plot marks ``ln N``.
     """
     fig = new_figure(11.0, 2.9 * len(models) + 0.3)
     axes = np.asarray(fig.subplots(len(models), 3, squeeze=False))
     for row, (label, s) in zip(axes, models):
         draw_head_scatter(row[0], s["mean_distance"], "mean distance (px)", f"{label}: mean attention distance")
-        draw_head_scatter(row[1], s["entropy"], "entropy (nats)", f"{label}: attention entropy")
+        ceiling = math.log(s["grid"][0] * s["grid"][1]) if "grid" in s else None
+        draw_head_scatter(row[1], s["entropy"], "entropy (nats)", f"{label}: attention entropy", ceiling)
         norm = np.asarray(s["mean_norm"], dtype=np.float64)
         row[2].plot(np.arange(1, norm.size + 1), norm, marker="o", markersize=3, color="#2e7d32")
         row[2].set_xticks(np.arange(1, norm.size + 1, max(1, norm.size // 12)))
