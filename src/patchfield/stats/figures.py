@@ -99,12 +99,14 @@ def plot_norm_histogram(stats: HeadStats, index: int = 0) -> Figure:
 def plot_comparison(models: Sequence[tuple[str, dict]]) -> Figure:
     """One row per model: mean distance and entropy per head against layer, mean patch-token norm per block.
 
+    Each column shares its y axis across the models, so the rows compare directly.
+
     Args:
         models: ``(label, summary)`` pairs; ``summary`` holds ``mean_distance``, ``entropy`` (``[L][k]``)
             and ``mean_norm`` (``[blocks]``), as in ``stats.json``; with ``grid`` the entropy plot marks ``ln N``.
     """
     fig = new_figure(11.0, 2.9 * len(models) + 0.3)
-    axes = np.asarray(fig.subplots(len(models), 3, squeeze=False))
+    axes = np.asarray(fig.subplots(len(models), 3, squeeze=False, sharey="col"))  # one scale per statistic
     for row, (label, s) in zip(axes, models):
         draw_head_scatter(row[0], s["mean_distance"], "mean distance (px)", f"{label}: mean attention distance")
         ceiling = math.log(s["grid"][0] * s["grid"][1]) if "grid" in s else None
