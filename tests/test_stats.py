@@ -215,7 +215,11 @@ def _block_norms(model, images) -> torch.Tensor:
 
 def test_head_statistics_on_a_timm_vit_agree_with_capture(images, one_thread):
     model = tiny_vit()
+    calls = []
+    hook = model.patch_embed.register_forward_hook(lambda *_: calls.append(1))
     s = head_statistics(model, images, beta=0.25)
+    hook.remove()
+    assert len(calls) == 1  # one forward pass serves every statistic
     maps = pf.capture_attention(model, images)
     block = maps.patch_block().double()
     for b in range(images.shape[0]):
