@@ -22,6 +22,7 @@ from PIL import Image
 import patchfield as pf
 from patchfield.cli import main
 from patchfield.explorer import explorer_html, explorer_payload
+from patchfield.stats import attention_entropy, head_statistics, mean_attention_distance
 
 
 def _maps(grid: int, layers: int = 3, heads: int = 2, prefix: int = 1, seed: int = 0, width: int | None = None
@@ -60,6 +61,18 @@ def test_payload_is_exact_and_self_contained():
     block = maps.patch_block()[0].double().numpy()
     np.testing.assert_allclose(q / 255 * scale[..., None], block, atol=block.max() / 255 / 2 + 1e-9)
     np.testing.assert_allclose(scale, block.max(-1), rtol=1e-6)
+    stats = data["head_stats"]  # per layer and head, 8-pixel patches (32 pixels over 4 patches)
+    assert stats["patch_size"] == [8.0, 8.0]
+    tblock = torch.from_numpy(block)
+    np.testing.assert_allclose(stats["mean_distance"], mean_attention_distance(tblock, (4, 4), 8), atol=1e-4)
+    np.testing.assert_allclose(stats["entropy"], attention_entropy(tblock), atol=1e-5)
+    assert "artefacts" not in data
+    norms = torch.full((16,), 10.0) + torch.linspace(0, 1, 16)
+    norms[[3, 9]] = 100.0
+    with_norms = explorer_payload(maps, _image(32), norms=norms, norm_block=2, patch_size=(4, 4))
+    assert with_norms["artefacts"]["tokens"] == [3, 9] and with_norms["artefacts"]["block"] == 2
+    np.testing.assert_allclose(with_norms["head_stats"]["mean_distance"],
+                               mean_attention_distance(tblock, (4, 4), 4), atol=1e-4)
     small = explorer_payload(maps, _image(32), full_attention=False)
     assert "full" not in small["attention"] and "layer_mean" in small["attention"]
     with pytest.raises(ValueError, match="alpha"):
@@ -133,6 +146,24 @@ def _check_against_python(state: dict, U: torch.Tensor, grid: pf.Grid) -> None:
     np.testing.assert_allclose([float(v) for v in state["tendency"].split(",")], f.tendency[p].tolist(), atol=1e-6)
 
 
+def _check_head_stats(page, stats, layer: int) -> None:
+    """Every head's mean distance and entropy beside its thumbnails equal patchfield.stats' numbers."""
+    def numbers(selector):
+        return page.locator(selector).evaluate_all(
+            "fs => fs.map(f => [Number(f.dataset.distance), Number(f.dataset.entropy), f.textContent])")
+
+    heads = numbers("#thumbs-heads figure")
+    k = stats.mean_distance.shape[-1]
+    assert len(heads) == k
+    for h, (d, e, text) in enumerate(heads):
+        assert d == pytest.approx(float(stats.mean_distance[0, layer, h]), abs=1e-4)
+        assert e == pytest.approx(float(stats.entropy[0, layer, h]), abs=1e-5)
+        assert f"{d:.1f} px" in text and f"{e:.2f} nats" in text
+    full = numbers("#thumbs-full figure")
+    np.testing.assert_allclose([f[0] for f in full], stats.mean_distance[0].flatten().tolist(), atol=1e-4)
+    np.testing.assert_allclose([f[1] for f in full], stats.entropy[0].flatten().tolist(), atol=1e-5)
+
+
 @pytest.mark.browser
 def test_explore_cli_page_in_chromium(browser, tmp_path):
     import timm
@@ -151,11 +182,18 @@ def test_explore_cli_page_in_chromium(browser, tmp_path):
     x, _ = Preprocess.for_model(model)(read_image(tmp_path / "img.png"))
     U = pf.interaction_uncertainty(pf.capture_attention(model, x[None]).patch_block())[0]
     grid = pf.Grid(6, 6)
+    stats = head_statistics(model, x[None])
 
     page, errors = _open(browser, out)
     state = _state(page)
     assert (state["alpha"], state["beta"], state["selected"]) == ("0.1", "0.2", str(3 * 6 + 3))
     _check_against_python(state, U, grid)
+    _check_head_stats(page, stats, layer=int(state["layer"]))
+    assert state["artefacts"] == ",".join(map(str, stats.artefacts[0].tokens)) and state["showArtefacts"] == "0"
+    page.locator("#main").focus()
+    page.keyboard.press("n")
+    assert _state(page)["showArtefacts"] == "1"
+    page.keyboard.press("n")
     box = page.locator("#main").bounding_box()  # click patch (x 4, y 1)
     page.mouse.click(box["x"] + box["width"] * 4.5 / 6, box["y"] + box["height"] * 1.5 / 6)
     state = _state(page)
@@ -184,6 +222,7 @@ def test_explore_cli_page_in_chromium(browser, tmp_path):
     page.keyboard.press(".")
     state = _state(page)
     assert (state["view"], state["layer"], state["head"]) == ("attention", "4", "1")
+    _check_head_stats(page, stats, layer=4)  # the head captions follow the layer
     page.keyboard.press("Escape")  # unpinned: hovering shows the patch under the pointer
     page.mouse.move(box["x"] + box["width"] * 0.5 / 6, box["y"] + box["height"] * 5.5 / 6)
     state = _state(page)
@@ -204,8 +243,15 @@ def test_page_breaks_ties_like_python(browser, tmp_path):
     U[:, 7] = U[:, 3]  # equal column variances
     U[:, 11] = U[:, 3]
     path = tmp_path / "ties.html"
-    path.write_text(explorer_html(maps, _image(40), 0, 0.1, 0.2, U=U))
+    norms = torch.linspace(5, 6, 25)
+    norms[[2, 18]] = 60.0  # two planted high-norm tokens
+    path.write_text(explorer_html(maps, _image(40), 0, 0.1, 0.2, U=U, norms=norms))
     page, errors = _open(browser, path)
+    assert _state(page)["artefacts"] == "2,18"
+    before = page.locator("#main").screenshot()
+    page.locator("#show-artefacts").check()
+    assert _state(page)["showArtefacts"] == "1" and page.locator("#main").screenshot() != before
+    page.locator("#show-artefacts").uncheck()
     for alpha, beta in (("0.1", "0.2"), ("0.333", "0.12"), ("0.05", "0.5"), ("1", "0"), ("0.001", "0.04")):
         page.locator("#alpha").fill(alpha)
         page.locator("#beta").fill(beta)

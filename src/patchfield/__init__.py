@@ -20,6 +20,7 @@ from .field import ResponsiveField, responsive_field
 from .grid import Grid
 from .loading import load_model, load_state_dict
 from .models import apply_awd, apply_winft, remove_patch, window_bce_loss
+from .stats import HeadStats, head_statistics
 from .uncertainty import UncertaintyAccumulator, interaction_uncertainty
 from .windows import Windows, adaptive_windows
 
@@ -31,6 +32,7 @@ __all__ = [
     "ClaimsReport",
     "FieldCode",
     "Grid",
+    "HeadStats",
     "ResponsiveField",
     "UncertaintyAccumulator",
     "UncertaintyCapture",
@@ -47,6 +49,7 @@ __all__ = [
     "decode_field",
     "encode_field",
     "find_attention_modules",
+    "head_statistics",
     "indiscriminative_patches",
     "interaction_uncertainty",
     "load_model",

@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-inits", type=int, default=3,
                    help="random-weights controls of the same architecture (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first random initialisation")
-    p.add_argument("--crop-pct", type=float, default=0.875,
-                   help="file-backed data: centre-crop fraction (1.0: resize the short side to the input)")
+    p.add_argument("--crop-pct", type=float, default=None,
+                   help="file-backed data: centre-crop fraction (default: the model's own; 1.0: resize the short "
+                        "side to the input)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checks import check_positive_int
     from ..claims import measure_claims
     from ..data.registry import build_mask_dataset
-    from ..images import model_input_spec
+    from ..preprocess import Preprocess
 
     for alpha in args.alpha:
         check_rates(alpha, *args.beta)
@@ -64,12 +65,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out} is a file, not a folder")
     device = parse_device(args.device)
     model = model_from_args(args)
-    spec = model_input_spec(model)
-    size = spec["size"][0] if args.data == "synthetic" and spec["size"][0] == spec["size"][1] else spec["size"]
+    geometry = Preprocess.for_model(model).data_kwargs()
+    if args.crop_pct is not None:
+        geometry["crop_pct"] = args.crop_pct
+    h, w = Preprocess.for_model(model).size
+    size = h if args.data == "synthetic" and h == w else (h, w)
     dataset = build_mask_dataset(
         args.data, args.split, size, args.data_root, annotations=args.annotations, mask_root=args.mask_root,
         category=args.category, num_images=args.limit if args.data == "synthetic" else None,
-        mean=spec["mean"], std=spec["std"], **({} if args.data == "synthetic" else {"crop_pct": args.crop_pct}),
+        **geometry,
     )
     report = measure_claims(
         model, dataset, args.alpha, args.beta, args.random_inits, batch_size=args.batch_size, device=device,

@@ -30,15 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..capture import capture_attention
     from ..explorer import write_explorer
+    from ..stats import block_output_norms, patch_size_of
 
     check_rates(args.alpha, args.beta)
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     x, crop = Preprocess.for_model(model)(read_image(args.image))
-    maps = capture_attention(model, x[None].to(device))
+    with block_output_norms(model) as norms:  # the same forward: token norms for the artefact toggle
+        maps = capture_attention(model, x[None].to(device))
+    block_norms = norms.result()[0, :, maps.num_prefix_tokens:]  # [blocks, N]
     full = {"auto": "auto", "yes": True, "no": False}[args.full_attention]
     out = args.out if args.out.suffix else args.out.with_suffix(".html")
     write_explorer(out, maps, crop, 0, args.alpha, args.beta, full_attention=full, patch=args.patch,
-                   model_name=args.model, title=f"patchfield explorer: {args.image.name}")
+                   model_name=args.model, title=f"patchfield explorer: {args.image.name}",
+                   patch_size=patch_size_of(model), norms=block_norms[-1], norm_block=block_norms.shape[0] - 1)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in a browser")
     return 0

@@ -116,7 +116,7 @@ class CocoMasks(MaskedFiles):
     Args:
         root: the folder ``file_name`` is relative to (``--data-root``).
         annotations: the instances JSON.
-        image_size, mean, std, crop_pct: the model's input (see :class:`patchfield.data.Preprocess`).
+        image_size, mean, std, crop_pct, interpolation: the model's input (see :class:`patchfield.data.Preprocess`).
         category: category names or ids whose instances make the mask (all by default).
 
     Images without an (allowed) instance give ``mask = None``; listed images absent on disk are counted in
@@ -130,7 +130,8 @@ class CocoMasks(MaskedFiles):
 
     def __init__(self, root: str | Path, annotations: str | Path, image_size: int | Sequence[int] = 224,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 crop_pct: float = DEFAULT_CROP_PCT, category: Sequence[str | int] | None = None) -> None:
+                 crop_pct: float = DEFAULT_CROP_PCT, category: Sequence[str | int] | None = None,
+                 interpolation: str = "bicubic") -> None:
         root, path = Path(root), Path(annotations)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder (--data-root) {root} is not a folder")
@@ -157,7 +158,7 @@ class CocoMasks(MaskedFiles):
                 import pycocotools  # noqa: F401
             except ImportError as e:
                 raise ImportError(_NEEDS_PYCOCOTOOLS) from e
-        super().__init__(root, files, image_size, mean, std, crop_pct)
+        super().__init__(root, files, image_size, mean, std, crop_pct, interpolation)
         self.skipped = {"missing": missing}
 
     def raw_mask(self, index: int, image: Image.Image) -> np.ndarray | None:

@@ -77,14 +77,15 @@ class MaskedFiles(Dataset):
     Args:
         root: the images' folder; ``files`` are relative to it.
         files: relative image paths.
-        image_size, mean, std, crop_pct: the model's input (evaluation geometry, see :class:`Preprocess`).
+        image_size, mean, std, crop_pct, interpolation: the model's input (evaluation geometry, see
+            :class:`Preprocess`; ``Preprocess.for_model(model).data_kwargs()`` gives them).
     """
 
     def __init__(self, root: str | Path, files: list[str], image_size: int | Sequence[int],
-                 mean: Sequence[float], std: Sequence[float], crop_pct: float) -> None:
+                 mean: Sequence[float], std: Sequence[float], crop_pct: float, interpolation: str = "bicubic") -> None:
         self.root = Path(root)
         self.files = files
-        self.preprocess = Preprocess(image_size, mean, std, crop_pct)
+        self.preprocess = Preprocess(image_size, mean, std, crop_pct, interpolation=interpolation)
         self.skipped: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -130,7 +131,7 @@ class MaskFolder(MaskedFiles):
 
     def __init__(self, root: str | Path, mask_root: str | Path, image_size: int | Sequence[int] = 224,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 crop_pct: float = DEFAULT_CROP_PCT) -> None:
+                 crop_pct: float = DEFAULT_CROP_PCT, interpolation: str = "bicubic") -> None:
         root, mask_root = Path(root), Path(mask_root)
         for what, folder in (("image folder (--data-root)", root), ("mask folder (--mask-root)", mask_root)):
             if not folder.is_dir():
@@ -147,7 +148,7 @@ class MaskFolder(MaskedFiles):
                 f"none of the {len(files)} images under {root} has a mask: expected PNGs with the same stems under "
                 f"{mask_root} (e.g. {self.mask_path(files[0])})"
             )
-        super().__init__(root, files, image_size, mean, std, crop_pct)
+        super().__init__(root, files, image_size, mean, std, crop_pct, interpolation)
 
     def mask_path(self, rel: str) -> Path:
         return self.mask_root / Path(rel).with_suffix(".png")

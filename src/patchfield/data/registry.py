@@ -111,7 +111,8 @@ def build_mask_dataset(name: str, split: str = "val", image_size: int | Sequence
         split: for ``synthetic`` and ``cub``.
         image_size: the model's input size.
         category: ``coco`` only: category names or ids making the mask.
-        **kw: ``mean``, ``std``; ``crop_pct`` for the file-backed sets.
+        **kw: ``mean``, ``std``; ``crop_pct``, ``interpolation`` for the file-backed sets
+            (``Preprocess.for_model(model).data_kwargs()``).
 
     >>> len(build_mask_dataset("synthetic", "val", 32, num_images=3))
     3
@@ -129,7 +130,7 @@ def build_mask_dataset(name: str, split: str = "val", image_size: int | Sequence
     if category and name != "coco":
         raise ValueError("--category applies to --data coco only")
     if name == "synthetic":
-        kw.pop("crop_pct", None)
+        kw.pop("crop_pct", None), kw.pop("interpolation", None)
         count = {"num_images": num_images} if num_images is not None else {}
         return WithMasks(build_dataset("synthetic", split, image_size, **count, **kw))
     if name == "cub":

@@ -61,6 +61,9 @@ def explorer_payload(
     full_attention: str | bool = "auto",
     patch: int | None = None,
     model_name: str | None = None,
+    patch_size: tuple[float, float] | None = None,
+    norms: torch.Tensor | None = None,
+    norm_block: int | None = None,
 ) -> dict[str, Any]:
     """The data the page embeds, as a JSON-ready dict.
 
@@ -74,6 +77,11 @@ def explorer_payload(
             (when ``L·k·N² ≤`` :data:`FULL_ATTENTION_BUDGET`).
         patch: the patch selected on load (the centre by default).
         model_name: shown in the page's subtitle.
+        patch_size: ``(ph, pw)`` in pixels for the heads' mean attention distance; by default the
+            image size over the grid (right when ``image`` is the model input).
+        norms: patch-token norms ``[N]`` (or ``[B, N]``) at one block: their artefact tokens
+            (:func:`patchfield.stats.artefact_tokens`) become the page's artefact toggle.
+        norm_block: the block ``norms`` come from (shown in the page).
     """
     from ..figures._draw import as_image, pick
 
@@ -101,6 +109,9 @@ def explorer_payload(
     }
     if full_attention:
         attention["full"] = _quantised_rows(block)
+    extra = {"head_stats": _head_stats(block, g, patch_size or (img.shape[0] / g.height, img.shape[1] / g.width))}
+    if norms is not None:
+        extra["artefacts"] = _artefacts(pick(norms, index, 1), g, norm_block)
     return {
         "version": 1,
         "grid": [g.height, g.width],
@@ -116,7 +127,30 @@ def explorer_payload(
         "attention": attention,
         "colormap": _colormap(),
         "model": model_name,
+        **extra,
     }
+
+
+def _head_stats(block: torch.Tensor, grid, patch_size) -> dict[str, Any]:
+    """Each layer's and head's mean attention distance (pixels) and entropy (nats), ``[L][k]`` each."""
+    from ..stats import head_reductions
+
+    distance, entropy = head_reductions(block, grid, patch_size)
+    return {
+        "patch_size": [float(patch_size[0]), float(patch_size[1])],
+        "mean_distance": [[round(float(v), 4) for v in row] for row in distance.tolist()],
+        "entropy": [[round(float(v), 5) for v in row] for row in entropy.tolist()],
+    }
+
+
+def _artefacts(norms: torch.Tensor, grid, block: int | None) -> dict[str, Any]:
+    """The artefact tokens of one image's patch-token norms ``[N]`` for the page's toggle."""
+    from ..stats import artefact_tokens
+
+    grid.check(norms.shape[-1], "norms")
+    fit = artefact_tokens(norms.detach().float().cpu())
+    return {"tokens": fit.tokens, "found": fit.found, "reason": fit.reason, "crossover": fit.crossover,
+            "block": block}
 
 
 def _asset(name: str) -> str:

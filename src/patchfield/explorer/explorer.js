@@ -26,6 +26,10 @@ const LAYER_MEAN = ATT.layer_mean && { q: bytes(ATT.layer_mean.q), s: float32(AT
 const HEAD_VAR = ATT.head_variance && { q: bytes(ATT.head_variance.q), s: float32(ATT.head_variance.scale) };
 const FULL = ATT.full && { q: bytes(ATT.full.q), s: float32(ATT.full.scale) };
 const L = ATT.num_layers, K = ATT.num_heads;
+const HEAD_STATS = DATA.head_stats || null;  // mean_distance, entropy: [L][K]
+const ARTEFACTS = DATA.artefacts || null;    // tokens of high norm at one block (Darcet et al.)
+const IS_ARTEFACT = new Uint8Array(N);
+if (ARTEFACTS) for (const t of ARTEFACTS.tokens) IS_ARTEFACT[t] = 1;
 
 // ------------------------------------------------------------------ the computations (SPEC §3-§5)
 
@@ -115,7 +119,7 @@ function responsiveFields(w, dropped) {
 
 const S = {
   alpha: DATA.alpha, beta: DATA.beta, selected: DATA.initial_patch, pinned: true, hover: null,
-  view: "field", layer: L - 1, head: -1, showDropped: true, w: null, d: null, f: null, eo: 0, computeMs: 0,
+  view: "field", layer: L - 1, head: -1, showDropped: true, showArtefacts: false, w: null, d: null, f: null, eo: 0, computeMs: 0,
 };
 
 function recompute() {
@@ -169,6 +173,11 @@ function cellRect(l, r, t, b, stroke, width, fill) {
 function drawDropped() {
   if (!S.showDropped) return;
   for (let p = 0; p < N; p++) if (S.d.dropped[p]) cellRect(p % GW, p % GW, (p / GW) | 0, (p / GW) | 0, null, 0, "rgba(0,0,0,0.62)");
+}
+
+function drawArtefacts() {  // the high-norm artefact tokens, outlined in magenta
+  if (!S.showArtefacts || !ARTEFACTS) return;
+  for (let p = 0; p < N; p++) if (IS_ARTEFACT[p]) cellRect(p % GW, p % GW, (p / GW) | 0, (p / GW) | 0, "#ff00ff", Math.max(2, SCALE), null);
 }
 
 function drawGrid() {  // the patch grid, faint
@@ -304,6 +313,7 @@ function draw() {
   }
   drawDropped();
   drawGrid();
+  drawArtefacts();
   if (S.view === "field") {
     for (let i = 0; i < N; i++) {
       const ix = i % GW, iy = (i / GW) | 0;
@@ -319,7 +329,14 @@ function draw() {
   updateInfo(p);
 }
 
-function thumb(container, values, label, onClick, active) {
+/** "12.3 px\n2.10 nats" for layer l, head h: mean attention distance and entropy; null without head stats. */
+function headStat(l, h) {
+  if (!HEAD_STATS) return null;
+  const d = HEAD_STATS.mean_distance[l][h], e = HEAD_STATS.entropy[l][h];
+  return { d, e, text: `${d.toFixed(1)} px\n${e.toFixed(2)} nats` };
+}
+
+function thumb(container, values, label, onClick, active, stat) {
   const fig = document.createElement("figure");
   const c = document.createElement("canvas");
   c.width = GW; c.height = GH;
@@ -328,8 +345,13 @@ function thumb(container, values, label, onClick, active) {
   tctx.putImageData(im, 0, 0);
   fig.append(c);
   if (label) { const cap = document.createElement("figcaption"); cap.textContent = label; fig.append(cap); }
+  if (stat) {
+    const cap = document.createElement("figcaption"); cap.className = "stat"; cap.textContent = stat.text; fig.append(cap);
+    fig.dataset.distance = String(stat.d); fig.dataset.entropy = String(stat.e);
+  }
   if (active) fig.classList.add("active");
-  fig.title = `${label}: ${lo.toPrecision(3)} to ${hi.toPrecision(3)}`;
+  fig.title = `${label}: ${lo.toPrecision(3)} to ${hi.toPrecision(3)}` +
+    (stat ? `; mean attention distance ${stat.d.toFixed(2)} px, entropy ${stat.e.toFixed(3)} nats` : "");
   fig.addEventListener("click", onClick);
   container.append(fig);
 }
@@ -347,14 +369,15 @@ function drawThumbs(p) {
   for (let h = 0; h < K; h++) {
     const base = (h * N + p) * N, scale = HEAD_VAR.s[h * N + p], row = new Float32Array(N);
     for (let i = 0; i < N; i++) row[i] = HEAD_VAR.q[base + i] / 255 * scale;
-    thumb(heads, row, `head ${h}`, () => setView("row"), false);
+    thumb(heads, row, `head ${h}`, () => setView("row"), false, headStat(S.layer, h));
   }
   const full = document.getElementById("thumbs-full");
   if (!FULL) { document.getElementById("full-block").hidden = true; return; }
   full.innerHTML = "";
   full.style.gridTemplateColumns = `repeat(${K}, minmax(0, 52px))`;
   for (let l = 0; l < L; l++) for (let h = 0; h < K; h++)
-    thumb(full, attentionRow(p, l, h), l === 0 ? `h${h}` : "", pick(l, h), S.view === "attention" && S.layer === l && S.head === h);
+    thumb(full, attentionRow(p, l, h), l === 0 ? `h${h}` : "", pick(l, h), S.view === "attention" && S.layer === l && S.head === h,
+      headStat(l, h));
 }
 
 function fmt(v) { return Number.isInteger(v) ? String(v) : v.toFixed(4); }
@@ -368,6 +391,7 @@ function updateInfo(p) {
     ["field |S_p|", String(f.size[p])],
     ["tendency R_p", `(${fmt(f.offset[2 * p])}, ${fmt(f.offset[2 * p + 1])}), |R_p| = ${f.magnitude[p].toFixed(3)}`],
     ["in D", S.d.dropped[p] ? "yes" : "no"],
+    ...(ARTEFACTS ? [["artefact token", IS_ARTEFACT[p] ? "yes" : (ARTEFACTS.found ? "no" : "none found in this image")]] : []),
     ["column variance", COLVAR[p].toPrecision(4)],
     ["max of u_p", minMax(U.subarray(p * N, (p + 1) * N))[1].toPrecision(4)],
     ["T_sel", `${w.count} of ${N * N} entries`],
@@ -387,6 +411,8 @@ function updateInfo(p) {
   st.tendency = `${f.tendency[2 * p]},${f.tendency[2 * p + 1]}`;
   st.computeMs = S.computeMs.toFixed(3);
   st.layer = String(DATA.layers[S.layer]); st.head = String(S.head); st.pinned = S.pinned ? "1" : "0";
+  st.showArtefacts = S.showArtefacts ? "1" : "0";
+  st.artefacts = ARTEFACTS ? ARTEFACTS.tokens.join(",") : "";
   drawThumbs(p);
 }
 
@@ -447,6 +473,15 @@ alphaEl.addEventListener("input", readSliders);
 betaEl.addEventListener("input", readSliders);
 for (const r of document.querySelectorAll("input[name=view]")) r.addEventListener("change", () => setView(r.value));
 document.getElementById("show-dropped").addEventListener("change", (e) => { S.showDropped = e.target.checked; schedule(false); });
+document.getElementById("show-artefacts").addEventListener("change", (e) => { S.showArtefacts = e.target.checked; schedule(false); });
+if (ARTEFACTS) {
+  const label = document.getElementById("artefacts-toggle");
+  label.hidden = false;
+  label.title = ARTEFACTS.found
+    ? `${ARTEFACTS.tokens.length} tokens above the norm crossover ${ARTEFACTS.crossover.toPrecision(4)}` +
+      (ARTEFACTS.block === null ? "" : ` at block ${ARTEFACTS.block + 1}`)
+    : `none found: ${ARTEFACTS.reason}`;
+}
 
 document.addEventListener("keydown", (ev) => {
   if (ev.target instanceof HTMLInputElement && ev.target.type === "range") return;  // sliders keep their keys
@@ -461,6 +496,8 @@ document.addEventListener("keydown", (ev) => {
     setView(views[ev.key.toLowerCase()]); return;
   } else if (ev.key === "d" || ev.key === "D") {
     const box = document.getElementById("show-dropped"); box.checked = !box.checked; S.showDropped = box.checked;
+  } else if ((ev.key === "n" || ev.key === "N") && ARTEFACTS) {
+    const box = document.getElementById("show-artefacts"); box.checked = !box.checked; S.showArtefacts = box.checked;
   } else if (ev.key === "Escape") { S.pinned = false; }
   else if (ev.key === "[" || ev.key === "]") { S.layer = (S.layer + (ev.key === "]" ? 1 : L - 1)) % L; if (S.view !== "attention") setView("attention"); }
   else if (ev.key === "," || ev.key === ".") {

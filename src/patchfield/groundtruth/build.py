@@ -31,6 +31,7 @@ from ..checks import check_rates
 from ..encoding import encode_field
 from ..errors import InputError, one_line
 from ..grid import Grid
+from ..introspect import input_spec
 from ..training.distributed import distributed_env
 from ..utils.fingerprint import weights_hash
 from ..utils.io import write_json_atomic
@@ -65,9 +66,7 @@ def dataset_fingerprint(dataset: Dataset) -> str:
 
 def model_config(model: torch.nn.Module) -> dict[str, Any]:
     """What, besides its weights, fixes a model's fields: its class, patch grid, input size and normalisation."""
-    from ..images import model_input_spec
-
-    spec = model_input_spec(model)
+    spec = input_spec(model)
     grid = model_grid(model)
     return {"class": type(model).__name__, "grid": [grid.height, grid.width], "input_size": list(spec["size"]),
             "mean": [round(float(m), 6) for m in spec["mean"]], "std": [round(float(s), 6) for s in spec["std"]]}
