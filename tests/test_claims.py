@@ -452,7 +452,7 @@ def test_cli_end_to_end_on_a_coco_folder(user_model, coco_folder, tmp_path, caps
 
 @pytest.mark.parametrize("case, match", [
     ("not_coco", "not a COCO instances file"),
-    ("inits0", "--random-inits must be at least 1"),
+    ("inits0", "--random-inits must be a whole number of at least 1"),
     ("no_masks", "has an object mask"),
     ("no_attention", "attention"),
     ("bad_size", "masks must have their image's size"),

@@ -8,7 +8,8 @@ its traceback.
 ======================================================  =========
 error                                                   exit code
 ======================================================  =========
-``UsageError``, ``ValueError``, ``FileNotFoundError``   2 (usage: change the command)
+``UsageError`` (``UnsupportedModelError``),              2 (usage: change the command)
+``ValueError``, ``FileNotFoundError``
 ``InputError``, ``OSError``, ``FolderLockedError``,     1 (runtime: the files, the disk, another
 ``ImportError``, ``FloatingPointError``, out of memory  process or the environment)
 ======================================================  =========
@@ -16,11 +17,17 @@ error                                                   exit code
 
 from __future__ import annotations
 
-__all__ = ["InputError", "UsageError", "exit_code", "one_line"]
+__all__ = ["InputError", "UnsupportedModelError", "UsageError", "exit_code", "one_line"]
 
 
 class UsageError(ValueError):
     """The command line or the call asks for something impossible (exit code 2)."""
+
+
+class UnsupportedModelError(UsageError, TypeError):
+    """A model patchfield cannot read or patch (no ViT attention, not a timm VisionTransformer): the user passed
+    the wrong model, so the command line gives one line and exit code 2. A ``TypeError`` too, for callers
+    that catch it as such."""
 
 
 class InputError(ValueError):

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from .errors import UnsupportedModelError
 from .grid import Grid
 
 __all__ = [
@@ -66,7 +67,7 @@ def find_attention_modules(model: nn.Module) -> tuple[str, list[nn.Module]]:
         ]
         if modules and hasattr(getattr(model, "config", None), "patch_size"):
             return "huggingface", modules
-        raise TypeError(
+        raise UnsupportedModelError(
             f"cannot capture attention from {type(model).__name__}: no ViT-style attention modules found. "
             "Supported Hugging Face models: ViTModel, ViTForImageClassification and kin."
         )
@@ -77,7 +78,7 @@ def find_attention_modules(model: nn.Module) -> tuple[str, list[nn.Module]]:
     ]
     if modules and hasattr(model, "patch_embed"):
         return "timm", modules
-    raise TypeError(
+    raise UnsupportedModelError(
         f"cannot capture attention from {type(model).__name__}: it is neither a timm VisionTransformer-family "
         "model (attention modules with `fused_attn` and `attn_drop`, and a `patch_embed`) nor a Hugging Face ViT"
     )

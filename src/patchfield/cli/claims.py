@@ -48,19 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checks import check_positive_int
     from ..claims import measure_claims
     from ..data.registry import build_mask_dataset
     from ..preprocess import Preprocess
 
     for alpha in args.alpha:
         check_rates(alpha, *args.beta)
-    if args.random_inits < 1:
-        raise ValueError(f"--random-inits must be at least 1, got {args.random_inits}: every claim is compared with "
-                         "the same architecture under random weights")
-    check_positive_int(args.batch_size, "--batch-size")
-    if args.limit is not None:
-        check_positive_int(args.limit, "--limit")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file, not a folder")
     device = parse_device(args.device)

@@ -16,6 +16,8 @@ import inspect
 
 from torch import nn
 
+from ..errors import UnsupportedModelError
+
 __all__ = ["patched_kind", "remove_patch", "swap_class", "check_vit"]
 
 _BASE_ATTR = "_patchfield_base_class"
@@ -88,15 +90,15 @@ def check_vit(model: nn.Module, what: str) -> None:
     from timm.models.vision_transformer import VisionTransformer
 
     if not isinstance(model, VisionTransformer):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"{what} patches timm VisionTransformer models (ViT, DeiT, register-token ViTs); "
             f"got {type(model).__name__}. Build the model with timm.create_model('vit_...')."
         )
     if not isinstance(model.blocks, nn.Sequential) or len(model.blocks) == 0:
-        raise TypeError(f"{type(model).__name__}: expected a non-empty nn.Sequential of blocks")
+        raise UnsupportedModelError(f"{type(model).__name__}: expected a non-empty nn.Sequential of blocks")
     params = inspect.signature(type(model.blocks[0]).forward).parameters
     if "attn_mask" not in params:
-        raise TypeError(
+        raise UnsupportedModelError(
             f"{type(model.blocks[0]).__name__}.forward takes no attn_mask: this timm version is too old "
             "for patchfield.models: upgrade timm (patchfield is tested with 1.0.31)"
         )

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import UnsupportedModelError
 from ..interactions import count_interactions
 from ._patch import check_vit, remove_patch, swap_class
 
@@ -260,11 +261,11 @@ def apply_winft(model: nn.Module, mode: str = "paper") -> nn.Module:
     check_vit(model, "apply_winft")
     for i, blk in enumerate(model.blocks):
         if type(blk) is not Block:
-            raise TypeError(
+            raise UnsupportedModelError(
                 f"block {i} of {type(model).__name__} is a {type(blk).__name__}; WinfT supports timm's Block only"
             )
         if not isinstance(getattr(blk, "attn", None), Attention):
-            raise TypeError(
+            raise UnsupportedModelError(
                 f"block {i} of {type(model).__name__} has attention {type(getattr(blk, 'attn', None)).__name__}; "
                 "WinfT supports timm's Attention (qkv projection, q_norm/k_norm) only"
             )

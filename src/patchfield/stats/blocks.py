@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..errors import UnsupportedModelError
+
 __all__ = ["BlockNorms", "block_output_norms", "has_class_token", "patch_size_of", "transformer_blocks"]
 
 
@@ -27,7 +29,7 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
     for blocks in (getattr(encoder, "layer", None), getattr(base, "layers", None)):
         if isinstance(blocks, nn.ModuleList) and len(blocks):
             return list(blocks)
-    raise TypeError(
+    raise UnsupportedModelError(
         f"cannot find the transformer blocks of {type(model).__name__}: expected timm `model.blocks` or a "
         "Hugging Face ViT's `vit.encoder.layer` / `vit.layers`"
     )
