@@ -9,6 +9,7 @@ from .capture import (
     AttentionMaps,
     UncertaintyCapture,
     attention_hooks,
+    block_output_norms,
     capture_attention,
     capture_uncertainty,
     find_attention_modules,
@@ -18,6 +19,7 @@ from .dip import column_variance, indiscriminative_patches, patch_keep_mask
 from .encoding import FieldCode, decode_field, encode_field
 from .field import ResponsiveField, responsive_field
 from .grid import Grid
+from .interactions import count_interactions
 from .loading import load_model, load_state_dict
 from .models import apply_awd, apply_winft, remove_patch, window_bce_loss
 from .stats import HeadStats, head_statistics
@@ -43,9 +45,11 @@ __all__ = [
     "analyze",
     "analyze_map",
     "attention_hooks",
+    "block_output_norms",
     "capture_attention",
     "capture_uncertainty",
     "column_variance",
+    "count_interactions",
     "decode_field",
     "encode_field",
     "find_attention_modules",

@@ -30,13 +30,15 @@ import torch
 from torch import nn
 
 from .grid import Grid
-from .introspect import find_attention_modules, model_grid, required_forward_kwargs
+from .introspect import find_attention_modules, model_grid, required_forward_kwargs, transformer_blocks
 from .uncertainty import UncertaintyAccumulator
 
 __all__ = [
     "AttentionMaps",
+    "BlockNorms",
     "UncertaintyCapture",
     "attention_hooks",
+    "block_output_norms",
     "capture_attention",
     "capture_uncertainty",
     "find_attention_modules",
@@ -434,3 +436,44 @@ def capture_uncertainty(
         layers=tuple(s.indices),
         logits=logits.detach(),
     )
+
+
+class BlockNorms:
+    """L2 norms of every token at every block output, collected during forwards (see :func:`block_output_norms`)."""
+
+    def __init__(self, count: int) -> None:
+        self._norms: list[torch.Tensor | None] = [None] * count
+
+    def record(self, index: int, out) -> None:
+        hidden = out[0] if isinstance(out, (tuple, list)) else out
+        if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3:
+            raise RuntimeError(f"block {index} returned {type(hidden).__name__}, expected tokens [B, T, D]")
+        self._norms[index] = torch.linalg.vector_norm(hidden.detach().float(), dim=-1)
+
+    def result(self) -> torch.Tensor:
+        """``[B, blocks, T]`` float32 norms of the last forward."""
+        missing = [i for i, n in enumerate(self._norms) if n is None]
+        if missing:
+            raise RuntimeError(f"blocks {missing} were not called in the forward pass")
+        return torch.stack(self._norms, dim=1)
+
+
+@contextmanager
+def block_output_norms(model: nn.Module) -> Iterator[BlockNorms]:
+    """Record the token norms at every block output during forwards inside the block (hooks removed on exit).
+
+    >>> from timm.models.vision_transformer import VisionTransformer
+    >>> m = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=4, num_heads=2).eval()
+    >>> with block_output_norms(m) as norms:
+    ...     _ = m(torch.zeros(2, 3, 32, 32))
+    >>> tuple(norms.result().shape)  # [B, blocks, T]: 1 class token + 16 patches
+    (2, 4, 17)
+    """
+    blocks = transformer_blocks(model)
+    norms = BlockNorms(len(blocks))
+    handles = [b.register_forward_hook(lambda _m, _i, out, i=i: norms.record(i, out)) for i, b in enumerate(blocks)]
+    try:
+        yield norms
+    finally:
+        for h in handles:
+            h.remove()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +15,7 @@ from .introspect import IMAGENET_MEAN, IMAGENET_STD
 from .introspect import input_spec as model_input_spec  # the one input spec; this name kept for callers
 from .preprocess import Preprocess
 
-__all__ = ["ImageReadError", "model_input_spec", "read_image", "to_model_input"]
+__all__ = ["ImageBatch", "ImageReadError", "model_input_spec", "read_batches", "read_image", "to_model_input"]
 
 
 class ImageReadError(ValueError):
@@ -40,3 +43,43 @@ def to_model_input(
     tensor and the cropped ``uint8`` RGB array ``[H, W, 3]``. Commands use the model's own rule,
     ``Preprocess.for_model(model)(image)`` (:mod:`patchfield.preprocess`)."""
     return Preprocess(size, mean, std, crop_pct, interpolation=interpolation)(image)
+
+
+@dataclass
+class ImageBatch:
+    """One batch of :func:`read_batches`.
+
+    Attributes:
+        images: normalised ``[B, 3, H, W]`` of the readable files (``None`` when none was).
+        crops: the ``uint8`` crops ``[H, W, 3]`` drawn on, one per readable file.
+        items: the jobs of the readable files, in order.
+        failed: ``(job, error)`` of the files that could not be read.
+    """
+
+    images: torch.Tensor | None
+    crops: list[np.ndarray] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    failed: list[tuple[Any, ImageReadError]] = field(default_factory=list)
+
+
+def read_batches(jobs: Sequence[Any], preprocess: Preprocess, batch_size: int,
+                 path_of=lambda job: job[0]) -> Iterator[ImageBatch]:
+    """Read and preprocess image files in batches of ``batch_size`` jobs; an unreadable file is reported in
+    :attr:`ImageBatch.failed` and the others go on.
+
+    ``jobs`` are anything that names a file (by default a ``(path, ...)`` tuple; ``path_of`` picks the path).
+    """
+    for start in range(0, len(jobs), batch_size):
+        batch = ImageBatch(None)
+        tensors = []
+        for job in jobs[start:start + batch_size]:
+            try:
+                x, crop = preprocess(read_image(path_of(job)))
+            except ImageReadError as e:
+                batch.failed.append((job, e))
+                continue
+            tensors.append(x)
+            batch.crops.append(crop)
+            batch.items.append(job)
+        batch.images = torch.stack(tensors) if tensors else None
+        yield batch

@@ -21,12 +21,15 @@ from .grid import Grid
 
 __all__ = [
     "find_attention_modules",
+    "has_class_token",
     "input_spec",
     "is_classifier",
     "is_huggingface",
     "model_grid",
     "num_prefix_tokens",
+    "patch_size_of",
     "required_forward_kwargs",
+    "transformer_blocks",
     "unwrap",
 ]
 
@@ -184,3 +187,40 @@ def is_classifier(model: nn.Module) -> bool:
         return False
     head = getattr(model, "head", None)
     return not isinstance(head, nn.Identity)
+
+
+def transformer_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's transformer blocks in order (timm ``model.blocks``; Hugging Face ViT layers).
+
+    Raises:
+        TypeError: no block list is found; the message names the class.
+    """
+    if isinstance(getattr(model, "blocks", None), nn.Module):
+        return list(model.blocks)
+    base = getattr(model, "vit", model)
+    encoder = getattr(base, "encoder", None)
+    for blocks in (getattr(encoder, "layer", None), getattr(base, "layers", None)):
+        if isinstance(blocks, nn.ModuleList) and len(blocks):
+            return list(blocks)
+    raise UnsupportedModelError(
+        f"cannot find the transformer blocks of {type(model).__name__}: expected timm `model.blocks` or a "
+        "Hugging Face ViT's `vit.encoder.layer` / `vit.layers`"
+    )
+
+
+def patch_size_of(model: nn.Module) -> tuple[int, int] | None:
+    """``(ph, pw)`` in pixels of the model input, or ``None`` when the model does not say."""
+    pe = getattr(model, "patch_embed", None)
+    size = getattr(pe, "patch_size", None)
+    if size is None:
+        size = getattr(getattr(model, "config", None), "patch_size", None)
+    if size is None:
+        return None
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def has_class_token(model: nn.Module) -> bool:
+    """Whether token 0 is a class token (timm: ``cls_token``; Hugging Face ViT: always)."""
+    if hasattr(model, "patch_embed"):
+        return getattr(model, "cls_token", None) is not None
+    return getattr(model, "config", None) is not None

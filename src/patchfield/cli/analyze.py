@@ -8,11 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from ..analysis import analyze
-from ..images import ImageReadError, read_image
+from ..images import read_batches
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
 from ._common import add_model_args, check_rates, model_from_args, parse_device
@@ -89,22 +88,15 @@ def run(args: argparse.Namespace) -> int:
     names = _unique_names(args.images)
     jobs = list(zip(args.images, names))
     bar = tqdm(total=len(jobs), unit="img", desc="analyze", file=sys.stderr)
-    for start in range(0, len(jobs), args.batch_size):
-        batch, crops, kept = [], [], []
-        for path, name in jobs[start:start + args.batch_size]:
-            try:
-                x, crop = preprocess(read_image(path))
-            except ImageReadError as e:
-                print(f"skipped {e}", file=sys.stderr)
-                failed.append(str(path))
-                bar.update(1)
-                continue
-            batch.append(x)
-            crops.append(crop)
-            kept.append((path, name))
-        if not batch:
+    for chunk in read_batches(jobs, preprocess, args.batch_size):
+        for (path, _), e in chunk.failed:
+            print(f"skipped {e}", file=sys.stderr)
+            failed.append(str(path))
+            bar.update(1)
+        if chunk.images is None:
             continue
-        result = analyze(model, torch.stack(batch).to(device), args.alpha, args.beta, amp=args.amp)
+        crops, kept = chunk.crops, chunk.items
+        result = analyze(model, chunk.images.to(device), args.alpha, args.beta, amp=args.amp)
         for i, (path, name) in enumerate(kept):
             folder = args.out / name
             record = {"image": str(path), **result.to_json(i)}

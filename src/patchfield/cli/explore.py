@@ -28,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 @torch.no_grad()
 def run(args: argparse.Namespace) -> int:
-    from ..capture import capture_attention
+    from ..capture import block_output_norms, capture_attention
     from ..explorer import write_explorer
-    from ..stats import block_output_norms, patch_size_of
+    from ..introspect import patch_size_of
 
     check_rates(args.alpha, args.beta)
     device = parse_device(args.device)

@@ -8,10 +8,9 @@ import re
 import sys
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-from ..images import ImageReadError, read_image
+from ..images import read_batches
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
 from ._common import model_from_args, parse_device
@@ -73,21 +72,14 @@ def _model_stats(args, model_name: str, weights: str | None, label: str, names: 
     first = None
     jobs = list(zip(args.images, names))
     bar = tqdm(total=len(jobs), unit="img", desc=f"stats {label}", file=sys.stderr)
-    for start in range(0, len(jobs), args.batch_size):
-        batch, crops, kept = [], [], []
-        for path, name in jobs[start:start + args.batch_size]:
-            bar.update(1)
-            try:
-                x, crop = preprocess(read_image(path))
-            except ImageReadError as e:
-                failed[str(path)] = str(e)
-                continue
-            batch.append(x)
-            crops.append(crop)
-            kept.append((path, name))
-        if not batch:
+    for chunk in read_batches(jobs, preprocess, args.batch_size):
+        bar.update(len(chunk.items) + len(chunk.failed))
+        for (path, _), e in chunk.failed:
+            failed[str(path)] = str(e)
+        if chunk.images is None:
             continue
-        stats = head_statistics(model, torch.stack(batch).to(args.torch_device), beta=args.beta, block=args.block)
+        crops, kept = chunk.crops, chunk.items
+        stats = head_statistics(model, chunk.images.to(args.torch_device), beta=args.beta, block=args.block)
         first = first or stats
         for i, (path, name) in enumerate(kept):
             record = {"image": str(path), **stats.image_record(i)}
@@ -113,7 +105,7 @@ def _model_stats(args, model_name: str, weights: str | None, label: str, names: 
 
 def _image_figures(stats, index: int, crop, folder: Path) -> dict[str, str]:
     from ..figures._draw import save_figure
-    from ..stats.figures import plot_artefacts, plot_norm_histogram
+    from ..figures.stats import plot_artefacts, plot_norm_histogram
 
     out = {}
     for key, fig in (("artefacts", plot_artefacts(crop, stats, index)), ("norm_histogram",
@@ -124,7 +116,7 @@ def _image_figures(stats, index: int, crop, folder: Path) -> dict[str, str]:
 
 def _model_figures(summary: dict, folder: Path, root: Path) -> dict[str, str]:
     from ..figures._draw import save_figure
-    from ..stats.figures import plot_head_statistic
+    from ..figures.stats import plot_head_statistic
 
     label, n = summary["label"], summary["grid"][0] * summary["grid"][1]
     figs = {
@@ -152,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     result = {"models": models}
     if len(models) > 1 and not args.no_figures:
         from ..figures._draw import save_figure
-        from ..stats.figures import plot_comparison
+        from ..figures.stats import plot_comparison
 
         result["comparison"] = str(save_figure(plot_comparison([(m["label"], m) for m in models]),
                                                args.out / "comparison.png"))

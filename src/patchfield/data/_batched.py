@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["BatchedDataset"]
+__all__ = ["BatchedDataset", "GeneratedDataset"]
 
 
 class BatchedDataset(Dataset):
@@ -25,3 +26,27 @@ class BatchedDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
         x, y = self.batch(indices)
         return [(x[j], int(y[j])) for j in range(len(y))]
+
+
+class GeneratedDataset(BatchedDataset):
+    """A rendered data set of ``num_images`` images whose label is the index modulo ``num_classes``."""
+
+    num_images: int
+    num_classes: int
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def label(self, index: int) -> int:
+        return int(index) % self.num_classes
+
+    @property
+    def targets(self) -> list[int]:
+        return [i % self.num_classes for i in range(self.num_images)]
+
+    def _check(self, indices: Sequence[int]) -> np.ndarray:
+        """``indices`` as an int64 array in ``[0, num_images)`` (negative ones count from the end)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < -self.num_images or idx.max() >= self.num_images):
+            raise IndexError(f"index out of range for {type(self).__name__} of length {self.num_images}")
+        return idx % max(self.num_images, 1)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..images import IMAGENET_MEAN, IMAGENET_STD
-from ._batched import BatchedDataset
+from ._batched import GeneratedDataset
 
 __all__ = ["FORMULA_DEFAULT_CLASSES", "FormulaContours"]
 
@@ -83,7 +83,7 @@ def polygon_radius(theta: torch.Tensor, radii: torch.Tensor, count: torch.Tensor
     return r0 * r1 * torch.sin(step) / (r0 * torch.sin(a) + r1 * torch.sin(step - a))
 
 
-class FormulaContours(BatchedDataset):
+class FormulaContours(GeneratedDataset):
     """Radial contours (RCDB-style formula-driven images): the class is the polygon, everything else varies.
 
     Labels are balanced: image ``i`` has class ``i mod num_classes``.
@@ -137,9 +137,6 @@ class FormulaContours(BatchedDataset):
                           for k in range(self.num_classes)])
         self._radii = (1.0 + _CLASS_NOISE * torch.from_numpy(noise)).float()  # [C, V]: the first count[c] matter
 
-    def __len__(self) -> int:
-        return self.num_images
-
     def fingerprint(self) -> str:
         """A short hash of everything that fixes the images and labels."""
         key = f"formula-v1|{self.num_images}|{self.image_size}|{self.num_classes}|{self.seed}|{self.split}"
@@ -149,19 +146,6 @@ class FormulaContours(BatchedDataset):
     def vertices(self, label: int) -> int:
         """Number of polygon vertices of class ``label``."""
         return int(self._counts[int(label)])
-
-    def label(self, index: int) -> int:
-        return int(index) % self.num_classes
-
-    @property
-    def targets(self) -> list[int]:
-        return [i % self.num_classes for i in range(self.num_images)]
-
-    def _check(self, indices: Sequence[int]) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < -self.num_images or idx.max() >= self.num_images):
-            raise IndexError(f"index out of range for FormulaContours of length {self.num_images}")
-        return idx % max(self.num_images, 1)
 
     def _render(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``uint8`` images ``[B, H, W, 3]`` and labels ``[B]`` (long) as tensors."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..images import IMAGENET_MEAN, IMAGENET_STD
-from ._batched import BatchedDataset
+from ._batched import GeneratedDataset
 
 __all__ = ["SHAPE_CLASSES", "SyntheticShapes"]
 
@@ -86,7 +86,7 @@ def _shape_masks(u: np.ndarray, v: np.ndarray, kind: np.ndarray) -> np.ndarray:
     return out
 
 
-class SyntheticShapes(BatchedDataset):
+class SyntheticShapes(GeneratedDataset):
     """Deterministic textured shapes on cluttered backgrounds, with object masks.
 
     Class ``c`` is shape ``SHAPE_CLASSES[c]`` with the ``c``-th surface pattern (solid, stripes,
@@ -145,27 +145,11 @@ class SyntheticShapes(BatchedDataset):
         self.has_masks = True
         self._split_code = zlib.crc32(self.split.encode())
 
-    def __len__(self) -> int:
-        return self.num_images
-
     def fingerprint(self) -> str:
         """A short hash of everything that fixes the images and labels."""
         key = f"synthetic-v2|{self.num_images}|{self.image_size}|{self.num_classes}|{self.seed}|{self.split}"
         key += f"|{self.mean}|{self.std}|{self.clutter}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    def label(self, index: int) -> int:
-        return int(index) % self.num_classes
-
-    @property
-    def targets(self) -> list[int]:
-        return [i % self.num_classes for i in range(self.num_images)]
-
-    def _check(self, indices: Sequence[int]) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < -self.num_images or idx.max() >= self.num_images):
-            raise IndexError(f"index out of range for SyntheticShapes of length {self.num_images}")
-        return idx % max(self.num_images, 1)
 
     def _params(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Per-image random parameters and noise, each image from its own ``(seed, split, index)`` stream."""

@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..capture import attention_hooks
+from ..capture import attention_hooks, block_output_norms
 from ..checks import check_beta
 from ..dip import column_variance, indiscriminative_patches
 from ..grid import Grid
+from ..introspect import has_class_token, patch_size_of
 from ..uncertainty import UncertaintyAccumulator
-from .blocks import block_output_norms, has_class_token, patch_size_of
 from .heads import class_token_attention, head_reductions, patch_distances
 from .mixture import ArtefactFit, artefact_tokens
 from .ranks import spearman

@@ -10,16 +10,14 @@ import torch
 from torch import nn
 
 from ..grid import Grid
+from ..introspect import input_spec
 
 __all__ = ["model_image_size", "model_normalisation", "open_dataset", "attach_fields", "split_batch"]
 
 
 def model_image_size(model: nn.Module) -> int:
-    """The square input size of a timm ViT (``patch_embed.img_size``)."""
-    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
-    if size is None:
-        raise ValueError(f"{type(model).__name__} has no patch_embed.img_size: pass --image-size")
-    h, w = (size, size) if isinstance(size, int) else size
+    """The square input size of a model (:func:`patchfield.introspect.input_spec`)."""
+    h, w = input_spec(model)["size"]
     if h != w:
         raise ValueError(f"the model expects {h}x{w} inputs; patchfield's data sets are square: pass --image-size")
     return int(h)
