@@ -125,7 +125,7 @@ def test_tables_are_consistent(study):
     combined = doc["analysis"]["combined"]
     assert [s["beta"] for s in combined] == [0.2, 0.5] and all(c["seeds"] == 2 for c in combined[0]["claims"].values())
     assert set(doc["analysis"]["seeds"]) == {"0", "1"}
-    assert (study / "runs" / "claims" / "s0" / "claims.md").is_file()  # one claims report per seed
+    assert (study / "runs" / "synthetic" / "p4" / "s1" / "vit" / "claims" / "claims.md").is_file()  # one per seed
 
 
 def test_not_run_rows_have_commands(study):
@@ -171,3 +171,16 @@ def test_missing_pretrained_start_says_what_to_do(tmp_path, capsys):
     assert main(["reproduce", "--out", str(tmp_path / "runs"), "--pretrained", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "make pretrain" in err and len(err.strip().splitlines()) == 1
+
+
+def test_folders_are_reused_only_with_their_settings(tmp_path):
+    from patchfield.study.reproduce import _claim_settings
+
+    _claim_settings(tmp_path / "a", {"x": 1})
+    _claim_settings(tmp_path / "a", {"x": 1})  # same settings: reused
+    with pytest.raises(ValueError, match="other settings"):
+        _claim_settings(tmp_path / "a", {"x": 2})
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "eval.json").write_text("{}")  # an older patchfield's run: no record, refused
+    with pytest.raises(ValueError, match="older patchfield"):
+        _claim_settings(tmp_path / "old", {"x": 1})

@@ -190,8 +190,19 @@ def _fingerprint(tc: Any, row: Row, pre: dict[str, Any], cfg: StudyConfig, val_k
             "curve_points": cfg.curve_points, "curve_images": cfg.curve_images}
 
 
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+def _claim_settings(folder: Path, settings: dict[str, Any]) -> None:
+    """Record the settings ``folder`` is made with (``settings.json``), or refuse one made with others.
+
+    A folder holding files but no record (an older patchfield's) is refused too: nothing is reused unchecked.
+    """
+    made = folder / "settings.json"
+    same = made.is_file() and json.dumps(json.loads(made.read_text()), sort_keys=True) == json.dumps(
+        settings, sort_keys=True)
+    if made.is_file() and not same or not made.is_file() and folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(f"{folder} holds results made with other settings than this study's (or by an older "
+                         "patchfield): remove the folder to compute it again, or choose another --out")
+    if not made.is_file():
+        write_json_atomic(made, settings)
 
 
 def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir: Path,
@@ -214,16 +225,10 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
         optimizer=cfg.optimizer, lr=cfg.lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         checkpoint_every=0, seed=seed, progress=cfg.progress,
     )
-    settings = _fingerprint(tc, row, pre, cfg, val_kwargs)
-    done, made = run_dir / "eval.json", run_dir / "settings.json"
-    made_by_other = made.is_file() and not _same(json.loads(made.read_text()), settings)
-    if made_by_other or (not made.is_file() and run_dir.is_dir() and any(run_dir.iterdir())):
-        raise ValueError(f"{run_dir} holds a run made with other settings than this study's (or by an older "
-                         "patchfield): remove the folder to train it again, or choose another --out")
+    _claim_settings(run_dir, _fingerprint(tc, row, pre, cfg, val_kwargs))
+    done = run_dir / "eval.json"
     if done.is_file():
         return json.loads(done.read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(made, settings)
     t0 = time.perf_counter()
     score = curve_evaluator(tc, val_kwargs, val_store, cfg.curve_images)
     curve = train_with_curve(tc, cfg.curve_points, score)
@@ -249,6 +254,8 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
     from ..training import load_run
     from ..training.sources import model_normalisation
 
+    _claim_settings(store_dir, {"baseline": json.loads((base_dir / "settings.json").read_text()),
+                                "train_images": cfg.train_images, "val_images": cfg.val_images})
     model, _ = load_run(base_dir)
     norm = model_normalisation(model)
     stores = {}
@@ -272,13 +279,15 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
 
 def _claims(cfg: StudyConfig, run_dir: Path, seed: int) -> dict[str, Any]:
     """Analysis claims (:func:`patchfield.claims.measure_claims`) of one seed's fine-tuned baseline on the embedded
-    set's val images, against random weights and the nulls; written to ``<out>/claims/s<seed>/`` (kept on resume)."""
+    set's val images, against random weights and the nulls; written to ``<baseline run>/claims/`` (kept on resume)."""
     from ..claims import measure_claims
     from ..data import build_mask_dataset
     from ..training import load_run
     from ..training.sources import model_normalisation
 
-    folder = Path(cfg.out) / "claims" / f"s{seed}"
+    folder = run_dir / "claims"
+    _claim_settings(folder, {"images": cfg.claim_images, "alpha": cfg.claim_alpha, "betas": list(cfg.betas),
+                             "random_inits": cfg.claim_random_inits, "seed": 1000 * seed})
     if (folder / "claims.json").is_file():
         return json.loads((folder / "claims.json").read_text())
     trained, _ = load_run(run_dir)
