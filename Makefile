@@ -42,7 +42,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/analysis.py
 	$(PY) benchmarks/models.py
 
-# The small-scale reproduction study behind docs/reproduction.md (about an hour on 2 cores; resumable).
+# The reproduction study behind docs/reproduction.md (issue 10; needs `make pretrain` first). Estimated about
+# 3.6 hours on 2 idle cores (it prints its own estimate at the start); resumable across sessions.
 reproduce: $(STAMP) datasets
 	$(PY) -m patchfield reproduce --jobs 2
 

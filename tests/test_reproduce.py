@@ -184,3 +184,13 @@ def test_folders_are_reused_only_with_their_settings(tmp_path):
     (tmp_path / "old" / "eval.json").write_text("{}")  # an older patchfield's run: no record, refused
     with pytest.raises(ValueError, match="older patchfield"):
         _claim_settings(tmp_path / "old", {"x": 1})
+
+
+def test_report_only_keeps_the_hand_written_reading(study):
+    (study / "again_reading.md").write_text("## Reading this run\n\nBy hand.\n")
+    (study / "again_notes.md").write_text("## Reading of another study\n")  # the pre-issue-10 notes: left out
+    assert main(["reproduce", "--quick", "--out", str(study / "runs"), "--doc", str(study / "again.md"),
+                 "--report-only"]) == 0
+    doc = (study / "again.md").read_text()
+    assert doc.index("## Summary") < doc.index("By hand.") < doc.index("## The pretrained start")
+    assert "another study" not in doc

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", nargs="+", help="data sets (default: synthetic fashion-mnist)")
     p.add_argument("--seeds", type=int, help="number of seeds of every row (default 3)")
     p.add_argument("--steps", type=int, help="training steps per model on the embedded set (default 500)")
-    p.add_argument("--real-steps", type=int, help="training steps per model on real data sets (default 1800)")
+    p.add_argument("--real-steps", type=int, help="training steps per model on real data sets (default 1500)")
     p.add_argument("--jobs", type=int, default=1, help="(data set, seed) tasks trained at once in separate processes")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the report from the finished study's results.json, running nothing")
