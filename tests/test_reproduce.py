@@ -194,3 +194,16 @@ def test_report_only_keeps_the_hand_written_reading(study):
     doc = (study / "again.md").read_text()
     assert doc.index("## Summary") < doc.index("By hand.") < doc.index("## The pretrained start")
     assert "another study" not in doc
+
+
+def test_session_clock_counts_a_session_that_never_ends(tmp_path):
+    import time
+
+    from patchfield.study.reproduce import _SessionClock
+
+    (tmp_path / "sessions.json").write_text(json.dumps([{"started": "earlier", "seconds": 100.0}]))
+    clock = _SessionClock(tmp_path, every=0.02)
+    time.sleep(0.2)
+    rows = json.loads((tmp_path / "sessions.json").read_text())  # as a kill would leave it: no stop()
+    assert len(rows) == 2 and rows[0]["seconds"] == 100.0 and rows[1]["seconds"] > 0.0
+    assert clock.stop() >= 100.0 + rows[1]["seconds"]

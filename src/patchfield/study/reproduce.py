@@ -370,14 +370,34 @@ def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], dat
             "hours_at_current_load": round(1.3 * wall / procs / 3600.0, 2), "jobs": jobs}
 
 
-def _sessions(out: Path, seconds: float | None = None) -> float:
-    """Wall time of every session of this study (``sessions.json``), with ``seconds`` for this one appended."""
-    path = out / "sessions.json"
-    rows = json.loads(path.read_text()) if path.is_file() else []
-    if seconds is not None:
-        rows.append({"seconds": round(seconds, 1), "ended": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
-        write_json_atomic(path, rows)
-    return round(sum(r["seconds"] for r in rows), 1)
+class _SessionClock:
+    """This session's wall time in ``<out>/sessions.json``, one entry per session, rewritten every ``every``
+    seconds by a daemon thread: a killed session still counts (to within ``every``) in the study's total time."""
+
+    def __init__(self, out: Path, every: float = 60.0) -> None:
+        import threading
+
+        self.path, self.t0, self.every = out / "sessions.json", time.perf_counter(), every
+        self.rows = json.loads(self.path.read_text()) if self.path.is_file() else []
+        self.rows.append({"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "seconds": 0.0})
+        self.lock, self.stopped = threading.Lock(), threading.Event()
+        self.tick()
+        threading.Thread(target=self._beat, daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.every):
+            self.tick()
+
+    def tick(self) -> float:
+        """Record the time so far; returns the total over all sessions (seconds)."""
+        with self.lock:
+            self.rows[-1]["seconds"] = round(time.perf_counter() - self.t0, 1)
+            write_json_atomic(self.path, self.rows)
+            return round(sum(r["seconds"] for r in self.rows), 1)
+
+    def stop(self) -> float:
+        self.stopped.set()
+        return self.tick()
 
 
 def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
@@ -396,8 +416,21 @@ def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
     if int(jobs) < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     out = Path(cfg.out)
-    t0 = time.perf_counter()
     pretrained = _pretrained(cfg)
+    clock = _SessionClock(out)
+    try:
+        results = _train_all(cfg, jobs, pretrained)
+    finally:
+        seconds = clock.stop()
+    results["seconds"] = seconds
+    write_json_atomic(out / "results.json", results)
+    write_report(results, Path(cfg.doc))
+    return results
+
+
+def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Every run of every data set and seed, then the analysis claims: ``results.json`` without its time."""
+    out = Path(cfg.out)
     datasets, classes, skipped = [], {}, {}
     for dataset in cfg.datasets:
         try:
@@ -436,9 +469,6 @@ def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
         "not_run": not_run_rows(cfg.alphas, cfg.betas, cfg.dip_alpha, cfg.winft_alpha, cfg.winft_beta),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jobs} process(es), torch {torch.__version__}",
     }
-    results["seconds"] = _sessions(out, time.perf_counter() - t0)
-    write_json_atomic(out / "results.json", results)
-    write_report(results, Path(cfg.doc))
     return results
 
 
