@@ -207,3 +207,10 @@ def test_session_clock_counts_a_session_that_never_ends(tmp_path):
     rows = json.loads((tmp_path / "sessions.json").read_text())  # as a kill would leave it: no stop()
     assert len(rows) == 2 and rows[0]["seconds"] == 100.0 and rows[1]["seconds"] > 0.0
     assert clock.stop() >= 100.0 + rows[1]["seconds"]
+
+
+def test_report_only_refuses_an_older_study(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "results.json").write_text(json.dumps({"config": {}, "runs": []}))  # before issue 10
+    assert main(["reproduce", "--out", str(tmp_path / "runs"), "--doc", str(tmp_path / "r.md"), "--report-only"]) == 2
+    assert "older patchfield" in capsys.readouterr().err and not (tmp_path / "r.md").exists()
