@@ -459,7 +459,7 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
     claims: dict[str, Any] = {"seeds": {}}
     if "synthetic" in datasets:
         small = min(cfg.patch_sizes)
-        for seed in cfg.seeds:
+        for seed in _all_seeds(cfg):  # every seed fine-tunes the baseline (a headline row)
             base = out / "synthetic" / f"p{small}" / f"s{seed}" / "vit"
             claims["seeds"][str(seed)] = _claims(cfg, base, seed)
     results = {
