@@ -136,6 +136,20 @@ def _table(stats: list[dict[str, Any]], rows_meta: dict[str, dict[str, Any]], ta
     return lines
 
 
+def _data_words(cfg: dict[str, Any], datasets: list[str]) -> list[str]:
+    """How each data set of the run was used, in words."""
+    out = []
+    for d in datasets:
+        if d == "synthetic":
+            out.append(f"the embedded set's {cfg['train_images']:,} training images ({cfg['steps']} steps, scored on "
+                       f"its {cfg['val_images']:,} validation images)")
+        elif d == "fashion-mnist":
+            out.append(f"Fashion-MNIST's 60,000 ({cfg['real_steps']} steps, scored on its 10,000 test images)")
+        else:
+            out.append(f"{d}'s training split ({cfg['real_steps']} steps, scored on its validation split)")
+    return out
+
+
 def _rows_meta(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     from .rows import rows_for
 
@@ -256,9 +270,7 @@ def write_report(results: dict[str, Any], path: Path) -> dict[str, Any]:
         "",
         f"Every row of every table starts from the pretrained ViT of its patch size (above; `make pretrain`), patch "
         f"sizes {', '.join(map(str, cfg['patch_sizes']))} standing in for B/16 and B/32. The baseline ViT is "
-        f"fine-tuned on all training images: the embedded set's {cfg['train_images']:,} training images "
-        f"({cfg['steps']} steps, scored on its {cfg['val_images']:,} validation images) and Fashion-MNIST's 60,000 "
-        f"({cfg['real_steps']} steps, scored on its 10,000 test images); batch {cfg['batch_size']}, "
+        f"fine-tuned on all training images: {' and '.join(_data_words(cfg, datasets))}; batch {cfg['batch_size']}, "
         f"{cfg['optimizer']} at lr {cfg['lr']:g} ({cfg['warmup_steps']} warm-up steps, cosine), weight decay "
         f"{cfg['weight_decay']:g}. Windows and DIP sets come from each seed's fine-tuned baseline (SPEC §3-§6) for "
         "the training and validation images; AWD models use them at training and inference, WinfT only as the "
