@@ -85,6 +85,9 @@ def test_schema_and_protocol(study):
     for r in rows:
         assert {"dataset", "table", "row", "patch", "seed", "start", "top1", "eo", "final_gain_last20pct"} <= set(r)
         assert 0.0 <= r["top1"] <= 100.0 and len(r["curve"]) == 5
+        mark = r["curve"][3]  # 80% of the schedule: also scored on all validation images, like the final top-1
+        assert mark["step"] == 4 and r["final_gain_last20pct"] == pytest.approx(r["top1"] - 100 * mark["top1_all"],
+                                                                                 abs=1e-3)
         folder = r["row"] if r["start"] == "pretrained" else f"scratch-{r['row']}"
         info = json.loads((study / "runs" / "synthetic" / f"p{r['patch']}" / f"s{r['seed']}" / folder / "run.json")
                           .read_text())

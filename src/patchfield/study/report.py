@@ -95,8 +95,9 @@ def _summary(verdicts: list[dict[str, Any]]) -> list[str]:
 def _well_trained(results: dict[str, Any], stats: dict[str, list[dict[str, Any]]]) -> list[str]:
     cfg = results["config"]
     lines = [f"A baseline is *well trained* when its last 20% of the schedule gains less than "
-             f"{cfg['well_trained_gain']:g} point of validation top-1 (measured on the first {cfg['curve_images']} "
-             f"validation images, {cfg['curve_points']} points per schedule).", "",
+             f"{cfg['well_trained_gain']:g} point of validation top-1 (the checkpoint at 80% and the final model, both "
+             f"on all validation images; the curves in the figures are measured at {cfg['curve_points']} points on "
+             f"the first {cfg['curve_images']:,} validation images).", "",
              "| data set | start | row | seeds | top-1 % (mean ± SD) | gain over the last 20%, per seed "
              "| well trained |",
              "|---|---|---|---|---|---|---|"]

@@ -70,7 +70,8 @@ class StudyConfig:
         train_images, val_images: the embedded set's sizes (real sets are used whole).
         steps, real_steps: optimiser steps on the embedded set and on real sets.
         curve_points: validation points per run (a multiple of 5, so that 80% of the schedule is one);
-            ``curve_images``: the validation images they are measured on (the final top-1 uses all).
+            ``curve_images``: the validation images they are measured on. The well-trained check
+            (``final_gain_last20pct``) compares the point at 80% and the end on all validation images.
         margin: the equivalence margin (top-1 points) of "stays close" claims.
         well_trained_gain: a baseline gaining this many points or more over its last 20% is flagged.
         real_rows: the rows run on real sets (time budget).
@@ -232,14 +233,14 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
         return json.loads(done.read_text())
     t0 = time.perf_counter()
     score = curve_evaluator(tc, val_kwargs, val_store, cfg.curve_images)
-    curve = train_with_curve(tc, cfg.curve_points, score)
+    curve = train_with_curve(tc, cfg.curve_points, score, curve_evaluator(tc, val_kwargs, val_store, None))
     train_s = time.perf_counter() - t0
     result = evaluate_run(run_dir=str(run_dir), data=dataset, split="val", data_kwargs=val_kwargs,
                           groundtruth=str(val_store) if val_store else None, progress=cfg.progress, batch_size=256)
     record = {
         "dataset": dataset, "table": row.table, "row": row.key, "label": row.label, "kind": row.kind,
         "patch": row.patch, "seed": seed, "start": row.start, "top1": round(100.0 * result["top1"], 4),
-        "eo": result["eo"], "eo_full": result["eo_full"], "final_gain_last20pct": final_gain(curve),
+        "eo": result["eo"], "eo_full": result["eo_full"], "final_gain_last20pct": final_gain(curve, result["top1"]),
         "curve": curve, "val_images": result["num_images"], "alpha": row.alpha, "beta": row.beta,
         "train_seconds": round(train_s, 1),
     }
