@@ -177,16 +177,16 @@ def test_missing_pretrained_start_says_what_to_do(tmp_path, capsys):
 
 
 def test_folders_are_reused_only_with_their_settings(tmp_path):
-    from patchfield.study.reproduce import _claim_settings
+    from patchfield.study.reproduce import _settings_guard
 
-    _claim_settings(tmp_path / "a", {"x": 1})
-    _claim_settings(tmp_path / "a", {"x": 1})  # same settings: reused
+    _settings_guard(tmp_path / "a", {"x": 1})
+    _settings_guard(tmp_path / "a", {"x": 1})  # same settings: reused
     with pytest.raises(ValueError, match="other settings"):
-        _claim_settings(tmp_path / "a", {"x": 2})
+        _settings_guard(tmp_path / "a", {"x": 2})
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "eval.json").write_text("{}")  # an older patchfield's run: no record, refused
     with pytest.raises(ValueError, match="older patchfield"):
-        _claim_settings(tmp_path / "old", {"x": 1})
+        _settings_guard(tmp_path / "old", {"x": 1})
 
 
 def test_report_only_keeps_the_hand_written_reading(study):

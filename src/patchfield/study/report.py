@@ -16,11 +16,12 @@ from ..verdicts import VERDICT_MEANINGS
 from .rows import NOT_RUN_NOTE
 from .stats import combine_claims, row_stats, table_verdicts
 
-__all__ = ["analysis_verdicts", "plot_curves", "write_report"]
+__all__ = ["FORMAT", "analysis_verdicts", "plot_curves", "write_report"]
 
 _TABLES = (("1", "Table 1: adaptive window design (AWD)"), ("2", "Table 2: AWD + DIP"),
            ("3", "Table 3: window-free transformer (WinfT)"))
-_FMT = "patchfield-reproduction/2"
+#: The ``results.json`` format this version writes and renders.
+FORMAT = "patchfield-reproduction/2"
 
 
 def _num(x: float | None, fmt: str = ".2f") -> str:
@@ -216,7 +217,7 @@ def write_report(results: dict[str, Any], path: Path) -> dict[str, Any]:
     Raises:
         ValueError: ``results`` were written by an older patchfield (another format).
     """
-    if results.get("format") != _FMT:
+    if results.get("format") != FORMAT:
         raise ValueError("these results were written by an older patchfield (another format): rerun "
                          "`patchfield reproduce` to produce them again")
     cfg = results["config"]

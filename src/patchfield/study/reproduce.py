@@ -32,13 +32,10 @@ from typing import Any
 import torch
 
 from ..utils.io import write_json_atomic
+from .report import FORMAT, write_report
 from .rows import HEADLINE, Row, not_run_rows, rows_for
 
 __all__ = ["FORMAT", "QUICK", "StudyConfig", "config_with", "estimate_budget", "run_study", "study_rows"]
-
-#: ``results.json`` format written by this version.
-FORMAT = "patchfield-reproduction/2"
-
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -192,7 +189,7 @@ def _fingerprint(tc: Any, row: Row, pre: dict[str, Any], cfg: StudyConfig, val_k
             "curve_points": cfg.curve_points, "curve_images": cfg.curve_images}
 
 
-def _claim_settings(folder: Path, settings: dict[str, Any]) -> None:
+def _settings_guard(folder: Path, settings: dict[str, Any]) -> None:
     """Record the settings ``folder`` is made with (``settings.json``), or refuse one made with others.
 
     A folder holding files but no record (an older patchfield's) is refused too: nothing is reused unchecked.
@@ -227,7 +224,7 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
         optimizer=cfg.optimizer, lr=cfg.lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         checkpoint_every=0, seed=seed, progress=cfg.progress,
     )
-    _claim_settings(run_dir, _fingerprint(tc, row, pre, cfg, val_kwargs))
+    _settings_guard(run_dir, _fingerprint(tc, row, pre, cfg, val_kwargs))
     done = run_dir / "eval.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -256,7 +253,7 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
     from ..training import load_run
     from ..training.sources import model_normalisation
 
-    _claim_settings(store_dir, {"baseline": json.loads((base_dir / "settings.json").read_text()),
+    _settings_guard(store_dir, {"baseline": json.loads((base_dir / "settings.json").read_text()),
                                 "train_images": cfg.train_images, "val_images": cfg.val_images})
     model, _ = load_run(base_dir)
     norm = model_normalisation(model)
@@ -288,7 +285,7 @@ def _claims(cfg: StudyConfig, run_dir: Path, seed: int) -> dict[str, Any]:
     from ..training.sources import model_normalisation
 
     folder = run_dir / "claims"
-    _claim_settings(folder, {"images": cfg.claim_images, "alpha": cfg.claim_alpha, "betas": list(cfg.betas),
+    _settings_guard(folder, {"images": cfg.claim_images, "alpha": cfg.claim_alpha, "betas": list(cfg.betas),
                              "random_inits": cfg.claim_random_inits, "seed": 1000 * seed})
     if (folder / "claims.json").is_file():
         return json.loads((folder / "claims.json").read_text())
@@ -412,8 +409,6 @@ def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
     Raises:
         FileNotFoundError: no pretrained start (``make pretrain``), or a data set's files are missing.
     """
-    from .report import write_report
-
     if int(jobs) < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     out = Path(cfg.out)
