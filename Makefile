@@ -43,7 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/models.py
 
 # The reproduction study behind docs/reproduction.md (issue 10; needs `make pretrain` first). Estimated about
-# 3.6 hours on 2 idle cores (it prints its own estimate at the start); resumable across sessions.
+# 3.7 hours on 2 idle cores (it prints its own estimate at the start); resumable across sessions.
 reproduce: $(STAMP) datasets
 	$(PY) -m patchfield reproduce --jobs 2
 

@@ -6,6 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..study.reproduce import StudyConfig
+
+    d = StudyConfig()
     p = sub.add_parser("reproduce", help="run (or resume) the small-scale reproduction study and write its report",
                        description="Every row starts from the pretrained ViT of its patch size (`make pretrain`); "
                        "a killed study resumes where it stopped, a run folder made with other settings is refused.")
@@ -15,10 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="a seconds-long configuration with its own tiny pretrained start (smoke test of the protocol)")
     p.add_argument("--pretrained", help="folder of the pretrained ViTs (default: the package's, from make pretrain)")
-    p.add_argument("--datasets", nargs="+", help="data sets (default: synthetic fashion-mnist)")
-    p.add_argument("--seeds", type=int, help="number of seeds of every row (default 3)")
-    p.add_argument("--steps", type=int, help="training steps per model on the embedded set (default 500)")
-    p.add_argument("--real-steps", type=int, help="training steps per model on real data sets (default 1500)")
+    p.add_argument("--datasets", nargs="+", help=f"data sets (default: {' '.join(d.datasets)})")
+    p.add_argument("--seeds", type=int, help=f"number of seeds of every row (default {len(d.seeds)})")
+    p.add_argument("--steps", type=int, help=f"training steps per model on the embedded set (default {d.steps})")
+    p.add_argument("--real-steps", type=int, help=f"training steps per model on real sets (default {d.real_steps})")
     p.add_argument("--jobs", type=int, default=1, help="(data set, seed) tasks trained at once in separate processes")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the report from the finished study's results.json, running nothing")
