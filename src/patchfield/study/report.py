@@ -51,30 +51,27 @@ def analysis_verdicts(combined: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot_curves(runs: list[dict[str, Any]], dataset: str, table: str, keys: list[str], path: Path) -> Path:
-    """Validation top-1 over the schedule of ``keys`` (and their baselines): one thin line per seed, pretrained
-    start solid, from-scratch dashed."""
+    """Validation top-1 over the schedule of ``keys``: one thin line per seed, one colour per row; a panel per
+    start (pretrained, and from scratch when that arm ran)."""
     from ..figures._draw import new_figure, save_figure
 
-    fig = new_figure(7.0, 4.2)
-    ax = fig.subplots()
-    colours = {}
-    for r in runs:
-        if r["dataset"] != dataset or r["row"] not in keys:
-            continue
-        colour = colours.setdefault(r["row"], f"C{len(colours) % 10}")
-        end = max(p["step"] for p in r["curve"])
-        xs = [p["step"] / end for p in r["curve"]]
-        ys = [100.0 * p["top1"] for p in r["curve"]]
-        label = f"{r['row']} ({r['start']})" if r["seed"] == min(
-            q["seed"] for q in runs if q["dataset"] == dataset and q["row"] == r["row"] and q["start"] == r["start"]
-        ) else None
-        ax.plot(xs, ys, color=colour, lw=0.9, alpha=0.75, ls="-" if r["start"] == "pretrained" else "--", label=label)
-    ax.axvline(0.8, color="#999999", lw=0.8, ls=":")
-    ax.set_xlabel("share of the schedule (dotted: 80%, the start of the well-trained check)")
-    ax.set_ylabel("validation top-1 % (curve images)")
-    ax.set_title(f"{dataset}, Table {table}: one line per seed")
-    if colours:
+    mine = [r for r in runs if r["dataset"] == dataset and r["row"] in keys]
+    starts = [s for s in ("pretrained", "scratch") if any(r["start"] == s for r in mine)]
+    fig = new_figure(5.0 + 4.0 * len(starts), 4.2)
+    axes = fig.subplots(1, len(starts), sharey=True, squeeze=False)[0]
+    colours = {k: f"C{i % 10}" for i, k in enumerate(keys)}
+    for ax, start in zip(axes, starts):
+        labelled = set()
+        for r in (r for r in mine if r["start"] == start):
+            end = max(p["step"] for p in r["curve"])
+            ax.plot([p["step"] / end for p in r["curve"]], [100.0 * p["top1"] for p in r["curve"]],
+                    color=colours[r["row"]], lw=0.9, alpha=0.75, label=None if r["row"] in labelled else r["row"])
+            labelled.add(r["row"])
+        ax.axvline(0.8, color="#999999", lw=0.8, ls=":")
+        ax.set_xlabel("share of the schedule (dotted: 80%)")
+        ax.set_title(f"{dataset}, Table {table}, {start} start: a line per seed", fontsize=9)
         ax.legend(fontsize=7, ncol=2)
+    axes[0].set_ylabel("validation top-1 % (curve images)")
     return save_figure(fig, path)
 
 
