@@ -185,7 +185,9 @@ def _pretrained(cfg: StudyConfig) -> dict[int, dict[str, Any]]:
 def _fingerprint(tc: Any, row: Row, pre: dict[str, Any], cfg: StudyConfig, val_kwargs: dict[str, Any]) -> dict:
     """The settings a run folder was made with (paths left out, the pretrained start by its record)."""
     skip = {"out", "weights", "groundtruth", "progress", "resume", "stop_after_steps", "checkpoint_every", "log_every"}
-    return {"train": {k: v for k, v in tc.to_dict().items() if k not in skip}, "row": asdict(row),
+    shaping = ("key", "kind", "patch", "alpha", "beta", "start")  # not its label or the paper's numbers
+    return {"train": {k: v for k, v in tc.to_dict().items() if k not in skip},
+            "row": {k: getattr(row, k) for k in shaping},
             "pretrained": pre["record"] if row.start == "pretrained" else None, "val_data_kwargs": val_kwargs,
             "curve_points": cfg.curve_points, "curve_images": cfg.curve_images}
 
