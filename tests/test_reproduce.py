@@ -1,14 +1,73 @@
-"""The reproduction study in its seconds-long configuration: well-formed, consistent tables."""
+"""The reproduction study: its statistics against plain loops, and its seconds-long configuration end to end."""
 
 from __future__ import annotations
 
 import json
-import re
+import math
+import statistics
 
 import pytest
 
 from patchfield.cli import main
-from patchfield.study.report import aggregate
+from patchfield.study.curve import final_gain
+from patchfield.study.stats import close_verdict, combine_claims, row_stats, table_verdicts
+from patchfield.verdicts import VERDICTS, t_quantile
+
+
+def _run(row: str, seed: int, top1: float, start: str = "pretrained") -> dict:
+    return {"dataset": "d", "row": row, "seed": seed, "start": start, "top1": top1, "eo": 1.0, "eo_full": 4.0,
+            "final_gain_last20pct": 0.1 * seed}
+
+
+def test_row_stats_pair_by_seed_like_a_plain_loop():
+    vit, awd = [80.0, 82.0, 81.0], [81.0, 84.0, 81.5]
+    runs = [_run("vit", s, v) for s, v in enumerate(vit)] + [_run("awd-0.1", s, v) for s, v in enumerate(awd)]
+    runs.append(_run("awd-0.1", 7, 99.0))  # a seed without its baseline: not paired
+    s = row_stats(runs, "d", "pretrained", "awd-0.1", "vit")
+    diffs = [a - b for a, b in zip(awd, vit)]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    half = t_quantile(0.975, 2) * sd / math.sqrt(3)
+    assert s["vs_base"]["n"] == 3 and s["vs_base"]["diff"] == pytest.approx(mean)
+    assert s["vs_base"]["ci95"] == pytest.approx([mean - half, mean + half])
+    assert s["seeds"] == 4 and s["top1_sd"] == pytest.approx(statistics.stdev(awd + [99.0]))  # sample SD (n - 1)
+    assert s["gain_max"] == pytest.approx(0.7)
+
+
+def test_table_verdicts_and_equivalence():
+    runs = [_run("vit", s, 80.0 + s) for s in range(3)]
+    runs += [_run("awd-0.1", s, 82.0 + s + 0.1 * s) for s in range(3)]  # clearly above, paired
+    runs += [_run("awd-dip-0.5", s, 80.0 + s + (0.05, -0.05, 0.0)[s]) for s in range(3)]  # stays within 1 point
+    runs += [_run("winft-paper", s, 70.0 + s) for s in range(3)]  # clearly below
+    got = {(v["a"], v["b"]): v for v in table_verdicts(runs, "d", (4, 8), margin=1.0)}
+    assert got[("awd-0.1", "vit")]["verdict"] == "supported"
+    assert got[("awd-0.1", "vit")]["diff"] == pytest.approx(2.1)
+    assert got[("awd-dip-0.5", "vit")]["verdict"] == "supported" and got[("awd-dip-0.5", "vit")]["margin"] == 1.0
+    assert got[("winft-paper", "vit")]["verdict"] == "contradicted"
+    assert ("awd-dip-0.2", "awd-0.1") not in got  # a row that was not run gives no verdict
+    assert close_verdict([3.0, 3.5, 2.8], 1.0) == "contradicted"
+    assert close_verdict([0.0, 2.0, -1.5], 1.0) == "not supported"
+
+
+def test_combine_claims_takes_the_seed_as_unit():
+    def seed(t: float, n: float, r: float) -> dict:
+        c = {"trained": {"mean": t}, "null": {"mean": n}, "random": {"mean": r}}
+        gap = {"gap": {"trained": {"mean": t}, "random": {"mean": r}}}
+        return {"settings": [{"alpha": 0.1, "beta": 0.2, "claims": {"dip_on_background": c, "field_size": gap}}]}
+
+    out = combine_claims([seed(0.9, 0.7, 0.8), seed(0.92, 0.7, 0.81), seed(0.91, 0.72, 0.79)])
+    dip = out[0]["claims"]["dip_on_background"]
+    assert dip["seeds"] == 3 and dip["vs_null"]["n"] == 3
+    assert dip["vs_null"]["diff"] == pytest.approx((0.2 + 0.22 + 0.19) / 3)
+    assert dip["verdict"] == "supported"
+    assert out[0]["claims"]["field_size"]["vs_null"]["diff"] == pytest.approx(0.91)  # null of the gap: 0
+
+
+def test_final_gain_reads_the_point_at_80_percent():
+    curve = [{"step": s, "top1": t} for s, t in zip((2, 4, 6, 8, 10), (0.1, 0.5, 0.6, 0.70, 0.712))]
+    assert final_gain(curve) == pytest.approx(1.2)
+    with pytest.raises(ValueError, match="80%"):
+        final_gain(curve[:3] + curve[4:])
 
 
 @pytest.fixture(scope="module")
@@ -18,43 +77,143 @@ def study(tmp_path_factory):
     return out
 
 
+def test_schema_and_protocol(study):
+    doc = json.loads((study / "reproduction.json").read_text())
+    assert {p["patch"] for p in doc["pretrained"]} == {4, 8}
+    assert all({"name", "source", "source_top1", "train_seconds"} <= set(p) for p in doc["pretrained"])
+    rows = doc["rows"]
+    for r in rows:
+        assert {"dataset", "table", "row", "patch", "seed", "start", "top1", "eo", "final_gain_last20pct"} <= set(r)
+        assert 0.0 <= r["top1"] <= 100.0 and len(r["curve"]) == 5
+        mark = r["curve"][3]  # 80% of the schedule: also scored on all validation images, like the final top-1
+        assert mark["step"] == 4 and r["final_gain_last20pct"] == pytest.approx(r["top1"] - 100 * mark["top1_all"],
+                                                                                 abs=1e-3)
+        folder = r["row"] if r["start"] == "pretrained" else f"scratch-{r['row']}"
+        info = json.loads((study / "runs" / "synthetic" / f"p{r['patch']}" / f"s{r['seed']}" / folder / "run.json")
+                          .read_text())
+        weights = info["config"]["weights"]
+        if r["start"] == "pretrained":  # every row starts from the pretrained ViT of its patch size
+            assert weights.endswith(f"formula-p{r['patch']}/model.safetensors")
+        else:
+            assert weights is None
+    seeds = {k: sorted(r["seed"] for r in rows if r["row"] == k and r["start"] == "pretrained")
+             for k in {r["row"] for r in rows}}
+    assert seeds["vit"] == seeds["awd-0.1"] == seeds["winft-paper"] == [0, 1, 2]  # headline rows: one more seed
+    assert seeds["awd-0.5"] == seeds["vit-p8"] == [0, 1]
+    assert sorted(r["row"] for r in rows if r["start"] == "scratch" and r["seed"] == 0) == \
+        ["awd-0.1", "vit", "winft-paper"]
+    for v in doc["verdicts"]:
+        assert {"dataset", "claim", "diff", "ci95", "verdict"} <= set(v) and v["verdict"] in VERDICTS
+        assert len(v["ci95"]) == 2
+    assert {v["table"] for v in doc["verdicts"]} == {"1", "2", "3", "analysis"}
+    assert any(v["start"] == "scratch" for v in doc["verdicts"])
+
+
 def test_tables_are_consistent(study):
-    results = json.loads((study / "runs" / "results.json").read_text())
-    agg = aggregate(results, "synthetic")
-    rows = {r["key"]: r for r in results["rows"]["synthetic"]}
-    assert agg["vit"]["eo"] == agg["vit"]["eo_full"] == 64**2  # patch 4 on 32 px: N = 64
-    assert agg["vit-p8"]["eo"] == 16**2
-    assert all(a["seeds"] == 2 for a in agg.values())
-    alphas = sorted((rows[k]["alpha"], agg[k]["eo"]) for k in agg if rows[k]["kind"] == "awd")
-    assert [a for a, _ in alphas] == [0.025, 0.1, 0.5]
-    eos = [eo for _, eo in alphas]
-    assert eos == sorted(eos) and eos[-1] < 64**2  # E_O grows with alpha, below N² for every alpha < 1
-    dip = [agg[f"awd-dip-{b:g}"]["eo"] for b in (0.2, 0.5)]
-    assert dip == sorted(dip, reverse=True) and dip[0] <= agg["awd-0.1"]["eo"]  # DIP removes interactions
-    for key, a in agg.items():
-        assert 0.0 <= a["top1"] <= 100.0 and a["top1_std"] >= 0.0
+    doc = json.loads((study / "reproduction.json").read_text())
+    t = {(s["row"], s["start"]): s for s in doc["tables"]["synthetic"]}
+    for start in ("pretrained", "scratch"):
+        assert t[("vit", start)]["eo"] == t[("vit", start)]["eo_full"] == 64**2  # patch 4 on 32 px: N = 64
+    assert t[("vit-p8", "pretrained")]["eo"] == 16**2
+    eos = [t[(f"awd-{a:g}", "pretrained")]["eo"] for a in (0.025, 0.1, 0.5)]
+    assert eos == sorted(eos) and eos[-1] < 64**2  # E_O falls with alpha, below N² for every alpha < 1
+    dip = [t[(f"awd-dip-{b:g}", "pretrained")]["eo"] for b in (0.2, 0.5)]
+    assert dip == sorted(dip, reverse=True) and dip[0] <= t[("awd-0.1", "pretrained")]["eo"]  # DIP removes some
+    for (key, _), s in t.items():
+        assert s["top1_sd"] is None or s["top1_sd"] >= 0.0
         if key.startswith("winft"):
-            assert 0 < a["eo"] < a["eo_full"]
-    setting = next(s for s in results["claims"]["settings"] if s["beta"] == 0.2)  # patchfield.claims' schema
-    for who in ("trained", "random"):
-        assert 0.0 <= setting["claims"]["dip_on_background"][who]["mean"] <= 1.0
-        assert -1.0 <= setting["claims"]["tendency_to_object"][who]["mean"] <= 1.0
+            assert 0 < s["eo"] < s["eo_full"]
+        if key not in ("vit", "vit-p8"):
+            assert s["vs_base"]["n"] == s["seeds"] and len(s["vs_base"]["ci95"]) == 2
+    combined = doc["analysis"]["combined"]
+    assert [s["beta"] for s in combined] == [0.2, 0.5] and all(c["seeds"] == 3 for c in combined[0]["claims"].values())
+    assert set(doc["analysis"]["seeds"]) == {"0", "1", "2"}  # every seed's fine-tuned baseline
+    assert (study / "runs" / "synthetic" / "p4" / "s1" / "vit" / "claims" / "claims.md").is_file()  # one per seed
+
+
+def test_not_run_rows_have_commands(study):
+    doc = json.loads((study / "reproduction.json").read_text())
+    not_run = doc["not_run"]
+    assert {r["table"] for r in not_run if r["dataset"] == "imagenet-1k"} == {"1", "2", "3"}
+    cub = [r for r in not_run if r["table"] == "4"]
+    assert {r["paper_top1"] for r in cub} == {90.30, 90.58}
+    for r in not_run:
+        assert r["gpu_hours"] > 0 and any("torchrun" in c for c in r["commands"])
+        assert any(" evaluate " in c for c in r["commands"]) and "--weights" in " ".join(r["commands"])
 
 
 def test_report_is_well_formed(study):
     doc = (study / "reproduction.md").read_text()
-    for title in ("Table 1", "Table 2", "Table 3", "analysis claims", "Total run time"):
+    assert doc.index("## Summary") < doc.index("## The pretrained start") < doc.index("### Table 1")
+    for title in ("Table 1", "Table 2", "Table 3", "Table 4", "not run here", "Are the baselines well trained",
+                  "analysis claims", "Total run time", "Combined over seeds", "### Seed 1"):
         assert title in doc
-    tables = [line for line in doc.splitlines() if line.startswith("|")]
-    widths = {line.replace("\\|", "").count("|") for line in tables if not line.startswith("|---")}
-    assert widths <= {6, 7}  # 5-column table rows and 6-column claim rows, every row complete
-    assert len(re.findall(r"\*\*(supported|contradicted|within spread|not supported)", doc)) >= 6 + 6
+    tables = [line for line in doc.splitlines() if line.startswith("|") and not line.startswith("|---")]
+    widths = {line.replace("\\|", "").count("|") for line in tables}
+    assert widths <= {6, 7, 8, 9, 10}  # every row complete (6- to 9-column tables)
+    for table in (1, 2, 3):
+        png = study / "reproduction" / f"synthetic-table{table}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG" and f"(reproduction/synthetic-table{table}.png)" in doc
 
 
-def test_resume_skips_finished_runs(study, capsys):
-    before = (study / "runs" / "results.json").stat().st_mtime_ns
-    marker = next((study / "runs").rglob("eval.json"))
+def test_resume_skips_finished_runs_and_refuses_other_settings(study, capsys):
+    runs = study / "runs"
+    marker = next(runs.rglob("eval.json"))
     stamp = marker.stat().st_mtime_ns
-    assert main(["reproduce", "--quick", "--out", str(study / "runs"), "--doc", str(study / "again.md")]) == 0
+    sessions = len(json.loads((runs / "sessions.json").read_text()))
+    assert main(["reproduce", "--quick", "--out", str(runs), "--doc", str(study / "again.md")]) == 0
     assert marker.stat().st_mtime_ns == stamp  # not retrained
-    assert (study / "runs" / "results.json").stat().st_mtime_ns >= before
+    assert len(json.loads((runs / "sessions.json").read_text())) == sessions + 1  # the total sums the sessions
+    capsys.readouterr()
+    assert main(["reproduce", "--quick", "--out", str(runs), "--doc", str(study / "other.md"), "--steps", "10"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert not (study / "other.md").exists()
+
+
+def test_missing_pretrained_start_says_what_to_do(tmp_path, capsys):
+    assert main(["reproduce", "--out", str(tmp_path / "runs"), "--pretrained", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "make pretrain" in err and len(err.strip().splitlines()) == 1
+
+
+def test_folders_are_reused_only_with_their_settings(tmp_path):
+    from patchfield.study.reproduce import _settings_guard
+
+    _settings_guard(tmp_path / "a", {"x": 1})
+    _settings_guard(tmp_path / "a", {"x": 1})  # same settings: reused
+    with pytest.raises(ValueError, match="other settings"):
+        _settings_guard(tmp_path / "a", {"x": 2})
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "eval.json").write_text("{}")  # an older patchfield's run: no record, refused
+    with pytest.raises(ValueError, match="older patchfield"):
+        _settings_guard(tmp_path / "old", {"x": 1})
+
+
+def test_report_only_keeps_the_hand_written_reading(study):
+    (study / "again_reading.md").write_text("## Reading this run\n\nBy hand.\n")
+    (study / "again_notes.md").write_text("## Reading of another study\n")  # the pre-issue-10 notes: left out
+    assert main(["reproduce", "--quick", "--out", str(study / "runs"), "--doc", str(study / "again.md"),
+                 "--report-only"]) == 0
+    doc = (study / "again.md").read_text()
+    assert doc.index("## Summary") < doc.index("By hand.") < doc.index("## The pretrained start")
+    assert "another study" not in doc
+
+
+def test_session_clock_counts_a_session_that_never_ends(tmp_path):
+    import time
+
+    from patchfield.study.reproduce import _SessionClock
+
+    (tmp_path / "sessions.json").write_text(json.dumps([{"started": "earlier", "seconds": 100.0}]))
+    clock = _SessionClock(tmp_path, every=0.02)
+    time.sleep(0.2)
+    rows = json.loads((tmp_path / "sessions.json").read_text())  # as a kill would leave it: no stop()
+    assert len(rows) == 2 and rows[0]["seconds"] == 100.0 and rows[1]["seconds"] > 0.0
+    assert clock.stop() >= 100.0 + rows[1]["seconds"]
+
+
+def test_report_only_refuses_an_older_study(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "results.json").write_text(json.dumps({"config": {}, "runs": []}))  # before issue 10
+    assert main(["reproduce", "--out", str(tmp_path / "runs"), "--doc", str(tmp_path / "r.md"), "--report-only"]) == 2
+    assert "older patchfield" in capsys.readouterr().err and not (tmp_path / "r.md").exists()

@@ -6,14 +6,23 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="run (or resume) the small-scale reproduction study and write its report")
+    from ..study.reproduce import StudyConfig
+
+    d = StudyConfig()
+    p = sub.add_parser("reproduce", help="run (or resume) the small-scale reproduction study and write its report",
+                       description="Every row starts from the pretrained ViT of its patch size (`make pretrain`); "
+                       "a killed study resumes where it stopped, a run folder made with other settings is refused.")
     p.add_argument("--out", help="folder of the study's runs (default runs/reproduce); a rerun resumes it")
-    p.add_argument("--doc", help="the markdown report to write (default docs/reproduction.md)")
-    p.add_argument("--quick", action="store_true", help="a seconds-long configuration (smoke test of the protocol)")
-    p.add_argument("--datasets", nargs="+", help="data sets (default: synthetic fashion-mnist)")
-    p.add_argument("--seeds", type=int, help="number of seeds (default 3)")
-    p.add_argument("--steps", type=int, help="training steps per model")
-    p.add_argument("--jobs", type=int, default=1, help="seeds trained at once in separate processes")
+    p.add_argument("--doc", help="the markdown report to write (default docs/reproduction.md; its .json and "
+                   "curve PNGs beside it)")
+    p.add_argument("--quick", action="store_true",
+                   help="a seconds-long configuration with its own tiny pretrained start (smoke test of the protocol)")
+    p.add_argument("--pretrained", help="folder of the pretrained ViTs (default: the package's, from make pretrain)")
+    p.add_argument("--datasets", nargs="+", help=f"data sets (default: {' '.join(d.datasets)})")
+    p.add_argument("--seeds", type=int, help=f"number of seeds of every row (default {len(d.seeds)})")
+    p.add_argument("--steps", type=int, help=f"training steps per model on the embedded set (default {d.steps})")
+    p.add_argument("--real-steps", type=int, help=f"training steps per model on real sets (default {d.real_steps})")
+    p.add_argument("--jobs", type=int, default=1, help="(data set, seed) tasks trained at once in separate processes")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the report from the finished study's results.json, running nothing")
     p.add_argument("--progress", action="store_true", help="progress bars for every run")
@@ -23,10 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..study.reproduce import QUICK, StudyConfig, config_with, run_study
 
-    cfg = QUICK if args.quick else StudyConfig()
     cfg = config_with(
-        cfg, out=args.out, doc=args.doc, datasets=tuple(args.datasets) if args.datasets else None,
-        seeds=tuple(range(args.seeds)) if args.seeds else None, steps=args.steps, progress=args.progress or None,
+        QUICK if args.quick else StudyConfig(), out=args.out, doc=args.doc, pretrained_root=args.pretrained,
+        datasets=tuple(args.datasets) if args.datasets else None,
+        seeds=tuple(range(args.seeds)) if args.seeds else None, steps=args.steps, real_steps=args.real_steps,
+        progress=args.progress or None,
     )
     if args.report_only:
         import json
@@ -44,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
 
     with FolderLock(cfg.out):  # each run folder inside is locked again by its training
         results = run_study(cfg, jobs=args.jobs)
-    print(f"reproduction study: {len(results['runs'])} runs in {results['seconds'] / 60:.1f} min; "
+    print(f"reproduction study: {len(results['rows'])} runs, {results['seconds'] / 60:.1f} min in all; "
           f"report in {cfg.doc}, results in {cfg.out}/results.json")
     return 0

@@ -1,194 +1,316 @@
-"""Render the study's ``results.json`` as ``docs/reproduction.md``: tables beside the paper's, verdicts."""
+"""Render the study's ``results.json`` as ``docs/reproduction.md`` (+ ``.json`` and training-curve PNGs).
+
+The document leads with a summary table (claim, paper, ours with a 95% interval, verdict), then the
+pretrained start, the protocol, the well-trained check of the baselines, Tables 1-3 per data set with
+their training curves, Table 4 and the ImageNet rows (*not run here*, with commands and GPU-hours), and
+the analysis claims per seed and combined over seeds. All statistics come from :mod:`.stats`.
+"""
 
 from __future__ import annotations
 
-import math
-import statistics
 from pathlib import Path
 from typing import Any
 
 from ..utils.io import atomic_write, write_json_atomic
 from ..verdicts import VERDICT_MEANINGS
+from .rows import NOT_RUN_NOTE
+from .stats import combine_claims, row_stats, table_verdicts
 
-__all__ = ["aggregate", "verdict", "write_report"]
+__all__ = ["FORMAT", "analysis_verdicts", "plot_curves", "write_report"]
+
+_TABLES = (("1", "Table 1: adaptive window design (AWD)"), ("2", "Table 2: AWD + DIP"),
+           ("3", "Table 3: window-free transformer (WinfT)"))
+#: The ``results.json`` format this version writes and renders.
+FORMAT = "patchfield-reproduction/2"
 
 
-def aggregate(results: dict[str, Any], dataset: str) -> dict[str, dict[str, float]]:
-    """Per row key: mean and spread (population std over seeds) of top-1 (%) and ``E_O``."""
-    by_row: dict[str, list[dict[str, Any]]] = {}
-    for run in results["runs"]:
-        if run["dataset"] == dataset:
-            by_row.setdefault(run["row"], []).append(run)
-    out = {}
-    for key, runs in by_row.items():
-        top1 = [100.0 * r["top1"] for r in runs]
-        eo = [r["eo"] for r in runs]
-        out[key] = {
-            "top1": statistics.fmean(top1), "top1_std": statistics.pstdev(top1) if len(top1) > 1 else 0.0,
-            "eo": statistics.fmean(eo), "eo_full": runs[0]["eo_full"], "seeds": len(runs),
-        }
+def _num(x: float | None, fmt: str = ".2f") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def _ci(c: dict[str, Any] | None, fmt: str = "+.2f") -> str:
+    if not c or c.get("diff") is None:
+        return "—"
+    lo, hi = c["ci95"]
+    return f"{_num(c['diff'], fmt)} [{_num(lo, fmt)}, {_num(hi, fmt)}] (n={c['n']})"
+
+
+def analysis_verdicts(combined: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The combined analysis claims (seeds as the unit) as ``verdicts`` entries: ``diff``/``ci95`` against random
+    weights, ``vs_null`` beside it."""
+    from ..claims import CLAIMS
+
+    out = []
+    for setting in combined:
+        for key, c in setting["claims"].items():
+            out.append({"dataset": "synthetic", "table": "analysis", "start": "pretrained",
+                        "claim": f"{CLAIMS[key][0]} (α={setting['alpha']:g}, β={setting['beta']:g})", "key": key,
+                        "diff": c["vs_random"]["diff"], "ci95": c["vs_random"]["ci95"], "n": c["vs_random"]["n"],
+                        "vs_null": c["vs_null"], "verdict": c["verdict"], "paper": None, "paper_diff": None})
     return out
 
 
-def verdict(a_mean: float, a_spread: float, b_mean: float, b_spread: float, higher: bool = True) -> str:
-    """Does ``a`` beat ``b`` (higher, or lower when ``higher=False``) by more than the spread?
+def plot_curves(runs: list[dict[str, Any]], dataset: str, table: str, keys: list[str], path: Path) -> Path:
+    """Validation top-1 over the schedule of ``keys``: one thin line per seed, one colour per row; a panel per
+    start (pretrained, and from scratch when that arm ran)."""
+    from ..figures._draw import new_figure, save_figure
 
-    The spread of the difference is ``sqrt(a_spread² + b_spread²)``.
+    mine = [r for r in runs if r["dataset"] == dataset and r["row"] in keys]
+    starts = [s for s in ("pretrained", "scratch") if any(r["start"] == s for r in mine)]
+    fig = new_figure(5.0 + 4.0 * len(starts), 4.2)
+    axes = fig.subplots(1, len(starts), sharey=True, squeeze=False)[0]
+    colours = {k: f"C{i % 10}" for i, k in enumerate(keys)}
+    for ax, start in zip(axes, starts):
+        labelled = set()
+        for r in (r for r in mine if r["start"] == start):
+            end = max(p["step"] for p in r["curve"])
+            ax.plot([p["step"] / end for p in r["curve"]], [100.0 * p["top1"] for p in r["curve"]],
+                    color=colours[r["row"]], lw=0.9, alpha=0.75, label=None if r["row"] in labelled else r["row"])
+            labelled.add(r["row"])
+        ax.axvline(0.8, color="#999999", lw=0.8, ls=":")
+        ax.set_xlabel("share of the schedule (dotted: 80%)")
+        ax.set_title(f"{dataset}, Table {table}, {start} start: a line per seed", fontsize=9)
+        ax.legend(fontsize=7, ncol=2)
+    axes[0].set_ylabel("validation top-1 % (curve images)")
+    return save_figure(fig, path)
 
-    >>> verdict(2.0, 0.1, 1.0, 0.1), verdict(1.05, 0.1, 1.0, 0.1), verdict(0.5, 0.1, 1.0, 0.1)
-    ('supported', 'within spread', 'contradicted')
-    """
-    diff = (a_mean - b_mean) if higher else (b_mean - a_mean)
-    spread = math.sqrt(a_spread**2 + b_spread**2)
-    if diff > spread:
-        return "supported"
-    if diff < -spread:
-        return "contradicted"
-    return "within spread"
+
+def _summary(verdicts: list[dict[str, Any]]) -> list[str]:
+    lines = ["| claim | data set | start | paper | ours: difference, 95% CI (seeds) | verdict |",
+             "|---|---|---|---|---|---|"]
+    for v in verdicts:
+        if v["table"] == "analysis":
+            paper = "claimed (Sec. 4.2, 4.3)"
+            ours = f"vs random weights {_ci(v, '+.3f')}; vs null {_ci(v['vs_null'], '+.3f')}"
+        else:
+            paper = f"{v['paper'][0]:.2f} vs {v['paper'][1]:.2f} ({v['paper_diff']:+.2f})" if v["paper"] else "—"
+            ours = _ci(v)
+        claim = v["claim"] if v["table"] == "analysis" else f"Table {v['table']}: {v['claim']}"
+        lines.append(f"| {claim} | {v['dataset']} | {v['start']} | {paper} | {ours} | **{v['verdict']}** |")
+    return lines
 
 
-def _fmt_eo(eo: float, full: float) -> str:
-    return f"{eo:,.0f} ({100 * eo / full:.1f}%)"
+def _well_trained(results: dict[str, Any], stats: dict[str, list[dict[str, Any]]]) -> list[str]:
+    cfg = results["config"]
+    lines = [f"A baseline is *well trained* when its last 20% of the schedule gains less than "
+             f"{cfg['well_trained_gain']:g} point of validation top-1 (the checkpoint at 80% and the final model, both "
+             f"on all validation images; the curves in the figures are measured at {cfg['curve_points']} points on "
+             f"the first {cfg['curve_images']:,} validation images).", "",
+             "| data set | start | row | seeds | top-1 % (mean ± SD) | gain over the last 20%, per seed "
+             "| well trained |",
+             "|---|---|---|---|---|---|---|"]
+    for dataset, rows in stats.items():
+        for s in rows:
+            if not s["row"].startswith("vit"):
+                continue
+            gains = [r["final_gain_last20pct"] for r in results["rows"] if r["dataset"] == dataset
+                     and r["row"] == s["row"] and r["start"] == s["start"]]
+            ok = all(g < cfg["well_trained_gain"] for g in gains)
+            lines.append(f"| {dataset} | {s['start']} | {s['row']} | {s['seeds']} | {s['top1']:.2f} ± "
+                         f"{_num(s['top1_sd'])} | {', '.join(f'{g:+.2f}' for g in gains)} | "
+                         f"{'yes' if ok else '**no: not well trained**'} |")
+    fm = [s for s in stats.get("fashion-mnist", []) if s["row"] == "vit" and s["start"] == "pretrained"]
+    if fm:
+        met = "meets" if fm[0]["top1"] >= 88.0 else "**does not meet**"
+        lines += ["", f"Fashion-MNIST's fine-tuned ViT reaches {fm[0]['top1']:.2f}% (mean over {fm[0]['seeds']} "
+                      f"seeds on its 10,000 test images): it {met} the issue's bar of 88.0%."]
+    return lines
 
 
-def _table(results: dict[str, Any], dataset: str, table: str, agg: dict[str, dict[str, float]]) -> list[str]:
-    lines = ["| row | ours: top-1 % (mean ± std) | ours: E_O (share of N²) | paper: top-1 % | paper: E_O (share) |",
-             "|---|---|---|---|---|"]
-    for row in results["rows"][dataset]:
-        if row["table"] != table or row["key"] not in agg:
+def _table(stats: list[dict[str, Any]], rows_meta: dict[str, dict[str, Any]], table: str) -> list[str]:
+    lines = ["| row | start | seeds | top-1 % (mean ± SD) | Δ top-1 vs its ViT, 95% CI | E_O (share of N²) "
+             "| gain last 20% (mean; max) | paper: top-1 % | paper: E_O (share) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in stats:
+        meta = rows_meta[s["row"]]
+        if meta["table"] != table and s["row"] != "vit":  # the ViT beside every table's rows
             continue
-        a = agg[row["key"]]
-        paper = row["paper"]
-        p_top, p_eo = (f"{paper[0]:.2f}", _fmt_eo(paper[1], row["paper_full"])) if paper else ("—", "—")
-        lines.append(f"| {row['label']} | {a['top1']:.2f} ± {a['top1_std']:.2f} | {_fmt_eo(a['eo'], a['eo_full'])} "
-                     f"| {p_top} | {p_eo} |")
+        p_top, p_eo = ("—", "—")
+        if meta.get("paper_top1") is not None:
+            p_top = f"{meta['paper_top1']:.2f}"
+            p_eo = f"{meta['paper_eo']:,.0f} ({100 * meta['paper_eo'] / meta['paper_full']:.1f}%)"
+        lines.append(f"| {meta['label']} | {s['start']} | {s['seeds']} | {s['top1']:.2f} ± {_num(s['top1_sd'])} | "
+                     f"{_ci(s['vs_base'])} | {s['eo']:,.0f} ({100 * s['eo'] / s['eo_full']:.1f}%) | "
+                     f"{s['gain_mean']:+.2f}; {s['gain_max']:+.2f} | {p_top} | {p_eo} |")
     return lines
 
 
-def _table_claims(agg: dict[str, dict[str, float]], rows: list[dict[str, Any]]) -> list[str]:
-    def vs(a: str, b: str) -> str | None:
-        if a not in agg or b not in agg:
-            return None
-        x, y = agg[a], agg[b]
-        return (f"{x['top1']:.2f} ± {x['top1_std']:.2f} vs {y['top1']:.2f} ± {y['top1_std']:.2f}: "
-                f"**{verdict(x['top1'], x['top1_std'], y['top1'], y['top1_std'])}**")
-
-    big = max(r["patch"] for r in rows)
-    claims = [
-        ("Table 1: AWD-ViT α=0.1 beats the ViT (paper: 81.90 vs 81.20)", vs("awd-0.1", "vit")),
-        ("Table 2: AWD α=0.1 + DIP β=0.2 beats AWD α=0.1 (paper: 82.40 vs 81.90)", vs("awd-dip-0.2", "awd-0.1")),
-        ("Table 2: DIP β=0.5 stays close to the ViT (paper: 80.62 vs 81.20)", vs("awd-dip-0.5", "vit")),
-        ("Table 3: WinfT (paper mode) beats the ViT, small patches (paper: 83.11 vs 81.20)", vs("winft-paper", "vit")),
-        ("Table 3: WinfT (restrict mode) beats the ViT, small patches", vs("winft-restrict", "vit")),
-        (f"Table 3: WinfT (paper mode) beats the ViT, patch {big} (paper: 78.74 vs 74.46)",
-         vs(f"winft-paper-p{big}", f"vit-p{big}")),
-        (f"Table 3: WinfT (restrict mode) beats the ViT, patch {big}", vs(f"winft-restrict-p{big}", f"vit-p{big}")),
-    ]
-    out = [f"- {name}: {text}" for name, text in claims if text]
-    eos = [(r["key"], agg[r["key"]]["eo"]) for r in rows if r["kind"] == "awd" and r["key"] in agg]
-    if eos:
-        out.append("- Table 1: E_O falls with α: " + ", ".join(f"{k[4:]}: {v:,.0f}" for k, v in eos))
+def _data_words(cfg: dict[str, Any], datasets: list[str]) -> list[str]:
+    """How each data set of the run was used, in words."""
+    out = []
+    for d in datasets:
+        if d == "synthetic":
+            out.append(f"the embedded set's {cfg['train_images']:,} training images ({cfg['steps']} steps, scored on "
+                       f"its {cfg['val_images']:,} validation images)")
+        elif d == "fashion-mnist":
+            out.append(f"Fashion-MNIST's 60,000 ({cfg['real_steps']} steps, scored on its 10,000 test images)")
+        else:
+            out.append(f"{d}'s training split ({cfg['real_steps']} steps, scored on its validation split)")
     return out
 
 
-def _claims_section(claims: dict[str, Any]) -> list[str]:
-    """One table per setting, from the ``claims.json``-shaped object of :mod:`patchfield.claims`."""
-    from ..claims import claims_table
+def _rows_meta(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from .rows import rows_for
 
-    if not claims:
-        return ["(not measured: the embedded data set was not part of this run)"]
-    if "settings" not in claims:
-        return ["(measured by an older patchfield in another format: rerun the study to measure the claims again)"]
-    lines = []
-    for setting in claims["settings"]:
-        lines += [f"### α = {setting['alpha']:g}, β = {setting['beta']:g}", "", *claims_table(setting["claims"]), ""]
+    cfg = results["config"]
+    meta = {}
+    for r in rows_for(tuple(cfg["patch_sizes"]), tuple(cfg["alphas"]), tuple(cfg["betas"]), cfg["dip_alpha"],
+                      cfg["winft_alpha"], cfg["winft_beta"]):
+        meta[r.key] = {"table": r.table, "label": r.label, "base": r.base, "paper_full": r.paper_full,
+                       "paper_top1": r.paper[0] if r.paper else None, "paper_eo": r.paper[1] if r.paper else None}
+    return meta
+
+
+def _not_run(results: dict[str, Any]) -> list[str]:
+    lines = ["| data set | table | row | paper: top-1 % | paper: E_O | GPU-hours (estimate) | here |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["not_run"]:
+        lines.append(f"| {r['dataset']} | {r['table']} | {r['label']} | {r['paper_top1']:.2f} | {r['paper_eo']:,} | "
+                     f"{r['gpu_hours']:.1f} | *not run here* |")
+    lines += ["", NOT_RUN_NOTE, "", "Commands, per row:", ""]
+    for r in results["not_run"]:
+        lines += [f"- {r['dataset']}, Table {r['table']}, {r['label']} (about {r['gpu_hours']:.1f} GPU-hours):", "",
+                  "  ```", *(f"  {c}" for c in r["commands"]), "  ```", ""]
     return lines
 
 
-def write_report(results: dict[str, Any], path: Path) -> None:
-    """Write the markdown report of a finished (or quick) study, and its numbers as JSON beside it.
+def _analysis(results: dict[str, Any], combined: list[dict[str, Any]]) -> list[str]:
+    from ..claims import CLAIMS, claims_table
 
-    A file ``<name>_notes.md`` beside the report (hand-written remarks on the run) is included
-    after the summary, so that regenerating the report keeps it.
+    cfg = results["config"]
+    per_seed = results["claims"].get("seeds", {})
+    if not per_seed:
+        return ["(not measured: the embedded data set was not part of this run)"]
+    lines = [f"Measured by `patchfield.claims` (the code behind `patchfield claims`) on each seed's fine-tuned "
+             f"baseline (patch {min(cfg['patch_sizes'])}, from the pretrained start), {cfg['claim_images']} validation "
+             f"images of the embedded set, against the same architecture with random weights "
+             f"({cfg['claim_random_inits']} initialisation(s) per seed) and the claim's null. The combination takes "
+             "the seed as the unit: each seed's mean over images, then the mean over seeds with a 95% t-interval "
+             "(images are not pooled).", "",
+             f"**What the verdicts mean.** {VERDICT_MEANINGS} Here, combined over seeds, the pairs are seeds.", "",
+             "### Combined over seeds", "",
+             "| claim | α, β | trained (mean over seeds) | random weights | null | trained − null, 95% CI | "
+             "trained − random, 95% CI | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for setting in combined:
+        for key, c in setting["claims"].items():
+            lines.append(f"| {CLAIMS[key][0]} | {setting['alpha']:g}, {setting['beta']:g} | "
+                         f"{_num(c['trained'][0], '.3f')} | {_num(c['random'][0], '.3f')} | "
+                         f"{_num(c['null'][0], '.3f')} | {_ci(c['vs_null'], '+.3f')} | {_ci(c['vs_random'], '+.3f')} "
+                         f"| **{c['verdict']}** |")
+    for seed, report in per_seed.items():
+        lines += ["", f"### Seed {seed} ({report['images']} images; mean ± SD over images)", ""]
+        for setting in report["settings"]:
+            lines += [f"α = {setting['alpha']:g}, β = {setting['beta']:g}:", "", *claims_table(setting["claims"]), ""]
+    return lines
+
+
+def write_report(results: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Write the markdown report, its JSON (``path`` with ``.json``) and the curve PNGs (``<stem>/``) of a study.
+
+    A file ``<name>_reading.md`` beside the report (the hand-written reading of this run) is included after the
+    summary, so that regenerating the report keeps it (``<name>_notes.md``, the reading of the study before issue
+    10, is not: it describes other runs). Returns the JSON object written.
+
+    Raises:
+        ValueError: ``results`` were written by an older patchfield (another format).
     """
+    if results.get("format") != FORMAT:
+        raise ValueError("these results were written by an older patchfield (another format): rerun "
+                         "`patchfield reproduce` to produce them again")
     cfg = results["config"]
     path = Path(path)
-    notes = path.with_name(f"{path.stem}_notes.md")
+    notes = path.with_name(f"{path.stem}_reading.md")
+    runs = results["rows"]
+    meta = _rows_meta(results)
+    datasets = [d for d in cfg["datasets"] if d not in results.get("skipped", {})]
+    stats: dict[str, list[dict[str, Any]]] = {}
+    verdicts: list[dict[str, Any]] = []
+    for dataset in datasets:
+        stats[dataset] = [s for key in meta for start in ("pretrained", "scratch")
+                          if (s := row_stats(runs, dataset, start, key, meta[key]["base"])) is not None]
+        verdicts += table_verdicts(runs, dataset, cfg["patch_sizes"], cfg["margin"])
+    combined = combine_claims(list(results["claims"].get("seeds", {}).values()))
+    verdicts += analysis_verdicts(combined)
+    figures = path.parent / path.stem
+    pre = results["pretrained"]
+    hours = results["seconds"] / 3600.0
     lines = [
-        "# Reproduction of the paper's claims at small scale",
+        "# Reproduction of the paper's claims at small scale, from a pretrained start",
         "",
         "Generated by `patchfield reproduce` (`make reproduce`); every number below comes from "
-        f"`{path.with_suffix('.json').name}` beside this file (the run's `results.json`). Total run time: "
-        f"**{results['seconds'] / 60:.1f} minutes** on {results.get('machine', 'this machine')}.",
+        f"`{path.with_suffix('.json').name}` beside this file. Total run time: **{hours:.2f} hours** "
+        f"({results['seconds'] / 60:.1f} minutes, summed over the sessions that ran it) on {results['machine']}; "
+        f"estimated at the start of its last session for {results['budget']['runs']} runs from step times measured "
+        f"there: {results['budget']['hours']:.1f} h on idle cores, {results['budget']['hours_at_current_load']:.1f} h "
+        "at the load of that moment.",
         "",
-        *_summary(results),
+        "## Summary",
+        "",
+        *_summary(verdicts),
+        "",
+        f"**What the verdicts mean.** For the tables, the unit is the seed: every row of a seed starts from the "
+        "same pretrained weights (or the same initialisation) with the same data order and budget, so a claim is "
+        "the per-seed difference of its two rows (top-1 points), its mean and 95% Student-t interval over seeds. "
+        "**supported**: the interval excludes 0 in the claim's direction; **contradicted**: it excludes 0 the other "
+        "way; **not supported**: it holds 0 (or there are too few seeds to tell). A claim that a row *stays close* "
+        f"is an equivalence test within ±{cfg['margin']:g} point (two one-sided tests at 5%, i.e. the 90% interval "
+        "inside the margin): *supported* when equivalent, *contradicted* when the 95% interval lies wholly beyond "
+        f"the margin, else *not supported*. The analysis claims: {VERDICT_MEANINGS}",
         "",
         *([notes.read_text().rstrip(), ""] if notes.is_file() else []),
+        "## The pretrained start",
+        "",
+        "| name | patch | source | source top-1 % (held-out) | pretraining time |",
+        "|---|---|---|---|---|",
+        *(f"| {p['name']} | {p['patch']} | {p['source']} | {100 * p['source_top1']:.2f} | "
+          f"{p['train_seconds'] / 60:.1f} min |" for p in pre),
+        "",
         "## Protocol",
         "",
-        f"The paper's protocol, scaled down: a ViT with {cfg['depth']} layers, {cfg['num_heads']} heads and width "
-        f"{cfg['embed_dim']} on {cfg['image_size']}×{cfg['image_size']} images, patch sizes "
-        f"{', '.join(str(p) for p in cfg['patch_sizes'])} (N = "
-        f"{', '.join(str((cfg['image_size'] // p) ** 2) for p in cfg['patch_sizes'])}), standing in for B/16 and B/32. "
-        f"Every model trains from the same initialisation per seed, {cfg['steps']} {cfg.get('optimizer', 'sgd')} steps "
-        f"(batch {cfg['batch_size']}, lr {cfg['lr']}, weight decay {cfg['weight_decay']}, {cfg['warmup_steps']} "
-        "warm-up steps, cosine; the paper fine-tunes pretrained ViT-B with SGD, we train from scratch, where AdamW "
-        f"converges within our budget and SGD does not), seeds "
-        f"{', '.join(map(str, cfg['seeds']))}; {cfg['train_images']} training and {cfg['val_images']} validation "
-        "images. Windows and DIP sets come from each seed's trained baseline (SPEC §3-§6), computed for the training "
-        "and the validation images; AWD models use them at training and inference, WinfT only as the target of its "
-        f"BCE (α={cfg['winft_alpha']}, β={cfg['winft_beta']}). Spreads are the standard deviation over seeds; a claim "
-        "is *supported* when our difference exceeds the combined spread, *contradicted* when it is beyond it the "
-        "other way, else *within spread*.",
+        f"Every row of every table starts from the pretrained ViT of its patch size (above; `make pretrain`), patch "
+        f"sizes {', '.join(map(str, cfg['patch_sizes']))} standing in for B/16 and B/32. The baseline ViT is "
+        f"fine-tuned on all training images: {' and '.join(_data_words(cfg, datasets))}; batch {cfg['batch_size']}, "
+        f"{cfg['optimizer']} at lr {cfg['lr']:g} ({cfg['warmup_steps']} warm-up steps, cosine), weight decay "
+        f"{cfg['weight_decay']:g}. Windows and DIP sets come from each seed's fine-tuned baseline (SPEC §3-§6) for "
+        "the training and validation images; AWD models use them at training and inference, WinfT only as the "
+        f"target of its BCE (α={cfg['winft_alpha']:g}, β={cfg['winft_beta']:g}). Every other row is trained from "
+        "the same pretrained start with the baseline's budget and data order (same seed). Seeds "
+        f"{', '.join(map(str, cfg['seeds']))} for every row, {', '.join(map(str, cfg['headline_seeds']))} more for "
+        f"the headline rows (ViT, AWD α=0.1, WinfT paper mode); the from-scratch arm (seeds "
+        f"{', '.join(map(str, cfg['scratch_seeds']))}) trains the headline rows from random weights with the same "
+        "budget and the fine-tuned baseline's windows, so a reader sees whether pretraining changes a conclusion. "
+        "Every run records its validation curve at "
+        f"{cfg['curve_points']} points (first {cfg['curve_images']:,} validation images). Spreads are sample "
+        "standard deviations over seeds.",
+        "",
+        "## Are the baselines well trained?",
+        "",
+        *_well_trained(results, stats),
         "",
     ]
     for name, why in results.get("skipped", {}).items():
         lines += [f"Data set `{name}` was skipped: {why}", ""]
-    for dataset in cfg["datasets"]:
-        if dataset in results.get("skipped", {}):
-            continue
-        agg = aggregate(results, dataset)
+    for dataset in datasets:
         lines += [f"## Data set: {dataset}", ""]
-        for table, title in (("1", "Table 1: adaptive window design (AWD)"), ("2", "Table 2: AWD + DIP"),
-                             ("3", "Table 3: window-free transformer (WinfT)")):
-            body = _table(results, dataset, table, agg)
-            if len(body) > 2:
-                lines += [f"### {title}", "", *body, ""]
-        lines += ["### The tables' claims", "", *_table_claims(agg, results["rows"][dataset]), ""]
-    claims = results.get("claims", {})
-    lines += [
-        "## The analysis claims (Sec. 4.2, 4.3) on the embedded data set's object masks",
-        "",
-        f"Measured by `patchfield.claims` (the code behind `patchfield claims`): the baselines (patch "
-        f"{min(cfg['patch_sizes'])}) of every seed against the same architecture with random weights "
-        f"({claims.get('random_inits', cfg.get('claim_random_inits', 3))} initialisations per seed) and the nulls, "
-        f"over {cfg['claim_images']} validation images per seed ({claims.get('images', 0)} image-seed pairs measured, "
-        "pooled). Values are mean ± std over images (n).",
-        "",
-        f"**What the verdicts mean.** {VERDICT_MEANINGS}",
-        "",
-        *_claims_section(claims),
-        "",
-    ]
+        for table, title in _TABLES:
+            body = _table(stats[dataset], meta, table)
+            keys = sorted({s["row"] for s in stats[dataset] if meta[s["row"]]["table"] == table} | {"vit"})
+            if not any(meta[s["row"]]["table"] == table and s["row"] != "vit" for s in stats[dataset]):
+                continue  # no row of this table ran on this data set (the ViT alone is no table)
+            png = plot_curves(runs, dataset, table, keys, figures / f"{dataset}-table{table}.png")
+            lines += [f"### {title}", "", *body, "", f"![training curves, {dataset}, Table {table}]"
+                      f"({figures.name}/{png.name})", ""]
+        eos = [(s["row"], s["eo"]) for s in stats[dataset] if s["row"].startswith("awd-") and
+               not s["row"].startswith("awd-dip") and s["start"] == "pretrained"]
+        if eos:
+            lines += ["E_O per α (Table 1): " + ", ".join(f"{k[4:]}: {v:,.0f}" for k, v in eos), ""]
+    lines += ["## Rows not run here: Table 4 (CUB-200-2011 at 448) and ImageNet-1k (Tables 1-3)", "",
+              *_not_run(results), "## The analysis claims (Sec. 4.2, 4.3) on the embedded set's object masks", "",
+              *_analysis(results, combined), ""]
+    doc = {**{k: v for k, v in results.items() if k != "claims"}, "verdicts": verdicts,
+           "tables": stats, "analysis": {"combined": combined, "seeds": results["claims"].get("seeds", {})}}
     with atomic_write(path) as tmp:
         tmp.write_text("\n".join(lines))
-    write_json_atomic(path.with_suffix(".json"), results)
+    write_json_atomic(path.with_suffix(".json"), doc)
+    return doc
 
-
-def _summary(results: dict[str, Any]) -> list[str]:
-    """One line per claim: the verdicts of the tables and of the analysis, collected."""
-    out = ["## Summary", ""]
-    for dataset in results["config"]["datasets"]:
-        if dataset in results.get("skipped", {}):
-            continue
-        agg = aggregate(results, dataset)
-        for line in _table_claims(agg, results["rows"][dataset]):
-            if "**" in line:
-                out.append(f"- {dataset}: {line[2:]}")
-    from ..claims import CLAIMS
-
-    for setting in results.get("claims", {}).get("settings", []):  # one line per analysis claim and setting
-        for key, claim in setting["claims"].items():
-            out.append(f"- synthetic, analysis: {CLAIMS[key][0]} (α={setting['alpha']:g}, β={setting['beta']:g}): "
-                       f"**{claim['verdict']}**")
-    return out

@@ -1,15 +1,21 @@
-"""The reproduction study: the paper's protocol at a scale a 2-core CPU runs (issue 6).
+"""The reproduction study: the paper's protocol from a pretrained start, at a scale a 2-core CPU runs (issue 10).
 
-1. Train a baseline ViT per data set, patch size and seed.
-2. From it, compute every image's windows and DIP sets (ground-truth stores, SPEC §6).
-3. Retrain AWD-ViT per ``alpha`` (Table 1), AWD ``alpha=0.1`` + DIP per ``beta`` (Table 2) and
-   WinfT in both modes at both patch sizes (Table 3), from the same initialisation (seed) and
-   with the same budget as the baseline.
-4. Report top-1 (mean ± std over seeds) and ``E_O`` next to the paper's rows, and measure the
-   analysis claims (Sec. 4.2, 4.3) against object masks with two controls each (:mod:`patchfield.claims`).
+1. Every row starts from the pretrained ViT of its patch size (:func:`patchfield.training.pretrain.pretrained_weights`,
+   ``make pretrain``; the quick configuration pretrains its own in seconds). The baseline ViT is
+   fine-tuned on all training images (Fashion-MNIST: the 60,000, scored on its 10,000 test images; the
+   embedded set: ``train_images``/``val_images``).
+2. From each seed's fine-tuned baseline, every image's windows and DIP sets (ground-truth stores, SPEC §6).
+3. AWD per ``alpha`` (Table 1), AWD ``dip_alpha`` + DIP per ``beta`` (Table 2), WinfT in both modes at both
+   patch sizes (Table 3), from the pretrained start with the baseline's budget and data order (same seed).
+   The headline rows (:data:`patchfield.study.rows.HEADLINE`) also run ``headline_seeds`` and, from random
+   weights, the from-scratch arm (``scratch_seeds``; its AWD and WinfT rows use the fine-tuned baseline's fields,
+   so start is the only difference).
+4. Every run records its validation curve (:mod:`.curve`); the analysis claims are measured per seed on the
+   fine-tuned baseline (:mod:`patchfield.claims`) and combined with seeds as the unit (:mod:`.stats`).
 
-Every finished run leaves ``eval.json`` in its folder; a rerun skips it, so a killed study
-resumes where it stopped. :func:`write_report` renders ``docs/reproduction.md``.
+Every finished run leaves ``eval.json`` in its folder with the settings it was run with; a rerun skips
+it, so a killed study resumes where it stopped (also across sessions), and a folder made with other settings
+is refused. :func:`patchfield.study.report.write_report` renders ``docs/reproduction.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,99 +32,118 @@ from typing import Any
 import torch
 
 from ..utils.io import write_json_atomic
+from .report import FORMAT, write_report
+from .rows import HEADLINE, Row, not_run_rows, rows_for
 
-__all__ = ["StudyConfig", "QUICK", "run_study", "rows_for"]
-
+__all__ = ["FORMAT", "QUICK", "StudyConfig", "config_with", "estimate_budget", "run_study", "study_rows"]
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Scale and protocol of the study; the defaults are the committed run."""
+    """Scale and protocol of the study; the defaults are the committed run (``make reproduce``).
+
+    The budget (issue 10: at most 5 hours on the 2-core machine, after pretraining). A training step of
+    128 images of the tiny ViT on one thread takes about 0.30 s of CPU time at patch 4 and 0.075 s at patch 8
+    (measured here several times, ``time.process_time``, 0.25-0.34 s and 0.065-0.08 s; the study before issue 10
+    agrees: 57 runs of 600 steps of 64 images, mostly at patch 4, took 41 minutes on 2 processes). The
+    defaults run, per data set:
+
+    - embedded (``steps`` 400 of 128 = 6.4 epochs of 8,000 images): patch 4: 11 rows × 3 seeds + 3 headline
+      rows × 2 more seeds = 39 runs, scratch arm 3 rows × 3 seeds = 9; patch 8: 3 rows × 3 seeds = 9;
+      48 × 400 × 0.30 + 9 × 400 × 0.075 ≈ 6,000 s;
+    - Fashion-MNIST (``real_steps`` 1,500 of 128 = 3.2 epochs of 60,000 images): patch 4: 5 rows × 3 seeds
+      + 6 + 9 scratch = 30 runs, patch 8: 9; 30 × 1,500 × 0.30 + 9 × 1,500 × 0.075 ≈ 14,500 s.
+
+    20,500 s of training, on 2 processes (``--jobs 2``) 2.85 h; validation curves (10 points of
+    ``curve_images``), final evaluations, ground-truth stores (Fashion-MNIST's on all 60,000 images), the
+    segments' restarts and the analysis claims add about 30%: ~3.7 h on an otherwise idle machine, 1.3 h of
+    headroom under the 5 h. :func:`estimate_budget` repeats this arithmetic at the start of every run with a step
+    time measured there and then, and says so when the estimate exceeds 5 hours.
+
+    Attributes:
+        datasets: ``synthetic`` (the embedded set) and real sets, used whole.
+        seeds: seeds of every row; ``headline_seeds``: more seeds for the headline rows; ``scratch_seeds``:
+            seeds of the from-scratch arm (headline rows only).
+        pretrained_root: folder of the pretrained ViTs (``None``: the package's, from ``make pretrain``).
+        quick_pretrain: pretrain a seconds-long start into ``<out>/pretrained`` (the quick configuration).
+        train_images, val_images: the embedded set's sizes (real sets are used whole).
+        steps, real_steps: optimiser steps on the embedded set and on real sets.
+        curve_points: validation points per run (a multiple of 5, so that 80% of the schedule is one);
+            ``curve_images``: the validation images they are measured on. The well-trained check
+            (``final_gain_last20pct``) compares the point at 80% and the end on all validation images.
+        margin: the equivalence margin (top-1 points) of "stays close" claims.
+        well_trained_gain: a baseline gaining this many points or more over its last 20% is flagged.
+        real_rows: the rows run on real sets (time budget).
+    """
 
     out: str = "runs/reproduce"
     doc: str = "docs/reproduction.md"
     datasets: tuple[str, ...] = ("synthetic", "fashion-mnist")
     seeds: tuple[int, ...] = (0, 1, 2)
-    image_size: int = 32
+    headline_seeds: tuple[int, ...] = (3, 4)
+    scratch_seeds: tuple[int, ...] = (0, 1, 2)
+    pretrained_root: str | None = None
+    quick_pretrain: bool = False
     patch_sizes: tuple[int, ...] = (4, 8)
-    embed_dim: int = 64
-    depth: int = 4
-    num_heads: int = 4
     train_images: int = 8000
     val_images: int = 1000
-    steps: int = 600
-    batch_size: int = 64
+    steps: int = 400
+    real_steps: int = 1500
+    batch_size: int = 128
     optimizer: str = "adamw"
-    lr: float = 2e-3
-    warmup_steps: int = 60
+    lr: float = 1e-3
+    warmup_steps: int = 50
     weight_decay: float = 0.05
     alphas: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05, 0.025)
     betas: tuple[float, ...] = (0.1, 0.2, 0.5)
     dip_alpha: float = 0.1
     winft_alpha: float = 0.1
     winft_beta: float = 0.2
+    curve_points: int = 10
+    curve_images: int = 2000
+    margin: float = 1.0
+    well_trained_gain: float = 0.5
     claim_images: int = 300
     claim_alpha: float = 0.1
     claim_random_inits: int = 3
-    #: data sets other than the embedded one run the rows below only (time budget)
-    real_rows: tuple[str, ...] = ("vit", "awd-0.1", "awd-dip-0.2", "winft-paper", "winft-restrict")
+    real_rows: tuple[str, ...] = ("vit", "awd-0.1", "awd-dip-0.2", "winft-paper", "winft-restrict", "vit-p8",
+                                  "winft-paper-p8", "winft-restrict-p8")
     progress: bool = False
 
+    def __post_init__(self) -> None:
+        if self.curve_points < 5 or self.curve_points % 5:
+            raise ValueError(f"curve_points must be a multiple of 5 (80% of the schedule is a point), got "
+                             f"{self.curve_points}")
+        for name in ("steps", "real_steps"):
+            if int(getattr(self, name)) % self.curve_points:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be a multiple of curve_points "
+                                 f"({self.curve_points}): the validation curve splits the schedule evenly")
+        if not self.seeds:
+            raise ValueError("give at least one seed")
 
-#: A seconds-long configuration with the same code path (used by the tests).
+
+#: A seconds-long configuration with the same code path (the tests, ``patchfield reproduce --quick``).
 QUICK = StudyConfig(
-    datasets=("synthetic",), seeds=(0, 1), train_images=48, val_images=24, steps=2, batch_size=16,
-    warmup_steps=1, embed_dim=16, depth=2, num_heads=2, claim_images=8, alphas=(0.5, 0.1, 0.025), betas=(0.2, 0.5),
+    datasets=("synthetic",), seeds=(0, 1), headline_seeds=(2,), scratch_seeds=(0, 1), quick_pretrain=True,
+    train_images=48, val_images=24, steps=5, real_steps=5, batch_size=16, warmup_steps=1, curve_points=5,
+    curve_images=24, claim_images=8, claim_random_inits=1, alphas=(0.5, 0.1, 0.025), betas=(0.2, 0.5),
 )
 
-
-@dataclass(frozen=True)
-class Row:
-    """One row of a table: a model kind trained with fixed fields (or none)."""
-
-    table: str
-    key: str
-    label: str
-    kind: str
-    patch: int
-    alpha: float | None = None
-    beta: float = 0.0
-    paper: tuple[float, float] | None = None  # (top-1 %, E_O) of the paper's corresponding row
-    paper_full: int = 38416  # N² of that row's paper model (B/16: 38,416; B/32: 2,401)
+_MODEL = "vit_tiny_patch16_224"  # a timm name; the tiny configuration comes from the pretrained run's kwargs
 
 
-# The paper's rows (SPEC §11) beside ours: ViT-B/16 ↔ our patch 4 (N = 64), B/32 ↔ patch 8 (N = 16).
-_T1 = {0.5: (81.62, 38334), 0.2: (81.25, 10283), 0.1: (81.90, 8866), 0.05: (80.60, 6801), 0.025: (78.28, 4971)}
-_T2 = {0.1: (82.09, 7982), 0.2: (82.40, 7080), 0.5: (80.62, 4420)}
-
-
-def rows_for(cfg: StudyConfig, dataset: str) -> list[Row]:
-    """The rows the study trains for ``dataset``."""
-    small, big = min(cfg.patch_sizes), max(cfg.patch_sizes)
-    rows = [Row("1", "vit", f"ViT /{small}", "vit", small, paper=(81.20, 38416))]
-    rows += [Row("1", f"awd-{a:g}", f"AWD-ViT α={a:g}", "awd", small, a, 0.0, _T1.get(a)) for a in cfg.alphas]
-    rows += [
-        Row("2", f"awd-dip-{b:g}", f"AWD-ViT α={cfg.dip_alpha:g} + DIP β={b:g}", "awd-dip", small, cfg.dip_alpha, b,
-            _T2.get(b))
-        for b in cfg.betas
-    ]
-    paper3 = {(small, "vit"): (81.20, 38416), (big, "vit"): (74.46, 2401), (small, "winft"): (83.11, 16938),
-              (big, "winft"): (78.74, 906)}
-    for p in sorted(set(cfg.patch_sizes)):
-        if p != small:
-            rows.append(Row("3", f"vit-p{p}", f"ViT /{p}", "vit", p, paper=paper3[(p, "vit")], paper_full=2401))
-        for mode in ("paper", "restrict"):
-            key = f"winft-{mode}" if p == small else f"winft-{mode}-p{p}"
-            rows.append(Row("3", key, f"WinfT /{p} ({mode} mode)", f"winft-{mode}", p, cfg.winft_alpha,
-                            cfg.winft_beta, paper3[(p, "winft")] if mode == "paper" else None,
-                            38416 if p == small else 2401))
-    if dataset != "synthetic":
-        rows = [r for r in rows if r.key in cfg.real_rows]
+def study_rows(cfg: StudyConfig, dataset: str, seed: int) -> list[Row]:
+    """The rows one seed trains on ``dataset``: pretrained-start rows, then the from-scratch arm."""
+    keep = None if dataset == "synthetic" else cfg.real_rows
+    rows = rows_for(cfg.patch_sizes, cfg.alphas, cfg.betas, cfg.dip_alpha, cfg.winft_alpha, cfg.winft_beta, keep)
+    if seed not in cfg.seeds:
+        rows = [r for r in rows if r.key in HEADLINE]
+    if seed in cfg.scratch_seeds:
+        rows += [replace(r, start="scratch") for r in rows if r.key in HEADLINE]
     return rows
 
 
-def _model_kwargs(cfg: StudyConfig, patch: int, num_classes: int) -> dict[str, Any]:
-    return {"img_size": cfg.image_size, "patch_size": patch, "embed_dim": cfg.embed_dim, "depth": cfg.depth,
-            "num_heads": cfg.num_heads, "mlp_ratio": 2.0, "num_classes": num_classes}
+def _all_seeds(cfg: StudyConfig) -> list[int]:
+    return sorted(set(cfg.seeds) | set(cfg.headline_seeds) | set(cfg.scratch_seeds))
 
 
 def _data_kwargs(dataset: str, count: int) -> dict[str, Any]:
@@ -125,48 +151,101 @@ def _data_kwargs(dataset: str, count: int) -> dict[str, Any]:
     return {"num_images": count} if dataset == "synthetic" else {}
 
 
-_MODEL = "vit_tiny_patch16_224"  # a timm name; the study's tiny configuration comes in model_kwargs
+def _steps(cfg: StudyConfig, dataset: str) -> int:
+    return cfg.steps if dataset == "synthetic" else cfg.real_steps
 
 
 def _num_classes(dataset: str, cfg: StudyConfig) -> int:
     from ..data import build_dataset
 
-    return build_dataset(dataset, "val", cfg.image_size, **_data_kwargs(dataset, 1)).num_classes
+    return build_dataset(dataset, "val", 32, **_data_kwargs(dataset, 1)).num_classes
+
+
+def _pretrained(cfg: StudyConfig) -> dict[int, dict[str, Any]]:
+    """Per patch size: the pretrained start's weights file, model kwargs and record (one-line error when missing)."""
+    from ..training.checkpoint import read_run_info
+    from ..training.pretrain import QUICK as PRETRAIN_QUICK
+    from ..training.pretrain import pretrain, pretrained_weights
+
+    root = cfg.pretrained_root
+    if cfg.quick_pretrain and root is None:
+        root = str(Path(cfg.out) / "pretrained")
+        pretrain(replace(PRETRAIN_QUICK, root=root, patches=tuple(cfg.patch_sizes), progress=False))
+    out = {}
+    for patch in cfg.patch_sizes:
+        weights = pretrained_weights(patch, root)
+        info = read_run_info(weights.parent)
+        kwargs = {k: v for k, v in info["model_kwargs"].items() if k != "num_classes"}
+        out[patch] = {"weights": str(weights.resolve()), "model_kwargs": kwargs,
+                      "record": {k: info[k] for k in ("name", "patch", "source", "source_top1", "train_seconds",
+                                                      "steps", "images", "seed")}}
+    return out
+
+
+def _fingerprint(tc: Any, row: Row, pre: dict[str, Any], cfg: StudyConfig, val_kwargs: dict[str, Any]) -> dict:
+    """The settings a run folder was made with (paths left out, the pretrained start by its record)."""
+    skip = {"out", "weights", "groundtruth", "progress", "resume", "stop_after_steps", "checkpoint_every", "log_every"}
+    shaping = ("key", "kind", "patch", "alpha", "beta", "start")  # not its label or the paper's numbers
+    return {"train": {k: v for k, v in tc.to_dict().items() if k not in skip},
+            "row": {k: getattr(row, k) for k in shaping},
+            "pretrained": pre["record"] if row.start == "pretrained" else None, "val_data_kwargs": val_kwargs,
+            "curve_points": cfg.curve_points, "curve_images": cfg.curve_images}
+
+
+def _settings_guard(folder: Path, settings: dict[str, Any]) -> None:
+    """Record the settings ``folder`` is made with (``settings.json``), or refuse one made with others.
+
+    A folder holding files but no record (an older patchfield's) is refused too: nothing is reused unchecked.
+    """
+    made = folder / "settings.json"
+    same = made.is_file() and json.dumps(json.loads(made.read_text()), sort_keys=True) == json.dumps(
+        settings, sort_keys=True)
+    if made.is_file() and not same or not made.is_file() and folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(f"{folder} holds results made with other settings than this study's (or by an older "
+                         "patchfield): remove the folder to compute it again, or choose another --out")
+    if not made.is_file():
+        write_json_atomic(made, settings)
 
 
 def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir: Path,
-                    stores: dict[tuple[str, float, float], Path], num_classes: int) -> dict[str, Any]:
-    """Train one row for one seed (skipped when ``eval.json`` exists) and evaluate it on ``val``."""
-    from ..training import TrainConfig, evaluate_run, train
+                    stores: dict[tuple[str, float, float], Path], num_classes: int,
+                    pre: dict[str, Any]) -> dict[str, Any]:
+    """Train one row for one seed with its validation curve (skipped when finished) and evaluate it on ``val``."""
+    from ..training import TrainConfig, evaluate_run
+    from .curve import curve_evaluator, final_gain, train_with_curve
 
-    done = run_dir / "eval.json"
     key = (row.alpha, row.beta)
     train_store = stores.get(("train", *key)) if row.kind != "vit" else None
-    t0 = time.perf_counter()
+    val_store = stores.get(("val", *key)) if row.kind in ("awd", "awd-dip") else None
+    val_kwargs = _data_kwargs(dataset, cfg.val_images)
     tc = TrainConfig(
         model=_MODEL, kind=row.kind, out=str(run_dir), data=dataset,
-        data_kwargs=_data_kwargs(dataset, cfg.train_images), model_kwargs=_model_kwargs(cfg, row.patch, num_classes),
-        groundtruth=str(train_store) if train_store else None, steps=cfg.steps, batch_size=cfg.batch_size,
+        data_kwargs=_data_kwargs(dataset, cfg.train_images),
+        model_kwargs={**pre["model_kwargs"], "num_classes": num_classes},
+        weights=pre["weights"] if row.start == "pretrained" else None,
+        groundtruth=str(train_store) if train_store else None, steps=_steps(cfg, dataset), batch_size=cfg.batch_size,
         optimizer=cfg.optimizer, lr=cfg.lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
-        checkpoint_every=0, seed=seed, progress=cfg.progress, resume=(run_dir / "checkpoint.pt").exists(),
+        checkpoint_every=0, seed=seed, progress=cfg.progress,
     )
-    if done.is_file():  # finished: reuse it only when it was trained with these settings
-        finished = json.loads(done.read_text())
-        diff = TrainConfig.from_dict(finished["train_config"]).mismatches(tc) if "train_config" in finished else []
-        if diff:
-            raise ValueError(f"{run_dir} holds a finished run of other settings ({'; '.join(diff)}): rerun the "
-                             "study with its settings, or give another --out")
-        return finished
-    train(tc)
+    _settings_guard(run_dir, _fingerprint(tc, row, pre, cfg, val_kwargs))
+    done = run_dir / "eval.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    t0 = time.perf_counter()
+    score = curve_evaluator(tc, val_kwargs, val_store, cfg.curve_images)
+    curve = train_with_curve(tc, cfg.curve_points, score, curve_evaluator(tc, val_kwargs, val_store, None))
     train_s = time.perf_counter() - t0
-    val_store = stores.get(("val", *key)) if row.kind in ("awd", "awd-dip") else None
-    result = evaluate_run(run_dir=str(run_dir), data=dataset, split="val",
-                          data_kwargs=_data_kwargs(dataset, cfg.val_images),
-                          groundtruth=str(val_store) if val_store else None, progress=cfg.progress)
-    result = {**result, "row": row.key, "seed": seed, "train_seconds": round(train_s, 1),
-              "train_config": tc.to_dict()}
-    write_json_atomic(done, result)
-    return result
+    result = evaluate_run(run_dir=str(run_dir), data=dataset, split="val", data_kwargs=val_kwargs,
+                          groundtruth=str(val_store) if val_store else None, progress=cfg.progress, batch_size=256)
+    record = {
+        "dataset": dataset, "table": row.table, "row": row.key, "label": row.label, "kind": row.kind,
+        "patch": row.patch, "seed": seed, "start": row.start, "top1": round(100.0 * result["top1"], 4),
+        "eo": result["eo"], "eo_full": result["eo_full"], "final_gain_last20pct": final_gain(curve, result["top1"]),
+        "curve": curve, "val_images": result["num_images"], "alpha": row.alpha, "beta": row.beta,
+        "train_seconds": round(train_s, 1),
+    }
+    write_json_atomic(done, record)
+    return record
 
 
 def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row], patch: int,
@@ -177,6 +256,8 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
     from ..training import load_run
     from ..training.sources import model_normalisation
 
+    _settings_guard(store_dir, {"baseline": json.loads((base_dir / "settings.json").read_text()),
+                                "train_images": cfg.train_images, "val_images": cfg.val_images})
     model, _ = load_run(base_dir)
     norm = model_normalisation(model)
     stores = {}
@@ -189,7 +270,7 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
             if key in stores:
                 continue
             count = cfg.train_images if split == "train" else cfg.val_images
-            ds = build_dataset(dataset, split, cfg.image_size, **_data_kwargs(dataset, count), **norm)
+            ds = build_dataset(dataset, split, model.patch_embed.img_size[0], **_data_kwargs(dataset, count), **norm)
             path = store_dir / f"{split}_a{row.alpha:g}_b{row.beta:g}"
             if not (path / "manifest.json").is_file():
                 build_groundtruth(model, ds, path, alpha=row.alpha, beta=row.beta, batch_size=128,
@@ -198,45 +279,126 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
     return stores
 
 
-def _claims(cfg: StudyConfig, run_dirs: list[Path]) -> dict[str, Any]:
-    """Analysis claims (:func:`patchfield.claims.measure_claims`) of every seed's baseline on the embedded data
-    set's val images, against random weights and the nulls; the seeds' images pooled into one report."""
-    from ..claims import ClaimsReport, measure_claims
+def _claims(cfg: StudyConfig, run_dir: Path, seed: int) -> dict[str, Any]:
+    """Analysis claims (:func:`patchfield.claims.measure_claims`) of one seed's fine-tuned baseline on the embedded
+    set's val images, against random weights and the nulls; written to ``<baseline run>/claims/`` (kept on resume)."""
+    from ..claims import measure_claims
     from ..data import build_mask_dataset
     from ..training import load_run
     from ..training.sources import model_normalisation
 
-    reports = []
-    for run_dir in run_dirs:
-        trained, info = load_run(run_dir)
-        seed = int(info.get("seed", 0))
-        ds = build_mask_dataset("synthetic", "val", cfg.image_size, num_images=cfg.claim_images,
-                                **model_normalisation(trained))
-        report = measure_claims(trained, ds, [cfg.claim_alpha], cfg.betas, cfg.claim_random_inits, batch_size=64,
-                                seed=1000 * seed)
-        report.names = [f"s{seed}/{name}" for name in report.names]
-        reports.append(report)
-    pooled = ClaimsReport.merge(reports, model=f"ViT /{min(cfg.patch_sizes)} baselines")
-    return pooled.to_json()
+    folder = run_dir / "claims"
+    _settings_guard(folder, {"images": cfg.claim_images, "alpha": cfg.claim_alpha, "betas": list(cfg.betas),
+                             "random_inits": cfg.claim_random_inits, "seed": 1000 * seed})
+    if (folder / "claims.json").is_file():
+        return json.loads((folder / "claims.json").read_text())
+    trained, _ = load_run(run_dir)
+    ds = build_mask_dataset("synthetic", "val", trained.patch_embed.img_size[0], num_images=cfg.claim_images,
+                            **model_normalisation(trained))
+    report = measure_claims(trained, ds, [cfg.claim_alpha], cfg.betas, cfg.claim_random_inits, batch_size=64,
+                            seed=1000 * seed, model_name=f"ViT /{min(cfg.patch_sizes)} fine-tuned, seed {seed}")
+    report.write(folder)
+    return report.to_json()
 
 
-def _run_seed(cfg: StudyConfig, dataset: str, seed: int, num_classes: int, threads: int | None) -> list[dict]:
+def _run_seed(cfg: StudyConfig, dataset: str, seed: int, num_classes: int, pretrained: dict[int, dict[str, Any]],
+              threads: int | None) -> list[dict]:
     """Every row of one data set for one seed: baselines, their stores, then the other rows."""
     if threads:
         torch.set_num_threads(threads)
-    rows = rows_for(cfg, dataset)
+    rows = study_rows(cfg, dataset, seed)
     runs = []
     t0 = time.perf_counter()
     for patch in sorted({r.patch for r in rows}):
-        base_row = next(r for r in rows if r.kind == "vit" and r.patch == patch)
+        base_row = next(r for r in rows if r.kind == "vit" and r.patch == patch and r.start == "pretrained")
         root = Path(cfg.out) / dataset / f"p{patch}" / f"s{seed}"
-        runs.append(_train_and_eval(cfg, dataset, base_row, seed, root / base_row.key, {}, num_classes))
+        pre = pretrained[patch]
+        runs.append(_train_and_eval(cfg, dataset, base_row, seed, root / base_row.key, {}, num_classes, pre))
         stores = _build_stores(cfg, dataset, root / base_row.key, rows, patch, root / "groundtruth")
         for row in rows:
             if row.patch == patch and row is not base_row:
-                runs.append(_train_and_eval(cfg, dataset, row, seed, root / row.key, stores, num_classes))
+                folder = root / (row.key if row.start == "pretrained" else f"scratch-{row.key}")
+                runs.append(_train_and_eval(cfg, dataset, row, seed, folder, stores, num_classes, pre))
         print(f"[reproduce] {dataset} patch {patch} seed {seed} done ({time.perf_counter() - t0:.0f}s)", flush=True)
-    return [{"dataset": dataset, **r} for r in runs]
+    return runs
+
+
+def _step_seconds(cfg: StudyConfig, patch: int, model_kwargs: dict[str, Any],
+                  repeats: int = 3) -> tuple[float, float]:
+    """``(CPU seconds, wall seconds)`` of one training step (forward, backward, AdamW) of the ViT at ``patch`` on
+    one thread, measured now (the fastest of ``repeats``). CPU time stands in for an idle core; wall time includes
+    the machine's current load."""
+    from ..training.build import build_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(_MODEL, "vit", model_kwargs={**model_kwargs, "num_classes": 10})
+            size = model.patch_embed.img_size[0]
+            x, y = torch.randn(cfg.batch_size, 3, size, size), torch.randint(0, 10, (cfg.batch_size,))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        times = []
+        for _ in range(repeats + 1):
+            c0, w0 = time.process_time(), time.perf_counter()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            times.append((time.process_time() - c0, time.perf_counter() - w0))
+        return min(t[0] for t in times[1:]), min(t[1] for t in times[1:])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], datasets: list[str],
+                    jobs: int) -> dict[str, Any]:
+    """Runs × steps × a step time measured now, per patch size, on ``min(jobs, 2)`` processes, +30% for the
+    evaluations, stores and claims: ``hours`` from CPU time (idle cores), ``hours_at_current_load`` from wall time."""
+    measured = {p: _step_seconds(cfg, p, pretrained[p]["model_kwargs"]) for p in cfg.patch_sizes}
+    runs = steps = 0
+    cpu = wall = 0.0
+    for dataset in datasets:
+        for seed in _all_seeds(cfg):
+            for row in study_rows(cfg, dataset, seed):
+                runs += 1
+                steps += _steps(cfg, dataset)
+                cpu += _steps(cfg, dataset) * measured[row.patch][0]
+                wall += _steps(cfg, dataset) * measured[row.patch][1]
+    procs = max(1, min(jobs, 2))
+    return {"runs": runs, "steps": steps, "step_seconds": {str(p): round(m[0], 4) for p, m in measured.items()},
+            "step_seconds_wall": {str(p): round(m[1], 4) for p, m in measured.items()},
+            "train_seconds_one_process": round(cpu, 1), "hours": round(1.3 * cpu / procs / 3600.0, 2),
+            "hours_at_current_load": round(1.3 * wall / procs / 3600.0, 2), "jobs": jobs}
+
+
+class _SessionClock:
+    """This session's wall time in ``<out>/sessions.json``, one entry per session, rewritten every ``every``
+    seconds by a daemon thread: a killed session still counts (to within ``every``) in the study's total time."""
+
+    def __init__(self, out: Path, every: float = 60.0) -> None:
+        import threading
+
+        self.path, self.t0, self.every = out / "sessions.json", time.perf_counter(), every
+        self.rows = json.loads(self.path.read_text()) if self.path.is_file() else []
+        self.rows.append({"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "seconds": 0.0})
+        self.lock, self.stopped = threading.Lock(), threading.Event()
+        self.tick()
+        threading.Thread(target=self._beat, daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.every):
+            self.tick()
+
+    def tick(self) -> float:
+        """Record the time so far; returns the total over all sessions (seconds)."""
+        with self.lock:
+            self.rows[-1]["seconds"] = round(time.perf_counter() - self.t0, 1)
+            write_json_atomic(self.path, self.rows)
+            return round(sum(r["seconds"] for r in self.rows), 1)
+
+    def stop(self) -> float:
+        self.stopped.set()
+        return self.tick()
 
 
 def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
@@ -244,44 +406,74 @@ def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
 
     Args:
         cfg: the study's scale and protocol.
-        jobs: seeds trained at once in separate processes (one thread each); 1 runs in this process.
-    """
-    from .report import write_report
+        jobs: (data set, seed) tasks trained at once in separate processes (one thread each); 1 runs in this
+            process.
 
+    Raises:
+        FileNotFoundError: no pretrained start (``make pretrain``), or a data set's files are missing.
+    """
+    if int(jobs) < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     out = Path(cfg.out)
-    t0 = time.perf_counter()
-    results: dict[str, Any] = {"config": asdict(cfg), "runs": [], "claims": {}, "skipped": {}}
-    tasks = []
+    pretrained = _pretrained(cfg)
+    clock = _SessionClock(out)
+    try:
+        results = _train_all(cfg, jobs, pretrained)
+    finally:
+        seconds = clock.stop()
+    results["seconds"] = seconds
+    write_json_atomic(out / "results.json", results)
+    write_report(results, Path(cfg.doc))
+    return results
+
+
+def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Every run of every data set and seed, then the analysis claims: ``results.json`` without its time."""
+    out = Path(cfg.out)
+    datasets, classes, skipped = [], {}, {}
     for dataset in cfg.datasets:
         try:
-            num_classes = _num_classes(dataset, cfg)
+            classes[dataset] = _num_classes(dataset, cfg)
+            datasets.append(dataset)
         except (FileNotFoundError, ImportError) as e:
-            results["skipped"][dataset] = str(e)
-            continue
-        tasks += [(dataset, seed, num_classes) for seed in cfg.seeds]
+            skipped[dataset] = str(e)
+    budget = estimate_budget(cfg, pretrained, datasets, jobs)
+    print(f"[reproduce] {budget['runs']} runs, {budget['steps']:,} steps; a step takes "
+          + ", ".join(f"{c:.3f} s CPU ({budget['step_seconds_wall'][p]:.3f} s wall) at patch {p}"
+                      for p, c in budget["step_seconds"].items())
+          + f" on one thread: about {budget['hours']:.1f} h on {min(jobs, 2)} idle core(s), "
+          f"{budget['hours_at_current_load']:.1f} h at the current load (evaluation and stores +30%); finished runs "
+          "are skipped", file=sys.stderr, flush=True)
+    if budget["hours"] > 5.0:
+        print("[reproduce] this is more than the study's 5 hours: lower --steps / --real-steps, or expect a longer "
+              "run (it can be stopped and resumed)", file=sys.stderr, flush=True)
+    cost = {(d, s): sum(_steps(cfg, d) * budget["step_seconds"][str(r.patch)] for r in study_rows(cfg, d, s))
+            for d in datasets for s in _all_seeds(cfg)}
+    tasks = sorted(cost, key=lambda t: -cost[t])  # the longest first: the processes finish together
     if jobs > 1:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(jobs) as pool:
-            done = pool.starmap(_run_seed, [(cfg, d, s, n, 1) for d, s, n in tasks])
+            done = pool.starmap(_run_seed, [(cfg, d, s, classes[d], pretrained, 1) for d, s in tasks], chunksize=1)
     else:
-        done = [_run_seed(cfg, d, s, n, None) for d, s, n in tasks]
-    results["runs"] = [r for runs in done for r in runs]
-    if "synthetic" in cfg.datasets and "synthetic" not in results["skipped"]:
+        done = [_run_seed(cfg, d, s, classes[d], pretrained, None) for d, s in tasks]
+    runs = [r for part in done for r in part]
+    claims: dict[str, Any] = {"seeds": {}}
+    if "synthetic" in datasets:
         small = min(cfg.patch_sizes)
-        baselines = [out / "synthetic" / f"p{small}" / f"s{seed}" / "vit" for seed in cfg.seeds]
-        results["claims"] = _claims(cfg, baselines)
-    results["rows"] = {d: [asdict(r) for r in rows_for(cfg, d)] for d in cfg.datasets}
-    results["seconds"] = round(time.perf_counter() - t0, 1)
-    results["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, {jobs} process(es), "
-                          f"torch {torch.__version__}")
-    write_json_atomic(out / "results.json", results)
-    write_report(results, Path(cfg.doc))
+        for seed in _all_seeds(cfg):  # every seed fine-tunes the baseline (a headline row)
+            base = out / "synthetic" / f"p{small}" / f"s{seed}" / "vit"
+            claims["seeds"][str(seed)] = _claims(cfg, base, seed)
+    results = {
+        "format": FORMAT, "config": asdict(cfg),
+        "pretrained": [pretrained[p]["record"] for p in cfg.patch_sizes],
+        "rows": runs, "claims": claims, "skipped": skipped, "budget": budget,
+        "not_run": not_run_rows(cfg.alphas, cfg.betas, cfg.dip_alpha, cfg.winft_alpha, cfg.winft_beta),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jobs} process(es), torch {torch.__version__}",
+    }
     return results
 
 
 def config_with(cfg: StudyConfig, **changes: Any) -> StudyConfig:
     """``cfg`` with some fields replaced (``None`` values ignored)."""
     return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
-
-

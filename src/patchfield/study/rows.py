@@ -1,0 +1,158 @@
+"""The study's rows: what is trained here, the paper's numbers beside them, and the rows that cannot run here.
+
+A :class:`Row` is one line of Tables 1-3 at the study's scale: a model kind with fixed fields, trained
+from the pretrained start (``start="pretrained"``) or from random weights (``start="scratch"``, the
+headline rows only). :data:`NOT_RUN` lists the paper's rows that need ImageNet-1k or CUB-200-2011 at
+ViT-B scale, with the commands that run them on a user's machine and an estimate of their GPU-hours
+(:func:`gpu_hours`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["HEADLINE", "NOT_RUN_NOTE", "Row", "gpu_hours", "not_run_rows", "rows_for"]
+
+#: Rows run with the extra headline seeds and, from random weights, in the from-scratch arm.
+HEADLINE = ("vit", "awd-0.1", "winft-paper")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a table: a model kind trained with fixed fields (or none), from one start."""
+
+    table: str
+    key: str
+    label: str
+    kind: str
+    patch: int
+    alpha: float | None = None
+    beta: float = 0.0
+    paper: tuple[float, float] | None = None  # (top-1 %, E_O) of the paper's corresponding row
+    paper_full: int = 38416  # N² of that row's paper model (B/16: 38,416; B/32: 2,401)
+    base: str = "vit"  # key of the ViT this row is compared with (same patch size, same start)
+    start: str = "pretrained"
+
+
+# The paper's rows (SPEC §11) beside ours: ViT-B/16 ↔ our small patch, B/32 ↔ the larger one.
+_T1 = {0.5: (81.62, 38334), 0.2: (81.25, 10283), 0.1: (81.90, 8866), 0.05: (80.60, 6801), 0.025: (78.28, 4971)}
+_T2 = {0.1: (82.09, 7982), 0.2: (82.40, 7080), 0.5: (80.62, 4420)}
+
+
+def rows_for(patch_sizes: tuple[int, ...], alphas: tuple[float, ...], betas: tuple[float, ...], dip_alpha: float,
+             winft_alpha: float, winft_beta: float, keep: tuple[str, ...] | None = None) -> list[Row]:
+    """The pretrained-start rows of one data set (``keep``: only these keys; ``None``: all)."""
+    small, big = min(patch_sizes), max(patch_sizes)
+    rows = [Row("1", "vit", f"ViT /{small}", "vit", small, paper=(81.20, 38416))]
+    rows += [Row("1", f"awd-{a:g}", f"AWD-ViT α={a:g}", "awd", small, a, 0.0, _T1.get(a)) for a in alphas]
+    rows += [
+        Row("2", f"awd-dip-{b:g}", f"AWD-ViT α={dip_alpha:g} + DIP β={b:g}", "awd-dip", small, dip_alpha, b,
+            _T2.get(b))
+        for b in betas
+    ]
+    paper3 = {(small, "vit"): (81.20, 38416), (big, "vit"): (74.46, 2401), (small, "winft"): (83.11, 16938),
+              (big, "winft"): (78.74, 906)}
+    for p in sorted(set(patch_sizes)):
+        full = 38416 if p == small else 2401
+        if p != small:
+            rows.append(Row("3", f"vit-p{p}", f"ViT /{p}", "vit", p, paper=paper3[(p, "vit")], paper_full=full,
+                            base=f"vit-p{p}"))
+        for mode in ("paper", "restrict"):
+            key = f"winft-{mode}" if p == small else f"winft-{mode}-p{p}"
+            rows.append(Row("3", key, f"WinfT /{p} ({mode} mode)", f"winft-{mode}", p, winft_alpha, winft_beta,
+                            paper3[(p, "winft")] if mode == "paper" else None, full,
+                            "vit" if p == small else f"vit-p{p}"))
+    if keep is not None:
+        rows = [r for r in rows if r.key in keep]
+    return rows
+
+
+def gpu_hours(images: float, tokens: int, params: float = 86e6, flops: float = 312e12, utilisation: float = 0.3,
+              factor: float = 6.0) -> float:
+    """GPU-hours to pass ``images`` through a ViT: ``factor × params × tokens`` FLOPs per image.
+
+    ``factor`` 6 is a training step (forward 2, backward 4 FLOPs per parameter and token), 2 a forward
+    pass; the attention's ``n²`` term is left out (a few percent at 197 tokens, about 20% at 785). The
+    GPU is an A100 (312 bf16 TFLOP/s) used at ``utilisation`` 30%, about what timm's ViT-B/16 reaches.
+
+    >>> round(gpu_hours(15 * 1_281_167, 197), 1)
+    5.8
+    """
+    return images * factor * params * tokens / (flops * utilisation) / 3600.0
+
+
+def _imagenet(table: str, row: str, label: str, paper: tuple[float, float], patch: int, kind: str,
+              alpha: float | None, beta: float) -> dict[str, Any]:
+    model = f"vit_base_patch{patch}_224"
+    tokens = (224 // patch) ** 2 + 1
+    train = 15 * 1_281_167
+    base = f"runs/imagenet/vit-b{patch}"
+    weights = f"--weights weights/vit_base_patch{patch}_224.augreg_in21k.safetensors"
+    tr = ("torchrun --nproc_per_node 8 -m patchfield train --model {m} {w} --kind {k} --data imagefolder "
+          "--data-root data/imagenet/train --recipe imagenet --batch-size 64 --out {o}{gt}")
+    cmds = []
+    hours = gpu_hours(train, tokens)  # the fine-tune of this row
+    if kind == "vit":
+        cmds.append(tr.format(m=model, w=weights, k="vit", o=base, gt=""))
+    else:
+        store = f"runs/imagenet/gt-b{patch}-a{alpha:g}-b{beta:g}"
+        hours += 2 * gpu_hours(1_331_167, tokens, factor=2.0)  # the stores: a forward with attention capture
+        cmds.append(f"torchrun --nproc_per_node 8 -m patchfield groundtruth --model {base} --data imagefolder "
+                    f"--data-root data/imagenet/train --alpha {alpha:g} --beta {beta:g} --out {store}-train")
+        if kind.startswith("awd"):
+            cmds.append(f"torchrun --nproc_per_node 8 -m patchfield groundtruth --model {base} --data imagefolder "
+                        f"--data-root data/imagenet/val --split val --alpha {alpha:g} --beta {beta:g} "
+                        f"--out {store}-val")
+        cmds.append(tr.format(m=model, w=weights, k=kind, o=f"runs/imagenet/{row}-b{patch}",
+                              gt=f" --groundtruth {store}-train"))
+    val_gt = f" --groundtruth runs/imagenet/gt-b{patch}-a{alpha:g}-b{beta:g}-val" if kind.startswith("awd") else ""
+    out = base if kind == "vit" else f"runs/imagenet/{row}-b{patch}"
+    cmds.append(f"torchrun --nproc_per_node 8 -m patchfield evaluate {out} --data imagefolder "
+                f"--data-root data/imagenet/val --split val{val_gt}")
+    return {"dataset": "imagenet-1k", "table": table, "row": row, "label": label, "patch": patch,
+            "paper_top1": paper[0], "paper_eo": paper[1], "commands": cmds, "gpu_hours": round(hours, 1)}
+
+
+def not_run_rows(alphas: tuple[float, ...], betas: tuple[float, ...], dip_alpha: float, winft_alpha: float,
+                 winft_beta: float) -> list[dict[str, Any]]:
+    """The paper's rows at ViT-B scale that this study cannot run: ImageNet-1k (Tables 1-3) and CUB (Table 4)."""
+    rows = [_imagenet("1", "vit", "ViT-B/16", (81.20, 38416), 16, "vit", None, 0.0)]
+    rows += [_imagenet("1", f"awd-{a:g}", f"AWD-ViT-B/16 α={a:g}", _T1[a], 16, "awd", a, 0.0) for a in alphas
+             if a in _T1]
+    rows += [_imagenet("2", f"awd-dip-{b:g}", f"AWD-ViT-B/16 α={dip_alpha:g} + DIP β={b:g}", _T2[b], 16, "awd-dip",
+                       dip_alpha, b) for b in betas if b in _T2]
+    rows += [_imagenet("3", "vit-p32", "ViT-B/32", (74.46, 2401), 32, "vit", None, 0.0),
+             _imagenet("3", "winft-paper", "WinfT-B/16", (83.11, 16938), 16, "winft-paper", winft_alpha, winft_beta),
+             _imagenet("3", "winft-paper-p32", "WinfT-B/32", (78.74, 906), 32, "winft-paper", winft_alpha,
+                       winft_beta)]
+    cub_tokens = (448 // 16) ** 2 + 1
+    cub_train = 20_000 * 16
+    weights = "--weights weights/vit_base_patch16_224.augreg_in21k.safetensors"
+    tr = ("torchrun --nproc_per_node 1 -m patchfield train --model vit_base_patch16_224 " + weights +
+          " --kind {k} --data cub --data-root data/CUB_200_2011 --recipe cub --out {o}{gt}")
+    ev = "python -m patchfield evaluate {o} --data cub --data-root data/CUB_200_2011 --split test"
+    gt = (f"python -m patchfield groundtruth --model runs/cub/vit-b16 --data cub --data-root data/CUB_200_2011 "
+          f"--image-size 448 --alpha {winft_alpha:g} --beta {winft_beta:g} --out runs/cub/gt-train")
+    rows.append({"dataset": "cub-200-2011", "table": "4", "row": "vit", "label": "ViT-B/16 (448)", "patch": 16,
+                 "paper_top1": 90.30, "paper_eo": 614656,
+                 "commands": [tr.format(k="vit", o="runs/cub/vit-b16", gt=""), ev.format(o="runs/cub/vit-b16")],
+                 "gpu_hours": round(gpu_hours(cub_train, cub_tokens), 1)})
+    rows.append({"dataset": "cub-200-2011", "table": "4", "row": "winft-paper", "label": "WinfT-B/16 (448)",
+                 "patch": 16, "paper_top1": 90.58, "paper_eo": 207532,
+                 "commands": [gt, tr.format(k="winft-paper", o="runs/cub/winft-b16",
+                                            gt=" --groundtruth runs/cub/gt-train"), ev.format(o="runs/cub/winft-b16")],
+                 "gpu_hours": round(gpu_hours(cub_train, cub_tokens) + gpu_hours(5994, cub_tokens, factor=2.0), 1)})
+    return rows
+
+
+NOT_RUN_NOTE = (
+    "Data layout: `data/imagenet/{train,val}/<class>/*.JPEG` (ImageNet-1k, class folders also for val), "
+    "`data/CUB_200_2011/` as distributed (images/, images.txt, train_test_split.txt, ...); the ImageNet-21k "
+    "ViT-B weights as a local file (e.g. timm's `vit_base_patch16_224.augreg_in21k`, saved with "
+    "`safetensors.torch.save_file(model.state_dict(), ...)`, and the /32 one alike). The ImageNet lines assume one "
+    "node with 8 GPUs (`--batch-size 64` × 8 processes = the recipe's batch of 512). GPU-hours are estimated, not "
+    "measured: images processed × 6 × 86 M parameters × tokens FLOPs (2 × for the ground-truth forward passes) on "
+    "an A100 at 30% of its 312 bf16 TFLOP/s, the attention's n² term left out."
+)
+
