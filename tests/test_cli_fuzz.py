@@ -32,6 +32,7 @@ BAD: dict[str, list[str]] = {
     "--batch-size": ["-1", "0", "1.5", "abc"],
     "--shard-size": ["0", "-4096"],
     "--steps": ["0", "-3"],
+    "--real-steps": ["0", "-3"],
     "--epochs": ["0", "-1", "nan"],
     "--accum-steps": ["0"],
     "--log-every": ["0"],

@@ -91,6 +91,7 @@ NUMERIC_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "classes": _positive,
     "eval_images": _positive,
     "block": _whole,  # a block index, negative from the end
+    "real_steps": _positive,  # reproduce: steps on the real data sets
 }
 
 
