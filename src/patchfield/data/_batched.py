@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,6 +34,23 @@ class GeneratedDataset(BatchedDataset):
 
     num_images: int
     num_classes: int
+
+    def _settings(self, name: str, num_images: int, image_size: int, num_classes: int, seed: int, split: str,
+                  mean: Sequence[float], std: Sequence[float]) -> None:
+        """Check and keep the settings every rendered set has (each set checks its own size and class ranges)."""
+        if int(num_images) < 0:
+            raise ValueError(f"num_images must be >= 0, got {num_images}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values each (std > 0); got {mean}, {std}")
+        self.name = name
+        self.num_images = int(num_images)
+        self.image_size = int(image_size)
+        self.num_classes = int(num_classes)
+        self.seed = int(seed)
+        self.split = str(split)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self._split_code = zlib.crc32(self.split.encode())
 
     def __len__(self) -> int:
         return self.num_images

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -112,25 +111,13 @@ class FormulaContours(GeneratedDataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
-        if int(num_images) < 0:
-            raise ValueError(f"num_images must be >= 0, got {num_images}")
         if int(image_size) < 16:
             raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std need 3 values each (std > 0); got {mean}, {std}")
-        self.num_images = int(num_images)
-        self.image_size = int(image_size)
-        self.num_classes = int(num_classes)
-        self.seed = int(seed)
-        self.split = str(split)
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
+        self._settings("formula", num_images, image_size, num_classes, seed, split, mean, std)
         self.classes = [f"contour-{c:03d}" for c in range(self.num_classes)]
-        self.name = "formula"
         self.has_masks = False
-        self._split_code = zlib.crc32(self.split.encode())
         c = torch.arange(self.num_classes)
         self._counts = 3 + c % _VERTEX_COUNTS
         noise = np.stack([np.random.default_rng([self.seed, _CLASS_STREAM, k]).uniform(-1, 1, _MAX_VERTICES)

@@ -14,7 +14,6 @@ by the background, so a model must find the object to classify it.
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -122,28 +121,16 @@ class SyntheticShapes(GeneratedDataset):
         std: Sequence[float] = IMAGENET_STD,
         clutter: float = 1.0,
     ) -> None:
-        if int(num_images) < 0:
-            raise ValueError(f"num_images must be >= 0, got {num_images}")
         if int(image_size) < 8:
             raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
         if not 2 <= int(num_classes) <= len(SHAPE_CLASSES):
             raise ValueError(f"num_classes must be in [2, {len(SHAPE_CLASSES)}], got {num_classes}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std need 3 values each (std > 0); got {mean}, {std}")
         if not 0.0 <= float(clutter) <= 1.0:
             raise ValueError(f"clutter must be in [0, 1], got {clutter}")
+        self._settings("synthetic", num_images, image_size, num_classes, seed, split, mean, std)
         self.clutter = float(clutter)
-        self.num_images = int(num_images)
-        self.image_size = int(image_size)
-        self.num_classes = int(num_classes)
-        self.seed = int(seed)
-        self.split = str(split)
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
         self.classes = list(SHAPE_CLASSES[: self.num_classes])
-        self.name = "synthetic"
         self.has_masks = True
-        self._split_code = zlib.crc32(self.split.encode())
 
     def fingerprint(self) -> str:
         """A short hash of everything that fixes the images and labels."""
