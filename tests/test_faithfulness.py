@@ -177,3 +177,15 @@ def test_faithfulness_cli(tmp_path):
     assert main(["faithfulness", "--model", "test_vit", "--random-weights", "--out", str(out)]) == 2
     assert main(["faithfulness", "--data", "synthetic", "--model", "test_vit", "--random-weights", "--device",
                  "nonsense", "--out", str(out)]) == 2
+
+
+def test_backbone_without_classifier_is_refused(images):
+    from conftest import tiny_vit
+
+    from patchfield.errors import UsageError
+    from patchfield.metrics.faithfulness import deletion_insertion
+
+    model = tiny_vit(num_classes=0)
+    orderings = torch.arange(16).expand(3, 16)
+    with pytest.raises(UsageError, match="no classifier head"):
+        deletion_insertion(model, images, orderings, pf.Grid(4, 4), steps=2)

@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from ..capture import capture_attention
 from ..dip import column_variance
+from ..errors import UsageError
 from ..grid import Grid, pixel_cells, round_half_up
+from ..introspect import is_classifier, is_huggingface, unwrap
 from ..uncertainty import interaction_uncertainty
 from .rollout import rollout_scores
 
@@ -106,6 +108,10 @@ def _pixel_patches(grid: Grid, size: tuple[int, int], device=None) -> torch.Tens
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    known = hasattr(unwrap(model), "patch_embed") or is_huggingface(model)  # a model introspection can read
+    if known and not is_classifier(model):
+        raise UsageError(f"{type(model).__name__} has no classifier head (num_classes=0 or a backbone): deletion "
+                         "and insertion follow a class probability; load the model with its classifier")
     out = model(x)
     out = getattr(out, "logits", out)  # Hugging Face outputs
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
