@@ -495,21 +495,6 @@ def test_write_json_atomic_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
-def test_reproduction_refuses_a_finished_run_of_other_settings(tmp_path, monkeypatch):
-    import patchfield.training as training
-    from patchfield.study.reproduce import QUICK, _train_and_eval, config_with, rows_for
-
-    trained = []
-    monkeypatch.setattr(training, "train", lambda tc: trained.append(tc))
-    monkeypatch.setattr(training, "evaluate_run", lambda **kw: {"top1": 0.5, "eo": 1.0})
-    row = next(r for r in rows_for(QUICK, "synthetic") if r.kind == "vit")
-    first = _train_and_eval(QUICK, "synthetic", row, 0, tmp_path / "vit", {}, 4)
-    assert len(trained) == 1 and first["train_config"]["steps"] == QUICK.steps
-    assert _train_and_eval(QUICK, "synthetic", row, 0, tmp_path / "vit", {}, 4) == first and len(trained) == 1
-    with pytest.raises(ValueError, match="finished run of other settings.*steps"):
-        _train_and_eval(config_with(QUICK, steps=QUICK.steps + 1), "synthetic", row, 0, tmp_path / "vit", {}, 4)
-
-
 def test_evaluate_reports_no_accuracy_from_infinite_logits(tmp_path, capsys, one_thread):
     model = _test_vit()
     with torch.no_grad():
