@@ -507,3 +507,14 @@ def test_evaluate_reports_no_accuracy_from_infinite_logits(tmp_path, capsys, one
                  "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 1 and "NaN or Inf" in err and "no accuracy" in err and not out.exists()
+
+
+def test_atomic_write_gives_an_ordinary_file_mode_even_when_the_writer_recreates_the_file(tmp_path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    with atomic_write(tmp_path / "m.bin") as tmp:  # as safetensors' save_file does: a new file of mode 0o600
+        tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+    assert (tmp_path / "m.bin").stat().st_mode & 0o777 == 0o666 & ~mask

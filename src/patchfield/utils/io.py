@@ -54,8 +54,8 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         os.close(fd)
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes it 0o600; the result should be an ordinary file
         yield tmp
+        os.chmod(tmp, _FILE_MODE)  # mkstemp (or a writer that recreates the file) made it 0o600: an ordinary file
         os.replace(tmp, path)
     except OSError as e:
         if e.filename is None:  # e.g. a full disk while writing: say which file
