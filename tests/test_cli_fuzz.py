@@ -68,6 +68,8 @@ BAD: dict[str, list[str]] = {
     "--classes": ["0"],
     "--eval-images": ["0"],
     "--block": ["1.5", "x"],
+    "--fields-alpha": ["0", "1.5"],
+    "--fields-beta": ["1", "-0.1"],
 }
 #: ``--device`` is parsed by one parser for every subcommand (patchfield.devices); these already use it.
 DEVICE_COMMANDS = {"analyze", "claims", "evaluate", "explore", "faithfulness", "figures", "groundtruth", "train"}

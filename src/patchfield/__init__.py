@@ -4,7 +4,7 @@ Implements "Visualizing and Understanding Patch Interactions in Vision Transform
 (Ma et al.); ``SPEC.md`` fixes every quantity's meaning.
 """
 
-from .analysis import Analysis, analyze, analyze_map
+from .analysis import Analysis, analyze, analyze_map, awd_forward_kwargs
 from .capture import (
     AttentionMaps,
     UncertaintyCapture,
@@ -45,6 +45,7 @@ __all__ = [
     "analyze",
     "analyze_map",
     "attention_hooks",
+    "awd_forward_kwargs",
     "block_output_norms",
     "capture_attention",
     "capture_uncertainty",

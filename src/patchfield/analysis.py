@@ -19,7 +19,7 @@ from .interactions import expected_interactions
 from .introspect import is_classifier
 from .windows import Windows, adaptive_windows
 
-__all__ = ["Analysis", "analyze", "analyze_map"]
+__all__ = ["Analysis", "analyze", "analyze_map", "awd_forward_kwargs"]
 
 
 @dataclass
@@ -152,3 +152,37 @@ def analyze(
         mean_attention=cap.mean_attention,
         classifier=is_classifier(model),
     )
+
+
+def awd_forward_kwargs(
+    baseline: nn.Module, images: torch.Tensor, alpha: float, beta: float = 0.0, kind: str = "awd-dip", *,
+    amp: bool = False,
+) -> dict[str, torch.Tensor | None]:
+    """The forward arguments an AWD-ViT of ``kind`` gets for ``images``, computed from its baseline ViT.
+
+    An AWD-ViT attends within fields it never computes itself: those of the ViT it was trained
+    from, at the ``alpha``/``beta`` of its ground-truth store (SPEC §6, §7). For images outside that
+    store (a user's photos) they are computed here the way the store holds them: ``awd`` attends
+    within the windows alone (``dropped`` ``None``), ``awd-dip`` within the responsive fields ``S_p``
+    with ``D`` dropped. Pass the result as ``forward_kwargs`` to :func:`analyze` or
+    :func:`patchfield.capture_attention`, or as ``model(images, **kwargs)``.
+
+    Args:
+        baseline: the ViT whose windows the AWD-ViT was trained with (a plain ViT, in eval mode).
+        images: ``[B, C, H, W]`` normalised images, on the baseline's device.
+        alpha, beta: the rates of the AWD-ViT's ground truth.
+        kind: ``awd`` or ``awd-dip`` (the ``kind`` of its ``run.json``).
+        amp: bf16 autocast for the baseline's forward (see :func:`analyze`).
+
+    Returns:
+        ``{"field_mask": bool [B, N, N], "dropped": bool [B, N] or None}``.
+
+    Raises:
+        ValueError: another ``kind``, or rates out of range.
+    """
+    if kind not in ("awd", "awd-dip"):
+        raise ValueError(f"kind must be 'awd' or 'awd-dip', got {kind!r}")
+    a = analyze(baseline, images, alpha, beta, amp=amp)
+    if kind == "awd":
+        return {"field_mask": a.windows.mask(), "dropped": None}
+    return {"field_mask": a.field.mask(), "dropped": a.dropped}

@@ -12,8 +12,8 @@ from torch import nn
 from .. import checks
 from ..devices import parse_device  # noqa: F401  (re-exported: the one device parser)
 
-__all__ = ["NUMERIC_OPTIONS", "add_model_args", "check_numeric_options", "check_rates", "json_dict",
-           "model_from_args", "parse_device"]
+__all__ = ["NUMERIC_OPTIONS", "add_baseline_args", "add_model_args", "awd_fields_from_args", "check_numeric_options",
+           "check_rates", "json_dict", "model_from_args", "parse_device"]
 
 
 def _positive(v: Any, name: str) -> Any:
@@ -92,6 +92,8 @@ NUMERIC_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "eval_images": _positive,
     "block": _whole,  # a block index, negative from the end
     "real_steps": _positive,  # reproduce: steps on the real data sets
+    "fields_alpha": checks.check_alpha,  # analyze: an AWD-ViT's ground-truth rates
+    "fields_beta": checks.check_beta,
 }
 
 
@@ -119,6 +121,75 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--random-weights", action="store_true", help="allow a randomly initialised model (no --weights)"
     )
+
+
+def add_baseline_args(parser: argparse.ArgumentParser) -> None:
+    """The options that give an AWD-ViT the fields of its baseline ViT (:func:`awd_fields_from_args`)."""
+    parser.add_argument("--baseline", help="for an AWD-ViT: the ViT it was trained from (run folder, Hugging Face "
+                                           "directory, or timm name with --baseline-weights); its windows and D "
+                                           "are computed for every image")
+    parser.add_argument("--baseline-weights", help="local weights file of a --baseline given as a timm name")
+    parser.add_argument("--fields-alpha", type=float,
+                        help="α of the AWD-ViT's ground truth (default: read from the store its run was trained with)")
+    parser.add_argument("--fields-beta", type=float,
+                        help="β of the AWD-ViT's ground truth (default: read from the store its run was trained with)")
+
+
+def _store_rates(run: str) -> tuple[float, float] | None:
+    """``(alpha, beta)`` of the ground-truth store a run folder was trained with, when it can still be read."""
+    from pathlib import Path
+
+    from ..runs import is_run_directory, read_run_info
+
+    if not is_run_directory(run):
+        return None
+    store = read_run_info(run).get("groundtruth")
+    manifest = Path(store) / "manifest.json" if store else None
+    if manifest is None or not manifest.is_file():
+        return None
+    record = json.loads(manifest.read_text())
+    return float(record["alpha"]), float(record["beta"])
+
+
+def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any,
+                         amp: bool = False) -> Callable[[Any], dict[str, Any]] | None:
+    """For an AWD-ViT ``--model``: a function ``images -> forward_kwargs`` from ``--baseline`` (its fields, at the
+    rates of its store or ``--fields-alpha``/``--fields-beta``, :func:`patchfield.analysis.awd_forward_kwargs`);
+    ``None`` for any other model.
+
+    Raises:
+        ValueError: an AWD-ViT without ``--baseline``, ``--baseline`` for another model, or rates unknown.
+    """
+    from ..analysis import awd_forward_kwargs
+    from ..introspect import model_grid, required_forward_kwargs
+    from ..runs import is_run_directory, read_run_info
+
+    if not required_forward_kwargs(model):
+        given = [o for o, v in (("--baseline", args.baseline), ("--baseline-weights", args.baseline_weights),
+                                ("--fields-alpha", args.fields_alpha), ("--fields-beta", args.fields_beta))
+                 if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: for AWD-ViT models only, and {args.model} is not one; leave "
+                             f"{'it' if len(given) == 1 else 'them'} out")
+        return None
+    if args.baseline is None:
+        raise ValueError(f"{args.model} is an AWD-ViT: it attends within the windows of the ViT it was trained from; "
+                         "give that ViT with --baseline RUN_FOLDER (or a timm name with --baseline-weights FILE)")
+    rates = _store_rates(args.model)
+    alpha = args.fields_alpha if args.fields_alpha is not None else rates[0] if rates else None
+    beta = args.fields_beta if args.fields_beta is not None else rates[1] if rates else None
+    if alpha is None or beta is None:
+        raise ValueError(f"the ground-truth store of {args.model} cannot be read: give the α and β it was built with, "
+                         "--fields-alpha A --fields-beta B")
+    kind = read_run_info(args.model)["kind"] if is_run_directory(args.model) else "awd-dip"
+    spec = argparse.Namespace(model=args.baseline, weights=args.baseline_weights, image_size=args.image_size,
+                              num_classes=None, random_weights=False)
+    baseline = model_from_args(spec).to(device)
+    mine, theirs = model_grid(model), model_grid(baseline)
+    if mine != theirs:
+        raise ValueError(f"--baseline {args.baseline} sees a {theirs.height}x{theirs.width} patch grid, the AWD-ViT a "
+                         f"{mine.height}x{mine.width} one: give the ViT the AWD-ViT was trained from")
+    return lambda images: awd_forward_kwargs(baseline, images, alpha, beta, kind, amp=amp)
 
 
 def model_from_args(args: argparse.Namespace) -> nn.Module:

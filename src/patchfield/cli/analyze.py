@@ -14,7 +14,7 @@ from ..analysis import analyze
 from ..images import read_batches
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import add_model_args, check_rates, model_from_args, parse_device
+from ._common import add_baseline_args, add_model_args, awd_fields_from_args, check_rates, model_from_args, parse_device
 
 log = logging.getLogger("patchfield.analyze")
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="analyse images: U, windows, DIP, responsive fields (JSON + PNG)")
     p.add_argument("images", nargs="+", type=Path, help="image files")
     add_model_args(p)
+    add_baseline_args(p)
     p.add_argument("--alpha", type=float, default=0.1, help="share of U's entries shaping windows (0, 1]")
     p.add_argument("--beta", type=float, default=0.2, help="share of patches dropped as indiscriminative [0, 1)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     check_rates(args.alpha, args.beta)
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
+    fields = awd_fields_from_args(args, model, device, amp=args.amp)
     preprocess = Preprocess.for_model(model)
     failed: list[str] = []
     names = _unique_names(args.images)
@@ -96,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         if chunk.images is None:
             continue
         crops, kept = chunk.crops, chunk.items
-        result = analyze(model, chunk.images.to(device), args.alpha, args.beta, amp=args.amp)
+        images = chunk.images.to(device)
+        result = analyze(model, images, args.alpha, args.beta, amp=args.amp,
+                         forward_kwargs=fields(images) if fields else None)
         for i, (path, name) in enumerate(kept):
             folder = args.out / name
             record = {"image": str(path), **result.to_json(i)}

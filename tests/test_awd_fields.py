@@ -1,0 +1,129 @@
+"""An AWD-ViT analysed on images outside its store: its fields come from its baseline ViT (``awd_forward_kwargs``,
+``patchfield analyze --baseline``), exactly as a ground-truth store holds them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_vit
+from PIL import Image
+
+from patchfield import analyze, apply_awd, awd_forward_kwargs, load_model
+from patchfield.cli import main
+from patchfield.data import SyntheticShapes
+from patchfield.groundtruth import build_groundtruth
+from patchfield.images import read_image
+from patchfield.preprocess import Preprocess
+from patchfield.training import export_run
+from patchfield.training.build import forward_kind
+
+KW = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
+
+
+def test_awd_forward_kwargs_are_what_the_store_gives(tmp_path, one_thread):
+    base = tiny_vit()
+    ds = SyntheticShapes(12, image_size=32, num_classes=4, seed=3)
+    store = build_groundtruth(base, ds, tmp_path / "gt", alpha=0.1, beta=0.3, batch_size=12, shard_size=12,
+                              progress=False)
+    images, _ = ds.batch(range(12))
+    mask, dropped = store.masks(range(12))
+    dip = awd_forward_kwargs(base, images, 0.1, 0.3, "awd-dip")
+    assert torch.equal(dip["field_mask"], mask) and torch.equal(dip["dropped"], dropped)
+    assert dropped.any() and not dropped.all()  # β = 0.3 drops some patches
+    windows, _ = store.masks(range(12), dip=False)
+    win = awd_forward_kwargs(base, images, 0.1, 0.3, "awd")
+    assert torch.equal(win["field_mask"], windows) and win["dropped"] is None
+    assert int(win["field_mask"].sum()) > int(dip["field_mask"].sum())  # D's columns are out of S_p only
+    # with them, an AWD-ViT runs the forward of its training and evaluation (forward_kind on the store's fields)
+    awd = apply_awd(tiny_vit())
+    for kind, kwargs, store_mask, store_dropped in (("awd-dip", dip, mask, dropped), ("awd", win, windows, None)):
+        logits, _, _ = forward_kind(awd, kind, images, store_mask, store_dropped)
+        torch.testing.assert_close(awd(images, **kwargs), logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="kind"):
+        awd_forward_kwargs(base, images, 0.1, 0.3, "winft-paper")
+
+
+@pytest.fixture
+def awd_run(tmp_path: Path) -> dict[str, Path]:
+    """A baseline ViT run folder, its store, an AWD+DIP run folder trained on it (by record), and two photos."""
+    base = tiny_vit()
+    export_run(tmp_path / "vit", base, {"model": "vit_tiny_patch16_224", "kind": "vit", "model_kwargs": KW,
+                                        "num_classes": 5, "image_size": 32})
+    ds = SyntheticShapes(4, image_size=32, num_classes=4, seed=1)
+    build_groundtruth(base, ds, tmp_path / "gt", alpha=0.1, beta=0.2, batch_size=4, shard_size=4, progress=False)
+    torch.manual_seed(7)
+    awd = apply_awd(tiny_vit())
+    with torch.no_grad():
+        for p in awd.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # not the baseline's weights
+    export_run(tmp_path / "awd", awd, {"model": "vit_tiny_patch16_224", "kind": "awd-dip", "model_kwargs": KW,
+                                       "num_classes": 5, "image_size": 32, "groundtruth": str(tmp_path / "gt")})
+    rng = np.random.default_rng(0)
+    files = []
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+        files.append(tmp_path / f"{name}.png")
+    return {"root": tmp_path, "vit": tmp_path / "vit", "awd": tmp_path / "awd", "gt": tmp_path / "gt",
+            "files": files}
+
+
+def _reference(run: dict[str, Path], alpha: float, beta: float) -> tuple[list[dict], list[dict]]:
+    """fields.json records of the photos computed with the library: with the baseline's fields, and globally."""
+    model, baseline = load_model(str(run["awd"])), load_model(str(run["vit"]))
+    pre = Preprocess.for_model(model)
+    x = torch.stack([pre(read_image(f))[0] for f in run["files"]])
+    kwargs = awd_forward_kwargs(baseline, x, 0.1, 0.2, "awd-dip")  # the store's rates
+    fielded = analyze(model, x, alpha, beta, forward_kwargs=kwargs)
+    globally = analyze(model, x, alpha, beta, forward_kwargs={"field_mask": None})
+    return ([json.loads(json.dumps(fielded.to_json(i))) for i in range(len(x))],
+            [json.loads(json.dumps(globally.to_json(i))) for i in range(len(x))])
+
+
+def _records(out: Path) -> list[dict]:
+    recs = [json.loads((out / name / "fields.json").read_text()) for name in ("a", "b")]
+    return [{k: v for k, v in r.items() if k != "image"} for r in recs]
+
+
+def test_cli_analyzes_an_awd_run_with_its_baselines_fields(awd_run, one_thread):
+    out = awd_run["root"] / "out"
+    files = [str(f) for f in awd_run["files"]]
+    rc = main(["analyze", *files, "--model", str(awd_run["awd"]), "--baseline", str(awd_run["vit"]),
+               "--alpha", "0.3", "--beta", "0.1", "--no-figures", "--out", str(out)])
+    assert rc == 0
+    fielded, globally = _reference(awd_run, 0.3, 0.1)
+    got = _records(out)
+    assert got == fielded  # the store's α, β (0.1, 0.2) for the fields; --alpha/--beta (0.3, 0.1) for the analysis
+    assert got != globally and got[0]["alpha"] == 0.3
+    # the store gone: its rates must be given, and then give the same records
+    shutil.rmtree(awd_run["gt"])
+    again = awd_run["root"] / "again"
+    assert main(["analyze", *files, "--model", str(awd_run["awd"]), "--baseline", str(awd_run["vit"]),
+                 "--alpha", "0.3", "--beta", "0.1", "--fields-alpha", "0.1", "--fields-beta", "0.2", "--no-figures",
+                 "--out", str(again)]) == 0
+    assert _records(again) == fielded
+
+
+def test_cli_awd_misuse_is_one_line(awd_run, tmp_path, capsys, one_thread):
+    files = [str(f) for f in awd_run["files"]]
+
+    def fails(*args: str) -> str:
+        capsys.readouterr()
+        assert main(["analyze", *files, "--no-figures", "--out", str(tmp_path / "o"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err
+        return err
+
+    assert "--baseline" in fails("--model", str(awd_run["awd"]))
+    assert "for AWD-ViT models only" in fails("--model", str(awd_run["vit"]), "--baseline", str(awd_run["vit"]))
+    other = tiny_vit(patch_size=4)
+    export_run(tmp_path / "p4", other, {"model": "vit_tiny_patch16_224", "kind": "vit",
+                                        "model_kwargs": {**KW, "patch_size": 4}, "num_classes": 5, "image_size": 32})
+    assert "8x8 patch grid" in fails("--model", str(awd_run["awd"]), "--baseline", str(tmp_path / "p4"))
+    shutil.rmtree(awd_run["gt"])
+    assert "--fields-alpha" in fails("--model", str(awd_run["awd"]), "--baseline", str(awd_run["vit"]))
+    assert not (tmp_path / "o").exists()
