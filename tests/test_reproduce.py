@@ -217,3 +217,21 @@ def test_report_only_refuses_an_older_study(tmp_path, capsys):
     (tmp_path / "runs" / "results.json").write_text(json.dumps({"config": {}, "runs": []}))  # before issue 10
     assert main(["reproduce", "--out", str(tmp_path / "runs"), "--doc", str(tmp_path / "r.md"), "--report-only"]) == 2
     assert "older patchfield" in capsys.readouterr().err and not (tmp_path / "r.md").exists()
+
+
+def test_status_reads_the_study_folder(study, tmp_path, capsys):
+    from patchfield.study.reproduce import QUICK, config_with, study_status
+
+    results = json.loads((study / "runs" / "results.json").read_text())
+    st = study_status(config_with(QUICK, out=str(study / "runs")))
+    assert st["datasets"]["synthetic"] == {"planned": len(results["rows"]), "done": len(results["rows"]),
+                                           "started": 0, "steps_left": 0}
+    assert st["claims_done"] == st["claims_planned"] == len(results["claims"]["seeds"])
+    assert st["seconds"] > 0 and st["hours_left"] == 0.0
+    empty = study_status(config_with(QUICK, out=str(tmp_path / "none")))
+    assert empty["datasets"]["synthetic"]["done"] == 0 and empty["hours_left"] is None
+    assert empty["datasets"]["synthetic"]["steps_left"] == len(results["rows"]) * QUICK.steps
+    capsys.readouterr()
+    assert main(["reproduce", "--quick", "--out", str(study / "runs"), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert f"synthetic: {len(results['rows'])} of {len(results['rows'])} runs done" in out

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1, help="(data set, seed) tasks trained at once in separate processes")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the report from the finished study's results.json, running nothing")
+    p.add_argument("--status", action="store_true",
+                   help="say what the study folder holds so far and about how long is left, running nothing (safe "
+                   "while the study runs)")
     p.add_argument("--progress", action="store_true", help="progress bars for every run")
     p.set_defaults(func=run)
 
@@ -38,6 +41,20 @@ def run(args: argparse.Namespace) -> int:
         seeds=tuple(range(args.seeds)) if args.seeds else None, steps=args.steps, real_steps=args.real_steps,
         progress=args.progress or None,
     )
+    if args.status:
+        from ..study.reproduce import study_status
+
+        st = study_status(cfg, jobs=max(args.jobs, 2))
+        print(f"study in {cfg.out}: {st['seconds'] / 3600:.2f} h so far (summed over its sessions)")
+        for name, d in st["datasets"].items():
+            print(f"  {name}: {d['done']} of {d['planned']} runs done, {d['started']} under way, "
+                  f"{d['steps_left']:,} training steps left")
+        print(f"  analysis claims: {st['claims_done']} of {st['claims_planned']} seeds")
+        left = "unknown until a run of each patch size finishes" if st["hours_left"] is None else (
+            f"about {st['hours_left']:.1f} h of training on {max(args.jobs, 2)} processes (the finished runs' time "
+            "per step; stores, evaluations and claims come on top)")
+        print(f"  left: {left}")
+        return 0
     if args.report_only:
         import json
         from pathlib import Path

@@ -35,7 +35,8 @@ from ..utils.io import write_json_atomic
 from .report import FORMAT, write_report
 from .rows import HEADLINE, Row, not_run_rows, rows_for
 
-__all__ = ["FORMAT", "QUICK", "StudyConfig", "config_with", "estimate_budget", "run_study", "study_rows"]
+__all__ = ["FORMAT", "QUICK", "StudyConfig", "config_with", "estimate_budget", "run_folder", "run_study",
+           "study_rows", "study_status"]
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -140,6 +141,12 @@ def study_rows(cfg: StudyConfig, dataset: str, seed: int) -> list[Row]:
     if seed in cfg.scratch_seeds:
         rows += [replace(r, start="scratch") for r in rows if r.key in HEADLINE]
     return rows
+
+
+def run_folder(cfg: StudyConfig, dataset: str, row: Row, seed: int) -> Path:
+    """The folder of one run: ``<out>/<data set>/p<patch>/s<seed>/<row key>`` (``scratch-<key>`` from scratch)."""
+    name = row.key if row.start == "pretrained" else f"scratch-{row.key}"
+    return Path(cfg.out) / dataset / f"p{row.patch}" / f"s{seed}" / name
 
 
 def _all_seeds(cfg: StudyConfig) -> list[int]:
@@ -279,6 +286,13 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
     return stores
 
 
+def _claims_baseline(cfg: StudyConfig, seed: int) -> Path:
+    """The fine-tuned baseline the analysis claims of ``seed`` are measured on (embedded set, smaller patch)."""
+    small = min(cfg.patch_sizes)
+    base = next(r for r in study_rows(cfg, "synthetic", seed) if r.kind == "vit" and r.patch == small)
+    return run_folder(cfg, "synthetic", base, seed)
+
+
 def _claims(cfg: StudyConfig, run_dir: Path, seed: int) -> dict[str, Any]:
     """Analysis claims (:func:`patchfield.claims.measure_claims`) of one seed's fine-tuned baseline on the embedded
     set's val images, against random weights and the nulls; written to ``<baseline run>/claims/`` (kept on resume)."""
@@ -311,13 +325,13 @@ def _run_seed(cfg: StudyConfig, dataset: str, seed: int, num_classes: int, pretr
     t0 = time.perf_counter()
     for patch in sorted({r.patch for r in rows}):
         base_row = next(r for r in rows if r.kind == "vit" and r.patch == patch and r.start == "pretrained")
-        root = Path(cfg.out) / dataset / f"p{patch}" / f"s{seed}"
+        base_dir = run_folder(cfg, dataset, base_row, seed)
         pre = pretrained[patch]
-        runs.append(_train_and_eval(cfg, dataset, base_row, seed, root / base_row.key, {}, num_classes, pre))
-        stores = _build_stores(cfg, dataset, root / base_row.key, rows, patch, root / "groundtruth")
+        runs.append(_train_and_eval(cfg, dataset, base_row, seed, base_dir, {}, num_classes, pre))
+        stores = _build_stores(cfg, dataset, base_dir, rows, patch, base_dir.parent / "groundtruth")
         for row in rows:
             if row.patch == patch and row is not base_row:
-                folder = root / (row.key if row.start == "pretrained" else f"scratch-{row.key}")
+                folder = run_folder(cfg, dataset, row, seed)
                 runs.append(_train_and_eval(cfg, dataset, row, seed, folder, stores, num_classes, pre))
         print(f"[reproduce] {dataset} patch {patch} seed {seed} done ({time.perf_counter() - t0:.0f}s)", flush=True)
     return runs
@@ -429,7 +443,6 @@ def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
 
 def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Every run of every data set and seed, then the analysis claims: ``results.json`` without its time."""
-    out = Path(cfg.out)
     datasets, classes, skipped = [], {}, {}
     for dataset in cfg.datasets:
         try:
@@ -460,9 +473,8 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
     runs = [r for part in done for r in part]
     claims: dict[str, Any] = {"seeds": {}}
     if "synthetic" in datasets:
-        small = min(cfg.patch_sizes)
         for seed in _all_seeds(cfg):  # every seed fine-tunes the baseline (a headline row)
-            base = out / "synthetic" / f"p{small}" / f"s{seed}" / "vit"
+            base = _claims_baseline(cfg, seed)
             claims["seeds"][str(seed)] = _claims(cfg, base, seed)
     results = {
         "format": FORMAT, "config": asdict(cfg),
@@ -472,6 +484,49 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jobs} process(es), torch {torch.__version__}",
     }
     return results
+
+
+def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
+    """What a study folder holds so far, read from its files alone (safe while the study runs).
+
+    Returns ``{"datasets": {name: {"planned", "done", "started", "steps_left"}}, "claims_done", "claims_planned",
+    "seconds"`` (the study time summed over sessions), ``"hours_left"`` (the steps left at the seconds per step of
+    the finished runs of each patch size, on ``jobs`` processes; ``None`` before any run finished)``}``. A
+    ``started`` run has its settings recorded and validation points written but no ``eval.json``; its
+    ``steps_left`` count from its last point.
+    """
+    out = Path(cfg.out)
+    per_step: dict[int, list[float]] = {}
+    left: dict[int, int] = {}
+    datasets = {}
+    for dataset in cfg.datasets:
+        planned = done = started = steps_left = 0
+        for seed in _all_seeds(cfg):
+            for row in study_rows(cfg, dataset, seed):
+                planned += 1
+                folder = run_folder(cfg, dataset, row, seed)
+                steps = _steps(cfg, dataset)
+                if (folder / "eval.json").is_file():
+                    done += 1
+                    record = json.loads((folder / "eval.json").read_text())
+                    per_step.setdefault(row.patch, []).append(record["train_seconds"] / steps)
+                    continue
+                curve = folder / "curve.json"
+                reached = max((p["step"] for p in json.loads(curve.read_text())), default=0) if curve.is_file() else 0
+                started += reached > 0
+                steps_left += steps - reached
+                left[row.patch] = left.get(row.patch, 0) + steps - reached
+        datasets[dataset] = {"planned": planned, "done": done, "started": started, "steps_left": steps_left}
+    claims_seeds = _all_seeds(cfg) if "synthetic" in cfg.datasets else []
+    claims_done = sum((_claims_baseline(cfg, s) / "claims" / "claims.json").is_file() for s in claims_seeds)
+    sessions = out / "sessions.json"
+    seconds = sum(r["seconds"] for r in json.loads(sessions.read_text())) if sessions.is_file() else 0.0
+    hours_left = None
+    if all(per_step.get(p) for p, n in left.items() if n):
+        work = sum(n * sum(per_step[p]) / len(per_step[p]) for p, n in left.items() if n)
+        hours_left = round(work / max(1, min(int(jobs), 2)) / 3600.0, 2)
+    return {"datasets": datasets, "claims_done": claims_done, "claims_planned": len(claims_seeds),
+            "seconds": round(seconds, 1), "hours_left": hours_left}
 
 
 def config_with(cfg: StudyConfig, **changes: Any) -> StudyConfig:
