@@ -235,3 +235,17 @@ def test_status_reads_the_study_folder(study, tmp_path, capsys):
     assert main(["reproduce", "--quick", "--out", str(study / "runs"), "--status"]) == 0
     out = capsys.readouterr().out
     assert f"synthetic: {len(results['rows'])} of {len(results['rows'])} runs done" in out
+
+
+def test_default_study_runs_the_protocol_of_issue_10():
+    from patchfield.study.reproduce import StudyConfig, _all_seeds, study_rows
+
+    cfg = StudyConfig()
+    assert _all_seeds(cfg, "synthetic") == [0, 1, 2, 3, 4] and _all_seeds(cfg, "fashion-mnist") == [0, 1, 2]
+    count = {d: sum(len(study_rows(cfg, d, s)) for s in _all_seeds(cfg, d)) for d in cfg.datasets}
+    assert count == {"synthetic": 57, "fashion-mnist": 33}
+    fm = [(r.key, r.start) for s in (0, 1, 2) for r in study_rows(cfg, "fashion-mnist", s)]
+    for key in ("vit", "awd-0.1", "awd-dip-0.2", "winft-paper", "winft-restrict", "vit-p8", "winft-paper-p8",
+                "winft-restrict-p8"):
+        assert fm.count((key, "pretrained")) == 3
+    assert sorted({k for k, start in fm if start == "scratch"}) == ["awd-0.1", "vit", "winft-paper"]

@@ -149,6 +149,16 @@ def _data_words(cfg: dict[str, Any], datasets: list[str]) -> list[str]:
     return out
 
 
+def _real_extra(cfg: dict[str, Any], datasets: list[str]) -> str:
+    """How the headline rows' extra seeds went on the real sets, in words (empty without real sets)."""
+    if all(d == "synthetic" for d in datasets):
+        return ""
+    extra = cfg.get("real_headline_seeds", cfg["headline_seeds"])
+    if not extra:
+        return " (on the real sets every row has the same seeds: their extra seeds did not fit the time budget)"
+    return f" and {', '.join(map(str, extra))} on the real sets"
+
+
 def _rows_meta(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     from .rows import rows_for
 
@@ -276,7 +286,8 @@ def write_report(results: dict[str, Any], path: Path) -> dict[str, Any]:
         f"target of its BCE (α={cfg['winft_alpha']:g}, β={cfg['winft_beta']:g}). Every other row is trained from "
         "the same pretrained start with the baseline's budget and data order (same seed). Seeds "
         f"{', '.join(map(str, cfg['seeds']))} for every row, {', '.join(map(str, cfg['headline_seeds']))} more for "
-        f"the headline rows (ViT, AWD α=0.1, WinfT paper mode); the from-scratch arm (seeds "
+        f"the headline rows (ViT, AWD α=0.1, WinfT paper mode) on the embedded set"
+        f"{_real_extra(cfg, datasets)}; the from-scratch arm (seeds "
         f"{', '.join(map(str, cfg['scratch_seeds']))}) trains the headline rows from random weights with the same "
         "budget and the fine-tuned baseline's windows, so a reader sees whether pretraining changes a conclusion. "
         "Every run records its validation curve at "

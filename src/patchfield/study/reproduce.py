@@ -43,27 +43,29 @@ class StudyConfig:
     """Scale and protocol of the study; the defaults are the committed run (``make reproduce``).
 
     The budget (issue 10: at most 5 hours on the 2-core machine, after pretraining). A training step of
-    128 images of the tiny ViT on one thread takes about 0.30 s of CPU time at patch 4 and 0.075 s at patch 8
-    (measured here several times, ``time.process_time``, 0.25-0.34 s and 0.065-0.08 s; the study before issue 10
-    agrees: 57 runs of 600 steps of 64 images, mostly at patch 4, took 41 minutes on 2 processes). The
-    defaults run, per data set:
+    128 images of the tiny ViT on one thread took 0.25-0.41 s of CPU time at patch 4 and 0.065-0.10 s at
+    patch 8 on this machine (``time.process_time``, measured on several days; :func:`estimate_budget` measures it
+    again at the start of every session). The defaults run, per data set:
 
     - embedded (``steps`` 400 of 128 = 6.4 epochs of 8,000 images): patch 4: 11 rows × 3 seeds + 3 headline
-      rows × 2 more seeds = 39 runs, scratch arm 3 rows × 3 seeds = 9; patch 8: 3 rows × 3 seeds = 9;
-      48 × 400 × 0.30 + 9 × 400 × 0.075 ≈ 6,000 s;
+      rows × 2 more seeds = 39 runs, scratch arm 3 rows × 3 seeds = 9; patch 8: 3 rows × 3 seeds = 9:
+      57 runs, 22,800 steps;
     - Fashion-MNIST (``real_steps`` 1,500 of 128 = 3.2 epochs of 60,000 images): patch 4: 5 rows × 3 seeds
-      + 6 + 9 scratch = 30 runs, patch 8: 9; 30 × 1,500 × 0.30 + 9 × 1,500 × 0.075 ≈ 14,500 s.
+      + 9 scratch = 24 runs, patch 8: 3 rows × 3 seeds = 9: 33 runs, 49,500 steps. The headline rows' extra
+      seeds (``real_headline_seeds``) are left out on real sets: at 0.40 s a step their 9,000 steps would cost
+      another half hour on two processes, past the 5 hours.
 
-    20,500 s of training, on 2 processes (``--jobs 2``) 2.85 h; validation curves (10 points of
-    ``curve_images``), final evaluations, ground-truth stores (Fashion-MNIST's on all 60,000 images), the
-    segments' restarts and the analysis claims add about 30%: ~3.7 h on an otherwise idle machine, 1.3 h of
-    headroom under the 5 h. :func:`estimate_budget` repeats this arithmetic at the start of every run with a step
-    time measured there and then, and says so when the estimate exceeds 5 hours.
+    At 0.40 s (patch 4) and 0.10 s (patch 8): 22,500 s of training, 3.1 h on 2 processes (``--jobs 2``); the
+    validation curves (10 points of ``curve_images``), final evaluations, ground-truth stores (Fashion-MNIST's
+    on all 60,000 images), restarts across sessions and the analysis claims add about 30%: ~4.1 h on an
+    otherwise idle machine. :func:`estimate_budget` repeats this arithmetic with the step time it measures and
+    says so when the estimate exceeds 5 hours.
 
     Attributes:
         datasets: ``synthetic`` (the embedded set) and real sets, used whole.
-        seeds: seeds of every row; ``headline_seeds``: more seeds for the headline rows; ``scratch_seeds``:
-            seeds of the from-scratch arm (headline rows only).
+        seeds: seeds of every row; ``headline_seeds``: more seeds for the headline rows on the embedded set,
+            ``real_headline_seeds`` on real sets; ``scratch_seeds``: seeds of the from-scratch arm (headline
+            rows only).
         pretrained_root: folder of the pretrained ViTs (``None``: the package's, from ``make pretrain``).
         quick_pretrain: pretrain a seconds-long start into ``<out>/pretrained`` (the quick configuration).
         train_images, val_images: the embedded set's sizes (real sets are used whole).
@@ -81,6 +83,7 @@ class StudyConfig:
     datasets: tuple[str, ...] = ("synthetic", "fashion-mnist")
     seeds: tuple[int, ...] = (0, 1, 2)
     headline_seeds: tuple[int, ...] = (3, 4)
+    real_headline_seeds: tuple[int, ...] = ()
     scratch_seeds: tuple[int, ...] = (0, 1, 2)
     pretrained_root: str | None = None
     quick_pretrain: bool = False
@@ -149,8 +152,10 @@ def run_folder(cfg: StudyConfig, dataset: str, row: Row, seed: int) -> Path:
     return Path(cfg.out) / dataset / f"p{row.patch}" / f"s{seed}" / name
 
 
-def _all_seeds(cfg: StudyConfig) -> list[int]:
-    return sorted(set(cfg.seeds) | set(cfg.headline_seeds) | set(cfg.scratch_seeds))
+def _all_seeds(cfg: StudyConfig, dataset: str = "synthetic") -> list[int]:
+    """The seeds run on ``dataset``: every row's, the headline rows' extra ones, the from-scratch arm's."""
+    extra = cfg.headline_seeds if dataset == "synthetic" else cfg.real_headline_seeds
+    return sorted(set(cfg.seeds) | set(extra) | set(cfg.scratch_seeds))
 
 
 def _data_kwargs(dataset: str, count: int) -> dict[str, Any]:
@@ -372,7 +377,7 @@ def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], dat
     runs = steps = 0
     cpu = wall = 0.0
     for dataset in datasets:
-        for seed in _all_seeds(cfg):
+        for seed in _all_seeds(cfg, dataset):
             for row in study_rows(cfg, dataset, seed):
                 runs += 1
                 steps += _steps(cfg, dataset)
@@ -461,7 +466,7 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
         print("[reproduce] this is more than the study's 5 hours: lower --steps / --real-steps, or expect a longer "
               "run (it can be stopped and resumed)", file=sys.stderr, flush=True)
     cost = {(d, s): sum(_steps(cfg, d) * budget["step_seconds"][str(r.patch)] for r in study_rows(cfg, d, s))
-            for d in datasets for s in _all_seeds(cfg)}
+            for d in datasets for s in _all_seeds(cfg, d)}
     tasks = sorted(cost, key=lambda t: -cost[t])  # the longest first: the processes finish together
     if jobs > 1:
         import multiprocessing as mp
@@ -501,7 +506,7 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
     datasets = {}
     for dataset in cfg.datasets:
         planned = done = started = steps_left = 0
-        for seed in _all_seeds(cfg):
+        for seed in _all_seeds(cfg, dataset):
             for row in study_rows(cfg, dataset, seed):
                 planned += 1
                 folder = run_folder(cfg, dataset, row, seed)
