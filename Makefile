@@ -52,7 +52,7 @@ gpu-check:
 	else $(MAKE) $(STAMP) && $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS); fi
 
 # The reproduction study behind docs/reproduction.md (issue 10; needs `make pretrain` first). Estimated about
-# 4 hours on 2 idle cores (it prints its own estimate at the start); resumable across sessions.
+# 4.3 hours on 2 idle cores (it prints its own estimate at the start); resumable across sessions.
 reproduce: $(STAMP) datasets
 	$(PY) -m patchfield reproduce --jobs 2
 

@@ -150,13 +150,14 @@ def _data_words(cfg: dict[str, Any], datasets: list[str]) -> list[str]:
 
 
 def _real_extra(cfg: dict[str, Any], datasets: list[str]) -> str:
-    """How the headline rows' extra seeds went on the real sets, in words (empty without real sets)."""
+    """The real sets' seeds of the headline rows and of the from-scratch arm, in words (empty without real sets)."""
     if all(d == "synthetic" for d in datasets):
         return ""
     extra = cfg.get("real_headline_seeds", cfg["headline_seeds"])
-    if not extra:
-        return " (on the real sets every row has the same seeds: their extra seeds did not fit the time budget)"
-    return f" and {', '.join(map(str, extra))} on the real sets"
+    scratch = cfg.get("real_scratch_seeds", cfg["scratch_seeds"])
+    words = [f"extra headline seeds {', '.join(map(str, extra))}" if extra else "no extra headline seeds",
+             f"from-scratch seeds {', '.join(map(str, scratch))}" if scratch else "no from-scratch arm"]
+    return f". On the real sets: {' and '.join(words)} (what did not fit the time budget is left out)"
 
 
 def _rows_meta(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -286,10 +287,10 @@ def write_report(results: dict[str, Any], path: Path) -> dict[str, Any]:
         f"target of its BCE (α={cfg['winft_alpha']:g}, β={cfg['winft_beta']:g}). Every other row is trained from "
         "the same pretrained start with the baseline's budget and data order (same seed). Seeds "
         f"{', '.join(map(str, cfg['seeds']))} for every row, {', '.join(map(str, cfg['headline_seeds']))} more for "
-        f"the headline rows (ViT, AWD α=0.1, WinfT paper mode) on the embedded set"
-        f"{_real_extra(cfg, datasets)}; the from-scratch arm (seeds "
-        f"{', '.join(map(str, cfg['scratch_seeds']))}) trains the headline rows from random weights with the same "
-        "budget and the fine-tuned baseline's windows, so a reader sees whether pretraining changes a conclusion. "
+        "the headline rows (ViT, AWD α=0.1, WinfT paper mode) on the embedded set, where the from-scratch arm "
+        f"(seeds {', '.join(map(str, cfg['scratch_seeds']))}) trains the headline rows from random weights with the "
+        "same budget and the fine-tuned baseline's windows, so a reader sees whether pretraining changes a "
+        f"conclusion{_real_extra(cfg, datasets)}. "
         "Every run records its validation curve at "
         f"{cfg['curve_points']} points (first {cfg['curve_images']:,} validation images). Spreads are sample "
         "standard deviations over seeds.",
