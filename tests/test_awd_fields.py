@@ -127,3 +127,33 @@ def test_cli_awd_misuse_is_one_line(awd_run, tmp_path, capsys, one_thread):
     shutil.rmtree(awd_run["gt"])
     assert "--fields-alpha" in fails("--model", str(awd_run["awd"]), "--baseline", str(awd_run["vit"]))
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_explores_an_awd_run_with_its_baselines_fields(awd_run, capsys, one_thread):
+    from patchfield import block_output_norms, capture_attention
+    from patchfield.explorer import write_explorer
+    from patchfield.introspect import patch_size_of
+
+    page = awd_run["root"] / "page.html"
+    image = awd_run["files"][0]
+    assert main(["explore", str(image), "--model", str(awd_run["awd"]), "--baseline", str(awd_run["vit"]),
+                 "--full-attention", "yes", "--out", str(page)]) == 0
+    model, baseline = load_model(str(awd_run["awd"])), load_model(str(awd_run["vit"]))
+    x, crop = Preprocess.for_model(model)(read_image(image))
+    x = x[None]
+    kwargs = awd_forward_kwargs(baseline, x, 0.1, 0.2, "awd-dip")
+    pages = {}
+    for name, fk in (("fielded", kwargs), ("global", {"field_mask": None})):
+        with torch.no_grad(), block_output_norms(model) as norms:
+            maps = capture_attention(model, x, forward_kwargs=fk)
+        block = norms.result()[0, :, maps.num_prefix_tokens:]
+        if name == "fielded":  # attention of the forward within the fields: zero outside S_p in every layer
+            assert (maps.patch_block()[0][..., ~kwargs["field_mask"][0]] == 0).all()
+        pages[name] = awd_run["root"] / f"{name}.html"
+        write_explorer(pages[name], maps, crop, 0, 0.1, 0.2, full_attention=True, model_name=str(awd_run["awd"]),
+                       title=f"patchfield explorer: {image.name}", patch_size=patch_size_of(model),
+                       norms=block[-1], norm_block=block.shape[0] - 1)
+    assert page.read_bytes() == pages["fielded"].read_bytes() != pages["global"].read_bytes()
+    capsys.readouterr()
+    assert main(["explore", str(image), "--model", str(awd_run["awd"]), "--out", str(page)]) == 2
+    assert "--baseline" in capsys.readouterr().err

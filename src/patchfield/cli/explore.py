@@ -9,13 +9,14 @@ import torch
 
 from ..images import read_image
 from ..preprocess import Preprocess
-from ._common import add_model_args, check_rates, model_from_args, parse_device
+from ._common import add_baseline_args, add_model_args, awd_fields_from_args, check_rates, model_from_args, parse_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explore", help="write an interactive, self-contained HTML explorer for one image")
     p.add_argument("image", type=Path, help="image file")
     add_model_args(p)
+    add_baseline_args(p)
     p.add_argument("--alpha", type=float, default=0.1, help="initial alpha (0, 1]")
     p.add_argument("--beta", type=float, default=0.2, help="initial beta [0, 1)")
     p.add_argument("--patch", type=int, help="patch selected when the page opens (default: the centre)")
@@ -35,9 +36,12 @@ def run(args: argparse.Namespace) -> int:
     check_rates(args.alpha, args.beta)
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
+    fields = awd_fields_from_args(args, model, device)
     x, crop = Preprocess.for_model(model)(read_image(args.image))
+    x = x[None].to(device)
+    kwargs = fields(x) if fields else None  # an AWD-ViT's forward: within its baseline's fields
     with block_output_norms(model) as norms:  # the same forward: token norms for the artefact toggle
-        maps = capture_attention(model, x[None].to(device))
+        maps = capture_attention(model, x, forward_kwargs=kwargs)
     block_norms = norms.result()[0, :, maps.num_prefix_tokens:]  # [blocks, N]
     full = {"auto": "auto", "yes": True, "no": False}[args.full_attention]
     out = args.out if args.out.suffix else args.out.with_suffix(".html")
