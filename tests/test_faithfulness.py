@@ -189,3 +189,14 @@ def test_backbone_without_classifier_is_refused(images):
     orderings = torch.arange(16).expand(3, 16)
     with pytest.raises(UsageError, match="no classifier head"):
         deletion_insertion(model, images, orderings, pf.Grid(4, 4), steps=2)
+
+
+def test_awd_vit_is_refused_not_run_globally(images):
+    from conftest import tiny_vit
+
+    from patchfield.errors import UsageError
+    from patchfield.metrics.faithfulness import deletion_insertion
+
+    orderings = torch.arange(16).expand(3, 16)
+    with pytest.raises(UsageError, match="field_mask"):
+        deletion_insertion(pf.apply_awd(tiny_vit()), images, orderings, pf.Grid(4, 4), steps=2)

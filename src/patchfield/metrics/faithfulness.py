@@ -23,7 +23,7 @@ from ..capture import capture_attention
 from ..dip import column_variance
 from ..errors import UsageError
 from ..grid import Grid, pixel_cells, round_half_up
-from ..introspect import is_classifier, is_huggingface, unwrap
+from ..introspect import is_classifier, is_huggingface, required_forward_kwargs, unwrap
 from ..uncertainty import interaction_uncertainty
 from .rollout import rollout_scores
 
@@ -112,6 +112,10 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if known and not is_classifier(model):
         raise UsageError(f"{type(model).__name__} has no classifier head (num_classes=0 or a backbone): deletion "
                          "and insertion follow a class probability; load the model with its classifier")
+    if required_forward_kwargs(model):  # model(x) would be a forward it never runs (an AWD-ViT's global attention)
+        raise UsageError(f"{type(model).__name__} attends within fields given to its forward "
+                         f"({', '.join(required_forward_kwargs(model))}), which a perturbed image does not have: "
+                         "deletion and insertion run ViTs and WinfT")
     out = model(x)
     out = getattr(out, "logits", out)  # Hugging Face outputs
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
