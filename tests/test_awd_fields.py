@@ -124,9 +124,20 @@ def test_cli_awd_misuse_is_one_line(awd_run, tmp_path, capsys, one_thread):
     export_run(tmp_path / "p4", other, {"model": "vit_tiny_patch16_224", "kind": "vit",
                                         "model_kwargs": {**KW, "patch_size": 4}, "num_classes": 5, "image_size": 32})
     assert "8x8 patch grid" in fails("--model", str(awd_run["awd"]), "--baseline", str(tmp_path / "p4"))
+    # another ViT of the same grid runs, with a warning that its fields are not the AWD-ViT's training fields
+    export_run(tmp_path / "other", tiny_vit(embed_dim=16), {"model": "vit_tiny_patch16_224", "kind": "vit",
+                                                           "model_kwargs": {**KW, "embed_dim": 16}, "num_classes": 5,
+                                                           "image_size": 32})
+    capsys.readouterr()
+    assert main(["analyze", *files, "--no-figures", "--out", str(tmp_path / "w"), "--model", str(awd_run["awd"]),
+                 "--baseline", str(tmp_path / "other")]) == 0
+    assert "not the ViT whose ground truth trained" in capsys.readouterr().err
+    assert main(["analyze", *files, "--no-figures", "--out", str(tmp_path / "w2"), "--model", str(awd_run["awd"]),
+                 "--baseline", str(awd_run["vit"])]) == 0
+    assert "not the ViT" not in capsys.readouterr().err
     shutil.rmtree(awd_run["gt"])
     assert "--fields-alpha" in fails("--model", str(awd_run["awd"]), "--baseline", str(awd_run["vit"]))
-    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
 def test_cli_explores_an_awd_run_with_its_baselines_fields(awd_run, capsys, one_thread):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -135,8 +136,8 @@ def add_baseline_args(parser: argparse.ArgumentParser) -> None:
                         help="β of the AWD-ViT's ground truth (default: read from the store its run was trained with)")
 
 
-def _store_rates(run: str) -> tuple[float, float] | None:
-    """``(alpha, beta)`` of the ground-truth store a run folder was trained with, when it can still be read."""
+def _store_manifest(run: str) -> dict[str, Any] | None:
+    """The manifest of the ground-truth store a run folder was trained with, when it can still be read."""
     from pathlib import Path
 
     from ..runs import is_run_directory, read_run_info
@@ -147,8 +148,7 @@ def _store_rates(run: str) -> tuple[float, float] | None:
     manifest = Path(store) / "manifest.json" if store else None
     if manifest is None or not manifest.is_file():
         return None
-    record = json.loads(manifest.read_text())
-    return float(record["alpha"]), float(record["beta"])
+    return json.loads(manifest.read_text())
 
 
 def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any,
@@ -163,6 +163,7 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
     from ..analysis import awd_forward_kwargs
     from ..introspect import model_grid, required_forward_kwargs
     from ..runs import is_run_directory, read_run_info
+    from ..utils.fingerprint import weights_hash
 
     if not required_forward_kwargs(model):
         given = [o for o, v in (("--baseline", args.baseline), ("--baseline-weights", args.baseline_weights),
@@ -175,9 +176,9 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
     if args.baseline is None:
         raise ValueError(f"{args.model} is an AWD-ViT: it attends within the windows of the ViT it was trained from; "
                          "give that ViT with --baseline RUN_FOLDER (or a timm name with --baseline-weights FILE)")
-    rates = _store_rates(args.model)
-    alpha = args.fields_alpha if args.fields_alpha is not None else rates[0] if rates else None
-    beta = args.fields_beta if args.fields_beta is not None else rates[1] if rates else None
+    store = _store_manifest(args.model)
+    alpha = args.fields_alpha if args.fields_alpha is not None else float(store["alpha"]) if store else None
+    beta = args.fields_beta if args.fields_beta is not None else float(store["beta"]) if store else None
     if alpha is None or beta is None:
         raise ValueError(f"the ground-truth store of {args.model} cannot be read: give the α and β it was built with, "
                          "--fields-alpha A --fields-beta B")
@@ -189,6 +190,10 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
     if mine != theirs:
         raise ValueError(f"--baseline {args.baseline} sees a {theirs.height}x{theirs.width} patch grid, the AWD-ViT a "
                          f"{mine.height}x{mine.width} one: give the ViT the AWD-ViT was trained from")
+    if store is not None and store.get("weights") and store["weights"] != weights_hash(baseline):
+        logging.getLogger("patchfield.cli").warning(
+            "--baseline %s is not the ViT whose ground truth trained %s (its weights differ from the store's): its "
+            "fields are not the ones the AWD-ViT was trained with", args.baseline, args.model)
     return lambda images: awd_forward_kwargs(baseline, images, alpha, beta, kind, amp=amp)
 
 
