@@ -168,3 +168,18 @@ def test_cli_explores_an_awd_run_with_its_baselines_fields(awd_run, capsys, one_
     capsys.readouterr()
     assert main(["explore", str(image), "--model", str(awd_run["awd"]), "--out", str(page)]) == 2
     assert "--baseline" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["stats", "{img}", "--out", "{o}"],
+    ["claims", "--data", "synthetic", "--out", "{o}"],
+    ["faithfulness", "{img}", "--out", "{o}"],
+    ["groundtruth", "--data", "synthetic", "--alpha", "0.1", "--beta", "0", "--out", "{o}"],
+    ["figures", "{img}", "--out", "{o}"],
+], ids=lambda a: a[0])
+def test_commands_without_fields_refuse_an_awd_run_in_one_line(awd_run, tmp_path, capsys, argv, one_thread):
+    argv = [a.format(img=awd_run["files"][0], o=tmp_path / "o") for a in argv]
+    assert main([*argv, "--model", str(awd_run["awd"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is an AWD-ViT" in err and "--baseline" in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

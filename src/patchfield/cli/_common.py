@@ -134,6 +134,7 @@ def add_baseline_args(parser: argparse.ArgumentParser) -> None:
                         help="α of the AWD-ViT's ground truth (default: read from the store its run was trained with)")
     parser.add_argument("--fields-beta", type=float,
                         help="β of the AWD-ViT's ground truth (default: read from the store its run was trained with)")
+    parser.set_defaults(takes_awd_baseline=True)  # model_from_args: this command can run an AWD-ViT
 
 
 def _store_manifest(run: str) -> dict[str, Any] | None:
@@ -218,6 +219,13 @@ def model_from_args(args: argparse.Namespace) -> nn.Module:
     num_classes = args.num_classes if args.num_classes is not None else kw.pop("num_classes", None)
     kw.pop("img_size", None), kw.pop("num_classes", None)
     model = load_model(args.model, args.weights, img_size=img_size, num_classes=num_classes, **kw)
+    if not getattr(args, "takes_awd_baseline", False):  # a subcommand without add_baseline_args
+        from ..introspect import required_forward_kwargs
+
+        if required_forward_kwargs(model):
+            raise ValueError(f"{args.model} is an AWD-ViT: it attends within the fields of the ViT it was trained "
+                             "from, which only `patchfield analyze` and `patchfield explore` take (--baseline VIT); "
+                             "this command runs ViTs and WinfT")
     pe = getattr(model, "patch_embed", None)
     if pe is not None and getattr(pe, "img_size", None) and getattr(pe, "patch_size", None):
         checks.check_image_size(tuple(pe.img_size), tuple(pe.patch_size),
