@@ -474,9 +474,9 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
             for d in datasets for s in _all_seeds(cfg, d)}
     tasks = sorted(cost, key=lambda t: -cost[t])  # the longest first: the processes finish together
     if jobs > 1:
-        import multiprocessing as mp
+        from ..utils.processes import worker_pool
 
-        with mp.get_context("spawn").Pool(jobs) as pool:
+        with worker_pool(jobs) as pool:
             done = pool.starmap(_run_seed, [(cfg, d, s, classes[d], pretrained, 1) for d, s in tasks], chunksize=1)
     else:
         done = [_run_seed(cfg, d, s, classes[d], pretrained, None) for d, s in tasks]

@@ -314,10 +314,10 @@ def pretrain(cfg: PretrainConfig, jobs: int = 1) -> list[dict[str, Any]]:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     t0 = time.perf_counter()
     if jobs > 1 and len(cfg.patches) > 1:
-        import multiprocessing as mp
+        from ..utils.processes import worker_pool
 
         tasks = [(replace(cfg, progress=cfg.progress and i == 0), p, 1) for i, p in enumerate(cfg.patches)]
-        with mp.get_context("spawn").Pool(min(int(jobs), len(tasks))) as pool:
+        with worker_pool(min(int(jobs), len(tasks))) as pool:
             records = pool.starmap(_pretrain_in_process, tasks)
     else:
         records = [pretrain_one(cfg, p) for p in cfg.patches]
