@@ -141,12 +141,13 @@ def _store_manifest(run: str) -> dict[str, Any] | None:
     """The manifest of the ground-truth store a run folder was trained with, when it can still be read."""
     from pathlib import Path
 
+    from ..groundtruth.store import MANIFEST
     from ..runs import is_run_directory, read_run_info
 
     if not is_run_directory(run):
         return None
     store = read_run_info(run).get("groundtruth")
-    manifest = Path(store) / "manifest.json" if store else None
+    manifest = Path(store) / MANIFEST if store else None
     if manifest is None or not manifest.is_file():
         return None
     return json.loads(manifest.read_text())
