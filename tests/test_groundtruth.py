@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from patchfield import analyze, encode_field, load_model
 from patchfield.data import ImageFolderDataset, SyntheticShapes, collate_skip
 from patchfield.groundtruth import GroundTruthStore, StoreMismatchError, WithFields, build_groundtruth, read_shard
-from patchfield.images import model_input_spec
+from patchfield.introspect import input_spec as model_input_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -252,3 +252,17 @@ def test_default_study_runs_the_protocol_of_issue_10():
     syn = [(r.key, r.start) for s in _all_seeds(cfg, "synthetic") for r in study_rows(cfg, "synthetic", s)]
     assert sorted({k for k, start in syn if start == "scratch"}) == ["awd-0.1", "vit", "winft-paper"]
     assert syn.count(("vit", "pretrained")) == 5 and syn.count(("awd-0.5", "pretrained")) == 3
+
+
+def test_budget_times_a_step_of_every_kind_it_trains(study):
+    """AWD and WinfT steps cost more than a ViT step: the estimate times each (kind, patch) the study trains."""
+    from patchfield.study.reproduce import QUICK, _all_seeds, study_rows
+
+    results = json.loads((study / "runs" / "results.json").read_text())
+    budget = results["budget"]
+    trained = {f"{r.kind}/p{r.patch}" for s in _all_seeds(QUICK, "synthetic")
+               for r in study_rows(QUICK, "synthetic", s)}
+    assert set(budget["step_seconds"]) == set(budget["step_seconds_wall"]) == trained
+    assert {"vit/p4", "awd/p4", "awd-dip/p4", "winft-paper/p4", "winft-restrict/p8"} <= trained
+    assert all(v > 0 for v in budget["step_seconds"].values())
+    assert budget["runs"] == len(results["rows"])

@@ -11,11 +11,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .introspect import IMAGENET_MEAN, IMAGENET_STD
-from .introspect import input_spec as model_input_spec  # the one input spec; this name kept for callers
 from .preprocess import Preprocess
 
-__all__ = ["ImageBatch", "ImageReadError", "model_input_spec", "read_batches", "read_image", "to_model_input"]
+__all__ = ["ImageBatch", "ImageReadError", "read_batches", "read_image"]
 
 
 class ImageReadError(ValueError):
@@ -33,16 +31,6 @@ def read_image(path: str | Path) -> Image.Image:
         raise ImageReadError(f"{path}: no such file") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"{path}: not a readable image ({e})") from e
-
-
-def to_model_input(
-    image: Image.Image, size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 1.0,
-    interpolation: str = "bicubic",
-) -> tuple[torch.Tensor, np.ndarray]:
-    """``Preprocess(size, mean, std, crop_pct, interpolation=...)(image)``: the normalised ``[C, H, W]``
-    tensor and the cropped ``uint8`` RGB array ``[H, W, 3]``. Commands use the model's own rule,
-    ``Preprocess.for_model(model)(image)`` (:mod:`patchfield.preprocess`)."""
-    return Preprocess(size, mean, std, crop_pct, interpolation=interpolation)(image)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..images import IMAGENET_MEAN, IMAGENET_STD
+from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from .masks import MaskedFiles
 from .transforms import DEFAULT_CROP_PCT
 

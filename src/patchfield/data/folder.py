@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..images import IMAGENET_MEAN, IMAGENET_STD
+from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from .transforms import DEFAULT_CROP_PCT, Preprocess
 
 __all__ = ["CUBDataset", "ImageFolderDataset", "IMAGE_EXTENSIONS"]

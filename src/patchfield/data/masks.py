@@ -25,7 +25,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ..images import IMAGENET_MEAN, IMAGENET_STD
+from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from .folder import IMAGE_EXTENSIONS
 from .transforms import DEFAULT_CROP_PCT, Preprocess
 

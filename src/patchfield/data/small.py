@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..images import IMAGENET_MEAN, IMAGENET_STD
+from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from ._batched import BatchedDataset
 from .transforms import as_size
 

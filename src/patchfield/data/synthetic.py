@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..images import IMAGENET_MEAN, IMAGENET_STD
+from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from ._batched import GeneratedDataset
 
 __all__ = ["SHAPE_CLASSES", "SyntheticShapes"]

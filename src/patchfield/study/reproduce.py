@@ -347,25 +347,32 @@ def _run_seed(cfg: StudyConfig, dataset: str, seed: int, num_classes: int, pretr
     return runs
 
 
-def _step_seconds(cfg: StudyConfig, patch: int, model_kwargs: dict[str, Any],
+def _step_seconds(cfg: StudyConfig, kind: str, patch: int, model_kwargs: dict[str, Any],
                   repeats: int = 3) -> tuple[float, float]:
-    """``(CPU seconds, wall seconds)`` of one training step (forward, backward, AdamW) of the ViT at ``patch`` on
-    one thread, measured now (the fastest of ``repeats``). CPU time stands in for an idle core; wall time includes
-    the machine's current load."""
+    """``(CPU seconds, wall seconds)`` of one training step of a ``kind`` model at ``patch`` on one thread, measured
+    now (the fastest of ``repeats``): the training loop's own forward, loss and backward
+    (:func:`patchfield.training.loop.accumulate_gradients`) and an AdamW step, on random images and a random
+    window mask of half the pairs. CPU time stands in for an idle core; wall time includes the current load."""
     from ..training.build import build_model
+    from ..training.loop import accumulate_gradients
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with torch.random.fork_rng(devices=[]):
-            model = build_model(_MODEL, "vit", model_kwargs={**model_kwargs, "num_classes": 10})
-            size = model.patch_embed.img_size[0]
-            x, y = torch.randn(cfg.batch_size, 3, size, size), torch.randint(0, 10, (cfg.batch_size,))
+            model = build_model(_MODEL, kind, model_kwargs={**model_kwargs, "num_classes": 10})
+            size, n = model.patch_embed.img_size[0], model.patch_embed.num_patches
+            b = cfg.batch_size
+            x, y = torch.randn(b, 3, size, size), torch.randint(0, 10, (b,))
+            mask = (torch.rand(b, n, n) < 0.5) | torch.eye(n, dtype=torch.bool)
+            dropped = torch.rand(b, n) < 0.2
+        batch = [(x, y, None if kind == "vit" else mask, dropped if kind == "awd-dip" else None)]
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        model.train()
         times = []
         for _ in range(repeats + 1):
             c0, w0 = time.process_time(), time.perf_counter()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
+            accumulate_gradients(model, kind, batch)
             opt.step()
             opt.zero_grad()
             times.append((time.process_time() - c0, time.perf_counter() - w0))
@@ -376,21 +383,19 @@ def _step_seconds(cfg: StudyConfig, patch: int, model_kwargs: dict[str, Any],
 
 def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], datasets: list[str],
                     jobs: int) -> dict[str, Any]:
-    """Runs × steps × a step time measured now, per patch size, on ``min(jobs, 2)`` processes, +30% for the
-    evaluations, stores and claims: ``hours`` from CPU time (idle cores), ``hours_at_current_load`` from wall time."""
-    measured = {p: _step_seconds(cfg, p, pretrained[p]["model_kwargs"]) for p in cfg.patch_sizes}
-    runs = steps = 0
-    cpu = wall = 0.0
-    for dataset in datasets:
-        for seed in _all_seeds(cfg, dataset):
-            for row in study_rows(cfg, dataset, seed):
-                runs += 1
-                steps += _steps(cfg, dataset)
-                cpu += _steps(cfg, dataset) * measured[row.patch][0]
-                wall += _steps(cfg, dataset) * measured[row.patch][1]
+    """Runs × steps × a step time measured now for each (kind, patch size) the study trains, on ``min(jobs, 2)``
+    processes, +30% for the evaluations, stores and claims: ``hours`` from CPU time (idle cores),
+    ``hours_at_current_load`` from wall time. ``step_seconds`` keys are ``"<kind>/p<patch>"``."""
+    plan = [(row, _steps(cfg, dataset)) for dataset in datasets for seed in _all_seeds(cfg, dataset)
+            for row in study_rows(cfg, dataset, seed)]
+    measured = {(k, p): _step_seconds(cfg, k, p, pretrained[p]["model_kwargs"])
+                for k, p in sorted({(row.kind, row.patch) for row, _ in plan})}
+    cpu = sum(steps * measured[row.kind, row.patch][0] for row, steps in plan)
+    wall = sum(steps * measured[row.kind, row.patch][1] for row, steps in plan)
     procs = max(1, min(jobs, 2))
-    return {"runs": runs, "steps": steps, "step_seconds": {str(p): round(m[0], 4) for p, m in measured.items()},
-            "step_seconds_wall": {str(p): round(m[1], 4) for p, m in measured.items()},
+    return {"runs": len(plan), "steps": sum(steps for _, steps in plan),
+            "step_seconds": {f"{k}/p{p}": round(m[0], 4) for (k, p), m in measured.items()},
+            "step_seconds_wall": {f"{k}/p{p}": round(m[1], 4) for (k, p), m in measured.items()},
             "train_seconds_one_process": round(cpu, 1), "hours": round(1.3 * cpu / procs / 3600.0, 2),
             "hours_at_current_load": round(1.3 * wall / procs / 3600.0, 2), "jobs": jobs}
 
@@ -462,15 +467,15 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
             skipped[dataset] = str(e)
     budget = estimate_budget(cfg, pretrained, datasets, jobs)
     print(f"[reproduce] {budget['runs']} runs, {budget['steps']:,} steps; a step takes "
-          + ", ".join(f"{c:.3f} s CPU ({budget['step_seconds_wall'][p]:.3f} s wall) at patch {p}"
-                      for p, c in budget["step_seconds"].items())
+          + ", ".join(f"{c:.3f} s CPU ({budget['step_seconds_wall'][k]:.3f} s wall) for {k}"
+                      for k, c in budget["step_seconds"].items())
           + f" on one thread: about {budget['hours']:.1f} h on {min(jobs, 2)} idle core(s), "
           f"{budget['hours_at_current_load']:.1f} h at the current load (evaluation and stores +30%); finished runs "
           "are skipped", file=sys.stderr, flush=True)
     if budget["hours"] > 5.0:
         print("[reproduce] this is more than the study's 5 hours: lower --steps / --real-steps, or expect a longer "
               "run (it can be stopped and resumed)", file=sys.stderr, flush=True)
-    cost = {(d, s): sum(_steps(cfg, d) * budget["step_seconds"][str(r.patch)] for r in study_rows(cfg, d, s))
+    cost = {(d, s): sum(_steps(cfg, d) * budget["step_seconds"][f"{r.kind}/p{r.patch}"] for r in study_rows(cfg, d, s))
             for d in datasets for s in _all_seeds(cfg, d)}
     tasks = sorted(cost, key=lambda t: -cost[t])  # the longest first: the processes finish together
     if jobs > 1:
@@ -501,13 +506,14 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
 
     Returns ``{"datasets": {name: {"planned", "done", "started", "steps_left"}}, "claims_done", "claims_planned",
     "seconds"`` (the study time summed over sessions), ``"hours_left"`` (the steps left at the seconds per step of
-    the finished runs of each patch size, on ``jobs`` processes; ``None`` before any run finished)``}``. A
+    the finished runs of the same kind and patch size, else of the same patch size, on ``jobs`` processes;
+    ``None`` while a patch size with steps left has no finished run)``}``. A
     ``started`` run has its settings recorded and validation points written but no ``eval.json``; its
     ``steps_left`` count from its last point.
     """
     out = Path(cfg.out)
-    per_step: dict[int, list[float]] = {}
-    left: dict[int, int] = {}
+    per_step: dict[tuple[str, int], list[float]] = {}
+    left: dict[tuple[str, int], int] = {}
     datasets = {}
     for dataset in cfg.datasets:
         planned = done = started = steps_left = 0
@@ -519,21 +525,25 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
                 if (folder / "eval.json").is_file():
                     done += 1
                     record = json.loads((folder / "eval.json").read_text())
-                    per_step.setdefault(row.patch, []).append(record["train_seconds"] / steps)
+                    per_step.setdefault((row.kind, row.patch), []).append(record["train_seconds"] / steps)
                     continue
                 curve = folder / "curve.json"
                 reached = max((p["step"] for p in json.loads(curve.read_text())), default=0) if curve.is_file() else 0
                 started += reached > 0
                 steps_left += steps - reached
-                left[row.patch] = left.get(row.patch, 0) + steps - reached
+                left[row.kind, row.patch] = left.get((row.kind, row.patch), 0) + steps - reached
         datasets[dataset] = {"planned": planned, "done": done, "started": started, "steps_left": steps_left}
     claims_seeds = _all_seeds(cfg) if "synthetic" in cfg.datasets else []
     claims_done = sum((_claims_baseline(cfg, s) / "claims" / "claims.json").is_file() for s in claims_seeds)
     sessions = out / "sessions.json"
     seconds = sum(r["seconds"] for r in json.loads(sessions.read_text())) if sessions.is_file() else 0.0
+    by_patch: dict[int, list[float]] = {}
+    for (_, patch), times in per_step.items():
+        by_patch.setdefault(patch, []).extend(times)
+    rate = {key: per_step.get(key) or by_patch.get(key[1]) for key, n in left.items() if n}
     hours_left = None
-    if all(per_step.get(p) for p, n in left.items() if n):
-        work = sum(n * sum(per_step[p]) / len(per_step[p]) for p, n in left.items() if n)
+    if all(rate.values()):
+        work = sum(left[key] * sum(times) / len(times) for key, times in rate.items())
         hours_left = round(work / max(1, min(int(jobs), 2)) / 3600.0, 2)
     return {"datasets": datasets, "claims_done": claims_done, "claims_planned": len(claims_seeds),
             "seconds": round(seconds, 1), "hours_left": hours_left}
