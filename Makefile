@@ -51,8 +51,8 @@ gpu-check:
 	  PYTHONPATH=src $(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS); \
 	else $(MAKE) $(STAMP) && $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS); fi
 
-# The reproduction study behind docs/reproduction.md (issue 10; needs `make pretrain` first). Estimated about
-# 4.3 hours on 2 idle cores (it prints its own estimate at the start); resumable across sessions.
+# The reproduction study behind docs/reproduction.md (issue 10; needs `make pretrain` first). The committed run
+# took 4.5 hours on 2 cores (it prints its own estimate at the start); resumable across sessions.
 reproduce: $(STAMP) datasets
 	$(PY) -m patchfield reproduce --jobs 2
 

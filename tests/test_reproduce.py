@@ -191,7 +191,7 @@ def test_folders_are_reused_only_with_their_settings(tmp_path):
 
 def test_report_only_keeps_the_hand_written_reading(study):
     (study / "again_reading.md").write_text("## Reading this run\n\nBy hand.\n")
-    (study / "again_notes.md").write_text("## Reading of another study\n")  # the pre-issue-10 notes: left out
+    (study / "again_notes.md").write_text("## Reading of another study\n")  # another file: left out
     assert main(["reproduce", "--quick", "--out", str(study / "runs"), "--doc", str(study / "again.md"),
                  "--report-only"]) == 0
     doc = (study / "again.md").read_text()
@@ -256,13 +256,48 @@ def test_default_study_runs_the_protocol_of_issue_10():
 
 def test_budget_times_a_step_of_every_kind_it_trains(study):
     """AWD and WinfT steps cost more than a ViT step: the estimate times each (kind, patch) the study trains."""
-    from patchfield.study.reproduce import QUICK, _all_seeds, study_rows
+    from patchfield.study.reproduce import QUICK, _all_seeds, _step_key, study_rows
 
     results = json.loads((study / "runs" / "results.json").read_text())
     budget = results["budget"]
-    trained = {f"{r.kind}/p{r.patch}" for s in _all_seeds(QUICK, "synthetic")
+    trained = {_step_key(r.kind, r.patch) for s in _all_seeds(QUICK, "synthetic")
                for r in study_rows(QUICK, "synthetic", s)}
     assert set(budget["step_seconds"]) == set(budget["step_seconds_wall"]) == trained
     assert {"vit/p4", "awd/p4", "awd-dip/p4", "winft-paper/p4", "winft-restrict/p8"} <= trained
     assert all(v > 0 for v in budget["step_seconds"].values())
     assert budget["runs"] == len(results["rows"])
+
+
+def test_the_committed_study_is_consistent_with_its_own_rows():
+    """docs/reproduction.json (the committed run): the issue's keys, E_O rules, and table verdicts that the
+    committed statistics recompute from its rows, each in the markdown's summary."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    doc = json.loads((docs / "reproduction.json").read_text())
+    summary = (docs / "reproduction.md").read_text().split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert {"name", "patch", "source", "source_top1", "train_seconds"} <= set(doc["pretrained"][0])
+    rows = doc["rows"]
+    assert len(rows) == 81
+    for r in rows:
+        assert {"dataset", "table", "row", "patch", "seed", "start", "top1", "eo", "final_gain_last20pct"} <= set(r)
+        assert (r["eo"] == r["eo_full"]) == r["row"].startswith("vit")
+    for d in ("synthetic", "fashion-mnist"):
+        for seed in {r["seed"] for r in rows if r["dataset"] == d}:
+            awd = sorted((r["alpha"], r["eo"]) for r in rows if r["dataset"] == d and r["seed"] == seed
+                         and r["start"] == "pretrained" and r["row"].startswith("awd-0"))
+            assert [eo for _, eo in awd] == sorted(eo for _, eo in awd)  # E_O grows with α
+    fashion = [r["top1"] for r in rows if r["dataset"] == "fashion-mnist" and r["row"] == "vit"]
+    assert len(fashion) == 3 and statistics.mean(fashion) >= 88.0
+    cfg = doc["config"]
+    table = [v for v in doc["verdicts"] if v["table"] != "analysis"]
+    again = [v for d in ("synthetic", "fashion-mnist")
+             for v in table_verdicts(rows, d, cfg["patch_sizes"], cfg["margin"])]
+    assert [(v["dataset"], v["claim"], v["start"], v["verdict"]) for v in table] == \
+        [(v["dataset"], v["claim"], v["start"], v["verdict"]) for v in again]
+    assert [v["diff"] for v in table] == pytest.approx([v["diff"] for v in again])
+    for v in doc["verdicts"]:
+        assert v["verdict"] in VERDICTS
+        line = next(line for line in summary.splitlines()
+                    if f"{v['claim']} | {v['dataset']} | {v['start']} |" in line)
+        assert line.rstrip().endswith(f"**{v['verdict']}** |")

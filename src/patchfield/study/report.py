@@ -219,8 +219,8 @@ def write_report(results: dict[str, Any], path: Path) -> dict[str, Any]:
     """Write the markdown report, its JSON (``path`` with ``.json``) and the curve PNGs (``<stem>/``) of a study.
 
     A file ``<name>_reading.md`` beside the report (the hand-written reading of this run) is included after the
-    summary, so that regenerating the report keeps it (``<name>_notes.md``, the reading of the study before issue
-    10, is not: it describes other runs). Returns the JSON object written.
+    summary, so that regenerating the report keeps it; no other file beside the report is included. Returns the
+    JSON object written.
 
     Raises:
         ValueError: ``results`` were written by an older patchfield (another format).

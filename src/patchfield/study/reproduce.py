@@ -59,10 +59,13 @@ class StudyConfig:
       (``real_headline_seeds``) and the from-scratch arm (``real_scratch_seeds``) are left out on real sets:
       their 12 runs of 2,000 steps would add 1.6 hours on two processes, past the 5 hours.
 
-    At 0.49 s (patch 4) and 0.12 s (patch 8): about 29,000 s of training, 4.0 h on 2 processes (``--jobs 2``),
-    plus the final evaluations, the ground-truth stores (Fashion-MNIST's on all 60,000 images) and the analysis
-    claims: about 4.3 h on an otherwise idle machine. :func:`estimate_budget` repeats this arithmetic with the
-    step time it measures (adding 30%) and says so when its estimate exceeds 5 hours.
+    A step costs more for the windowed kinds: one thread, CPU time, at the committed run's last start: ViT 0.27 s,
+    AWD 0.33 s, AWD+DIP 0.34 s, WinfT 0.37-0.44 s at patch 4, 0.08-0.09 s at patch 8. :func:`estimate_budget`
+    measures these at the start of every session and multiplies by the plan (76,500 steps: 20,600 s on one
+    process), adds 30% for the final evaluations, the ground-truth stores (Fashion-MNIST's on all 60,000 images)
+    and the analysis claims, and divides by 2 processes (``--jobs 2``): 3.7 h on idle cores; it says so when
+    its estimate exceeds 5 hours. The committed run took 4.53 h by its own clock over three sessions, with
+    test-suite runs sharing the two cores for part of it.
 
     Attributes:
         datasets: ``synthetic`` (the embedded set) and real sets, used whole.
@@ -381,6 +384,11 @@ def _step_seconds(cfg: StudyConfig, kind: str, patch: int, model_kwargs: dict[st
         torch.set_num_threads(threads)
 
 
+def _step_key(kind: str, patch: int) -> str:
+    """The key of ``estimate_budget``'s step times: ``"<kind>/p<patch>"``."""
+    return f"{kind}/p{patch}"
+
+
 def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], datasets: list[str],
                     jobs: int) -> dict[str, Any]:
     """Runs × steps × a step time measured now for each (kind, patch size) the study trains, on ``min(jobs, 2)``
@@ -394,8 +402,8 @@ def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], dat
     wall = sum(steps * measured[row.kind, row.patch][1] for row, steps in plan)
     procs = max(1, min(jobs, 2))
     return {"runs": len(plan), "steps": sum(steps for _, steps in plan),
-            "step_seconds": {f"{k}/p{p}": round(m[0], 4) for (k, p), m in measured.items()},
-            "step_seconds_wall": {f"{k}/p{p}": round(m[1], 4) for (k, p), m in measured.items()},
+            "step_seconds": {_step_key(k, p): round(m[0], 4) for (k, p), m in measured.items()},
+            "step_seconds_wall": {_step_key(k, p): round(m[1], 4) for (k, p), m in measured.items()},
             "train_seconds_one_process": round(cpu, 1), "hours": round(1.3 * cpu / procs / 3600.0, 2),
             "hours_at_current_load": round(1.3 * wall / procs / 3600.0, 2), "jobs": jobs}
 
@@ -475,7 +483,8 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
     if budget["hours"] > 5.0:
         print("[reproduce] this is more than the study's 5 hours: lower --steps / --real-steps, or expect a longer "
               "run (it can be stopped and resumed)", file=sys.stderr, flush=True)
-    cost = {(d, s): sum(_steps(cfg, d) * budget["step_seconds"][f"{r.kind}/p{r.patch}"] for r in study_rows(cfg, d, s))
+    step = budget["step_seconds"]
+    cost = {(d, s): sum(_steps(cfg, d) * step[_step_key(r.kind, r.patch)] for r in study_rows(cfg, d, s))
             for d in datasets for s in _all_seeds(cfg, d)}
     tasks = sorted(cost, key=lambda t: -cost[t])  # the longest first: the processes finish together
     if jobs > 1:
