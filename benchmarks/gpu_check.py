@@ -113,14 +113,12 @@ def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
     return float((a - ref).norm() / ref.norm().clamp_min(1e-300))
 
 
-def _peaky_vit(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
-    """A randomly initialised timm ViT whose attention is far from uniform.
+def peaky_qk_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Make a randomly initialised timm ViT's attention far from uniform, in place (also used by the tests).
 
     timm's initialisation gives near-uniform attention, whose ``U`` sits at the rounding level; query and
     key weights of standard deviation ``1.5/√C`` give logits of unit order, as a trained model has.
     """
-    torch.manual_seed(seed)
-    model = timm.create_model(name, pretrained=False, **kwargs).eval()
     g = torch.Generator().manual_seed(seed)
     for blk in model.blocks:
         w = blk.attn.qkv.weight
@@ -128,6 +126,12 @@ def _peaky_vit(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
         with torch.no_grad():
             w[: 2 * c].copy_(torch.randn(2 * c, c, generator=g) * (1.5 / c**0.5))
     return model
+
+
+def _peaky_vit(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
+    """A randomly initialised timm ViT (seeded) whose attention is far from uniform (:func:`peaky_qk_`)."""
+    torch.manual_seed(seed)
+    return peaky_qk_(timm.create_model(name, pretrained=False, **kwargs).eval(), seed)
 
 
 def _small_model(ctx: Ctx) -> tuple[torch.nn.Module, torch.Tensor]:

@@ -7,26 +7,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_vit
+from conftest import load_gpu_check, tiny_vit
 
 import patchfield as pf
 from patchfield.capture import capture_uncertainty
 
 
-def _peaky(model):
-    """Query/key weights of unit-order logits: random timm weights give near-uniform attention."""
-    g = torch.Generator().manual_seed(0)
-    for blk in model.blocks:
-        w = blk.attn.qkv.weight
-        c = w.shape[1]
-        with torch.no_grad():
-            w[: 2 * c].copy_(torch.randn(2 * c, c, generator=g) * (1.5 / c**0.5))
-    return model
-
-
-def test_analyze_amp_keeps_float_statistics(images, one_thread):
-    model = _peaky(tiny_vit())
-    want = capture_uncertainty(_peaky(tiny_vit()).double(), images.double()).U
+def test_analyze_amp_keeps_float_statistics(images, one_thread, monkeypatch):
+    peaky = load_gpu_check(monkeypatch).peaky_qk_  # unit-order logits: random timm weights are near-uniform
+    model = peaky(tiny_vit())
+    want = capture_uncertainty(peaky(tiny_vit()).double(), images.double()).U
     off = pf.analyze(model, images, 0.1, 0.2)
     assert float((off.U.double() - want).norm() / want.norm()) < 1e-5  # float32 (SPEC §2)
     got = pf.analyze(model, images, 0.1, 0.2, amp=True)

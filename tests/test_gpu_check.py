@@ -5,25 +5,19 @@ The script's ``main`` runs in this process (the libraries are imported once; the
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_gpu_check
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTS = {"correctness", "distributed", "speed", "models", "groundtruth", "training", "compile"}
 
 
 @pytest.fixture
 def gpu_check(monkeypatch):
     """The script as a module; torch's thread count restored afterwards (``--quick`` sets one thread)."""
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = load_gpu_check(monkeypatch)
     threads = torch.get_num_threads()
     yield module
     torch.set_num_threads(threads)
