@@ -1,4 +1,4 @@
-"""Capture every layer's and head's attention from timm and Hugging Face ViTs.
+"""Capture every layer's and head's attention from timm, Hugging Face, torchvision and open_clip ViTs.
 
 Fused attention kernels (``F.scaled_dot_product_attention``) never materialise the attention
 matrix, so capture switches the chosen layers to their explicit path for one forward pass
@@ -8,7 +8,10 @@ when the forward raises. Layers not asked for keep their fused kernel.
 Captured weights are always the softmax before attention dropout, so rows sum to 1 also in
 training mode: timm's are read at the input of ``attn_drop``; Hugging Face attention modules
 run their captured pass with attention dropout off (the modules in eval mode; the rest of the
-model keeps its mode).
+model keeps its mode). torchvision and open_clip ViTs (``nn.MultiheadAttention``) and a user's own ViT
+(:mod:`patchfield.families`) are read through their :class:`~patchfield.families.ViTFamily`: the
+``nn.MultiheadAttention`` modules are asked for ``need_weights=True, average_attn_weights=False`` in the
+captured pass, in eval mode (no attention dropout), and their caller gets the output it asked for.
 
 Layer indices are the model's: ``0`` is its first attention layer and a negative index counts
 from its last (``-1`` is layer ``L - 1`` of an ``L``-layer model), in ``layers=`` and in
@@ -29,8 +32,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from .families import ViTFamily
 from .grid import Grid
-from .introspect import find_attention_modules, model_grid, required_forward_kwargs, transformer_blocks
+from .introspect import (
+    find_attention_modules,
+    model_family,
+    model_grid,
+    required_forward_kwargs,
+    transformer_blocks,
+    unwrap,
+)
 from .uncertainty import UncertaintyAccumulator
 
 __all__ = [
@@ -171,6 +182,63 @@ class _HFAdapter(_Adapter):
         return logits if logits is not None else out.last_hidden_state
 
 
+class _FamilyAdapter(_Adapter):
+    """A model read through its :class:`~patchfield.families.ViTFamily` (torchvision, open_clip, registered)."""
+
+    def __init__(self, model: nn.Module, modules: list[nn.Module], family: ViTFamily) -> None:
+        super().__init__(model, modules)
+        self.spec = family
+        self.family = family.name
+
+    def grid(self, images: torch.Tensor) -> Grid:
+        return model_grid(self.model, (int(images.shape[-2]), int(images.shape[-1])))
+
+    def num_prefix_tokens(self, tokens: int, grid: Grid) -> int:
+        prefix = super().num_prefix_tokens(tokens, grid)
+        declared = int(self.spec.num_prefix_tokens(unwrap(self.model)))
+        if declared != prefix:
+            raise RuntimeError(
+                f"{type(self.model).__name__}: attention has {tokens} tokens but its {self.family} family declares "
+                f"{declared} prefix tokens and a {grid.height}x{grid.width} grid"
+            )
+        return prefix
+
+    @contextmanager
+    def hooked(self, indices: Sequence[int], callback: LayerCallback) -> Iterator[None]:
+        # the captured attention modules run in eval mode (the softmax before attention dropout); each call's
+        # own arguments are kept so its caller gets back what it asked for
+        modes = [(m, m.training) for i in indices for m in self.modules[i].modules()]
+        calls: dict[int, list[tuple[tuple, dict]]] = {}
+        handles = []
+        try:
+            for module, _ in modes:
+                module.training = False
+            for layer in indices:
+
+                def before(mod, args, kwargs, layer=layer):
+                    calls.setdefault(layer, []).append((args, kwargs))
+                    return self.spec.capture_call(mod, args, kwargs)
+
+                def after(mod, args, kwargs, out, layer=layer):
+                    own_args, own_kwargs = calls[layer].pop()
+                    callback(layer, self.spec.attention(mod, args, kwargs, out))
+                    return self.spec.caller_output(mod, own_args, own_kwargs, out)
+
+                module = self.modules[layer]
+                handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+                handles.append(module.register_forward_hook(after, with_kwargs=True))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            for module, mode in modes:
+                module.training = mode
+
+    def forward(self, images: torch.Tensor, forward_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+        _check_forward_kwargs(self.model, forward_kwargs)
+        return self.spec.forward(unwrap(self.model), images, **(forward_kwargs or {}))
+
+
 def _transformers_major() -> int:
     try:
         from importlib.metadata import version
@@ -192,7 +260,11 @@ def _set_hf_attn_implementation(model: nn.Module, name: str) -> None:
 
 def _adapter(model: nn.Module) -> _Adapter:
     family, modules = find_attention_modules(model)
-    return (_TimmAdapter if family == "timm" else _HFAdapter)(model, modules)
+    if family == "timm":
+        return _TimmAdapter(model, modules)
+    if family == "huggingface":
+        return _HFAdapter(model, modules)
+    return _FamilyAdapter(model, modules, model_family(model))
 
 
 def resolve_layer(index: int, count: int) -> int:
