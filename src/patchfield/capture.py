@@ -24,6 +24,7 @@ forward the model never runs.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UsageError
 from .families import ViTFamily
 from .grid import Grid
 from .introspect import (
@@ -174,12 +176,26 @@ class _HFAdapter(_Adapter):
         # transformers < 5 returns weights only when asked; 5.x eager always returns them and
         # asking would install its own output-recording hooks on the model.
         kwargs = {} if _TRANSFORMERS_MAJOR >= 5 else {"output_attentions": True}
-        if tuple(images.shape[-2:]) != size:
-            kwargs["interpolate_pos_encoding"] = True
+        takes = inspect.signature(self.model.forward).parameters
+        if tuple(images.shape[-2:]) != size and "interpolate_pos_encoding" in takes:
+            kwargs["interpolate_pos_encoding"] = True  # Dinov2 always interpolates and takes no such argument
+        if getattr(self.model.config, "mask_ratio", None) is not None and "noise" in takes:
+            kwargs["noise"] = self._mae_noise(images)
         kwargs.update(forward_kwargs or {})
         out = self.model(pixel_values=images, **kwargs)
         logits = getattr(out, "logits", None)
         return logits if logits is not None else out.last_hidden_state
+
+    def _mae_noise(self, images: torch.Tensor) -> torch.Tensor:
+        """ViTMAE's ``noise``: increasing, so its shuffle keeps the patches in grid order; ``mask_ratio`` must be 0."""
+        ratio = float(self.model.config.mask_ratio)
+        if ratio > 0:
+            raise UsageError(
+                f"{type(self.model).__name__} has mask_ratio {ratio}: it drops that share of the patches at random, so "
+                "its attention is over no fixed grid; set model.config.mask_ratio = 0.0 to capture all patches"
+            )
+        n = self.grid(images).n
+        return torch.arange(n, device=images.device, dtype=torch.float32).expand(images.shape[0], n)
 
 
 class _FamilyAdapter(_Adapter):

@@ -14,6 +14,7 @@ are refused by :func:`refuse_unsupported` with one line naming the reason.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -117,6 +118,17 @@ class ViTFamily:
         """The model's output for ``images`` (the first element of a tuple output)."""
         out = model(images, **kwargs)
         return out[0] if isinstance(out, (tuple, list)) else out
+
+    def random_copy(self, model: nn.Module) -> nn.Module:
+        """The same architecture with fresh random weights (the random-weights controls of ``patchfield claims``),
+        drawn from the global RNG; default: a copy whose modules' ``reset_parameters`` ran."""
+        clone = copy.deepcopy(model)
+        reset = [m for m in clone.modules() if callable(getattr(m, "reset_parameters", None))]
+        if not reset:
+            raise ValueError(f"cannot re-initialise a {type(model).__name__}: override ViTFamily.random_copy")
+        for module in reset:
+            module.reset_parameters()
+        return clone
 
     def capture_call(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
         """The call of an attention module while capturing (default: unchanged)."""
@@ -222,7 +234,11 @@ class TorchvisionViT(MultiheadAttentionViT):
         names = [arch] if arch else []
         names += [n for n in TORCHVISION_VITS if n not in names]
         for name in names:
-            for weights in get_model_weights(name):
+            try:
+                known = list(get_model_weights(name))
+            except ValueError:  # an architecture torchvision has no weights for
+                known = []
+            for weights in known:
                 t = weights.transforms()
                 if _pair(t.crop_size[0] if len(t.crop_size) == 1 else t.crop_size) == size:
                     return {"size": size, "mean": tuple(t.mean), "std": tuple(t.std),
@@ -230,6 +246,20 @@ class TorchvisionViT(MultiheadAttentionViT):
                             "interpolation": t.interpolation.value}
         return {"size": size, "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 224 / 256,
                 "interpolation": "bilinear"}
+
+    def random_copy(self, model):
+        """torchvision's own initialisation: the architecture built again."""
+        from torchvision.models.vision_transformer import VisionTransformer
+
+        if not isinstance(model.conv_proj, nn.Conv2d):  # a convolutional stem: reset what can be reset
+            return super().random_copy(model)
+        return VisionTransformer(
+            image_size=model.image_size, patch_size=model.patch_size, num_layers=len(model.encoder.layers),
+            num_heads=model.encoder.layers[0].self_attention.num_heads, hidden_dim=model.hidden_dim,
+            mlp_dim=model.mlp_dim, dropout=model.dropout, attention_dropout=model.attention_dropout,
+            num_classes=model.num_classes, representation_size=model.representation_size,
+            norm_layer=model.norm_layer,
+        ).to(next(model.parameters()).dtype)
 
     def forward(self, model, images, **kwargs):
         size = self.image_size(model)
@@ -284,6 +314,24 @@ class OpenClipViT(MultiheadAttentionViT):
         return {"size": self.image_size(model), "mean": tuple(float(v) for v in cfg.get("mean", OPENAI_CLIP_MEAN)),
                 "std": tuple(float(v) for v in cfg.get("std", OPENAI_CLIP_STD)), "crop_pct": 1.0,
                 "interpolation": str(cfg.get("interpolation", "bicubic"))}
+
+    def random_copy(self, model):
+        """open_clip's initialisation: PyTorch's module defaults, the class and learnable position embeddings and
+        the projection drawn at ``width ** -0.5`` as its constructor does."""
+        clone = copy.deepcopy(model)
+        for module in clone.modules():
+            for name in ("reset_parameters", "_reset_parameters"):  # nn.MultiheadAttention: _reset_parameters
+                if callable(getattr(module, name, None)):
+                    getattr(module, name)()
+                    break
+        scale = int(clone.class_embedding.shape[-1]) ** -0.5
+        with torch.no_grad():
+            clone.class_embedding.normal_(0.0, scale)
+            if clone.positional_embedding.requires_grad:  # learnable (sin-cos ones are fixed)
+                clone.positional_embedding.normal_(0.0, scale)
+            if isinstance(clone.proj, nn.Parameter):
+                clone.proj.normal_(0.0, scale)
+        return clone
 
     def forward(self, model, images, **kwargs):
         size = self.image_size(model)

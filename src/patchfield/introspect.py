@@ -91,6 +91,9 @@ def find_attention_modules(model: nn.Module) -> tuple[str, list[nn.Module]]:
         ]
         if modules and hasattr(getattr(model, "config", None), "patch_size"):
             return "huggingface", modules
+        if isinstance(getattr(model, "vision_model", None), nn.Module):
+            raise UnsupportedModelError(f"{type(model).__name__} holds an image and a text tower: pass its image "
+                                        "tower, model.vision_model (load_model on its folder does)")
         raise UnsupportedModelError(
             f"cannot capture attention from {type(model).__name__}: no ViT-style attention modules found. "
             "Supported Hugging Face models: ViTModel, ViTForImageClassification and kin."
@@ -244,6 +247,11 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
     for blocks in (getattr(encoder, "layer", None), getattr(base, "layers", None)):
         if isinstance(blocks, nn.ModuleList) and len(blocks):
             return list(blocks)
+    if is_huggingface(model):  # DeiT, BEiT, CLIP, SigLIP ...: the layer list holding one attention module each
+        attention = find_attention_modules(model)[1]
+        for blocks in (m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == len(attention)):
+            if all(any(a is sub for sub in block.modules()) for block, a in zip(blocks, attention)):
+                return list(blocks)
     raise UnsupportedModelError(
         f"cannot find the transformer blocks of {type(model).__name__}: expected timm `model.blocks` or a "
         "Hugging Face ViT's `vit.encoder.layer` / `vit.layers`"

@@ -192,6 +192,10 @@ def _load_hf(directory: Path) -> nn.Module:
         reason = " ".join(str(e).split())
         raise ValueError(f"could not read weights from {directory}: {reason[:400]}") from e
     check_finite_weights(model.state_dict(), directory)
+    tower = getattr(model, "vision_model", None)
+    if isinstance(tower, nn.Module) and hasattr(getattr(model, "config", None), "vision_config"):
+        logger.info("%s is a %s: patchfield reads its image tower", directory, type(model).__name__)
+        model = tower  # CLIPModel, SiglipModel ...: the image tower (no classifier)
     return model.eval()
 
 

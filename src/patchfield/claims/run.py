@@ -19,6 +19,7 @@ from ..analysis import analyze_map
 from ..capture import capture_uncertainty, find_attention_modules
 from ..checks import check_alpha, check_beta, check_positive_int
 from ..grid import Grid, object_patches
+from ..introspect import model_family, unwrap
 from .measures import MEASURES, claim_measures
 from .report import ClaimsReport
 
@@ -44,6 +45,8 @@ def random_copy(model: nn.Module, seed: int) -> nn.Module:
             attn = getattr(model.config, "_attn_implementation", None)
             kwargs = {"attn_implementation": attn} if attn else {}
             clone = type(model)._from_config(copy.deepcopy(model.config), **kwargs).to(first.dtype)
+        elif model_family(model) is not None:  # torchvision, open_clip, a registered family
+            clone = model_family(model).random_copy(unwrap(model))
         elif callable(getattr(model, "init_weights", None)):
             clone = copy.deepcopy(model).cpu()
             for module in clone.modules():
