@@ -496,3 +496,53 @@ def test_analyze_stats_explore_from_saved_files(tmp_path, family, tiny_torchvisi
     assert main(["stats", str(image), *model, "--no-figures", "--out", str(tmp_path / "s")]) == 0
     assert main(["explore", str(image), *model, "--out", str(tmp_path / "e.html")]) == 0
     assert (tmp_path / "e.html").stat().st_size > 0
+
+
+# --- the extension point: the worked example of docs/extending.md, run as written -----------------------------
+
+
+def _doc_blocks() -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+def test_a_users_own_vit_through_the_documented_extension_point(monkeypatch):
+    from patchfield import families
+    from patchfield.claims.run import random_copy
+    from patchfield.stats import head_statistics
+
+    monkeypatch.setattr(families, "_FAMILIES", list(families._FAMILIES))  # the registration ends with the test
+    example: dict = {}
+    blocks = _doc_blocks()
+    exec(compile(blocks[0], "docs/extending.md", "exec"), example)
+    torch.manual_seed(0)
+    model = example["PlainViT"]().eval()
+    family, modules = find_attention_modules(model)
+    assert family == "plain-vit" and len(modules) == 2
+    seen: dict[int, tuple] = {}
+    handles = [m.register_forward_hook(lambda _m, a, out, i=i: seen.__setitem__(i, (a[0], out)))
+               for i, m in enumerate(modules)]
+    x = _images(batch=3)
+    try:
+        maps = capture_attention(model, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert maps.attn.shape == (3, 2, 2, 17, 17) and maps.num_prefix_tokens == 1
+    _close(maps.attn.sum(-1), torch.ones(3, 2, 2, 17))
+    with torch.no_grad():  # the captured probabilities are the ones each module multiplied its values with
+        for i, m in enumerate(modules):
+            inp, out = seen[i]
+            v = m.qkv(inp).reshape(3, 17, 3, 2, 8)[:, :, 2].transpose(1, 2)
+            _close(m.proj((maps.attn[:, i] @ v).transpose(1, 2).reshape(3, 17, 16)), out)
+        _close(maps.logits, model(x))
+    exec(compile(blocks[1], "docs/extending.md", "exec"), example)  # the usage block runs as written
+    result = example["result"]
+    assert result.predicted_classes() is not None and result.U.shape == (4, 16, 16)
+    stats = head_statistics(model, x)
+    assert stats is not None
+    control = random_copy(model, 0)
+    assert not torch.equal(control.layers[0].attn.qkv.weight, model.layers[0].attn.qkv.weight)
+    assert input_spec(model)["size"] == (32, 32)
