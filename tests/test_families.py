@@ -388,6 +388,15 @@ def test_open_clip_checkpoint_loads_its_image_tower(tmp_path, tiny_open_clip_nam
     torch.save(clip.visual.state_dict(), tmp_path / "tower.pt")  # the image tower's state dict alone
     alone = load_model(f"open_clip:{tiny_open_clip_name}", tmp_path / "tower.pt")
     _close(capture_attention(alone, x).attn, capture_attention(tower, x).attn)
+    # open_clip's training checkpoint ({"epoch", "state_dict" with DDP's module. prefix}) and a .safetensors file
+    torch.save({"epoch": 3, "name": "run", "state_dict": {f"module.{k}": v for k, v in clip.state_dict().items()}},
+               tmp_path / "epoch_3.pt")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, tmp_path / "open_clip.safetensors")
+    for path in ("epoch_3.pt", "open_clip.safetensors"):
+        _close(capture_attention(load_model(f"open_clip:{tiny_open_clip_name}", tmp_path / path), x).attn,
+               capture_attention(tower, x).attn)
     bigger = load_model(f"open_clip:{tiny_open_clip_name}", tmp_path / "open_clip.pt", img_size=48)
     assert capture_attention(bigger, _images((48, 48))).grid.n == 36
     with pytest.raises(ValueError, match="never downloads"):
@@ -477,7 +486,8 @@ def test_every_command_names_the_reason_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("family", ["torchvision", "open_clip"])
-def test_analyze_stats_explore_from_saved_files(tmp_path, family, tiny_torchvision_arch, tiny_open_clip_name):
+def test_analyze_stats_explore_from_saved_files(tmp_path, family, tiny_torchvision_arch, tiny_open_clip_name,
+                                                caplog):
     from PIL import Image
 
     from patchfield.cli import main
@@ -493,6 +503,7 @@ def test_analyze_stats_explore_from_saved_files(tmp_path, family, tiny_torchvisi
     assert main(["analyze", str(image), *model, "--no-figures", "--out", str(tmp_path / "a")]) == 0
     record = json.loads((tmp_path / "a" / "photo" / "fields.json").read_text())
     assert ("predicted_class" in record) == (family == "torchvision")
+    assert "NaN or Inf" not in caplog.text  # an image tower's embedding is no classifier's output
     assert main(["stats", str(image), *model, "--no-figures", "--out", str(tmp_path / "s")]) == 0
     assert main(["explore", str(image), *model, "--out", str(tmp_path / "e.html")]) == 0
     assert (tmp_path / "e.html").stat().st_size > 0

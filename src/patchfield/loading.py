@@ -403,6 +403,17 @@ def _load_torchvision(arch: str, sd: dict[str, torch.Tensor] | None, weights: An
     return model.eval()
 
 
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.prefix)
+
+
 def _load_open_clip(arch: str, sd: dict[str, torch.Tensor] | None, weights: Any, img_size: Any, strict: bool,
                     kwargs: dict[str, Any]) -> nn.Module:
     """open_clip's model ``arch`` built without weights (``open_clip.create_model(arch, pretrained=None)``),
@@ -420,7 +431,12 @@ def _load_open_clip(arch: str, sd: dict[str, torch.Tensor] | None, weights: Any,
                                                                   "; open_clip.list_models() names them"))
     if img_size is not None:
         kwargs["force_image_size"] = img_size
-    clip = open_clip.create_model(arch, pretrained=None, pretrained_image=False, pretrained_text=False, **kwargs)
+    quiet = _DropMessage("No pretrained weights loaded")  # open_clip's warning; the checkpoint is loaded below
+    logging.getLogger().addFilter(quiet)
+    try:
+        clip = open_clip.create_model(arch, pretrained=None, pretrained_image=False, pretrained_text=False, **kwargs)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     tower = clip.visual
     if sd is not None:
         if not _is_open_clip_layout(sd):

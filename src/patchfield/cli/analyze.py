@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         for i, (path, name) in enumerate(kept):
             folder = args.out / name
             record = {"image": str(path), **result.to_json(i)}
-            if result.logits is not None and result.logits.dim() == 2 and "predicted_class" not in record:
+            if result.predicted_classes() is not None and "predicted_class" not in record:  # a classifier's NaN
                 log.warning("%s: the model's output holds NaN or Inf values: no predicted class is reported", path)
             if record.get("degenerate"):
                 log.warning("%s: the attention carries no information (U is constant): its windows and D are "
