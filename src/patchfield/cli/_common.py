@@ -114,7 +114,8 @@ def check_numeric_options(args: argparse.Namespace) -> None:
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True,
-        help="timm architecture name, Hugging Face model directory, or a `patchfield train` run folder",
+        help="timm architecture name, Hugging Face model directory, `patchfield train` run folder, "
+             "torchvision:vit_b_16 (torchvision: read from --weights) or open_clip:ViT-B-16 (docs/families.md)",
     )
     parser.add_argument("--weights", help="local weights file (.safetensors/.pth/.bin) or HF directory")
     parser.add_argument("--image-size", type=int, help="input size in pixels (position embeddings resampled)")
