@@ -5,6 +5,7 @@ average_attn_weights=False``; families whose attention is not global over one gr
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
@@ -94,6 +95,17 @@ def test_huggingface_family_equals_eager_output_attentions(name):
     assert (maps.grid.height, maps.grid.width) == (4, 4)
     assert is_classifier(model) == classifier
     assert len(transformer_blocks(model)) == 2
+    # another image size: position embeddings interpolated (Dinov2 always interpolates and takes no such argument)
+    x = _images((48, 32))
+    maps = capture_attention(model, x)
+    if "interpolate_pos_encoding" in inspect.signature(eager.forward).parameters:
+        kwargs["interpolate_pos_encoding"] = True
+    if name == "ViTMAEModel":
+        kwargs["noise"] = torch.arange(24.0).expand(2, 24)
+    with torch.no_grad():
+        out = eager(pixel_values=x, output_attentions=True, **kwargs)
+    _close(maps.attn, torch.stack(out.attentions, 1))
+    assert (maps.grid.height, maps.grid.width) == (6, 4)
 
 
 def test_vitmae_with_masking_is_refused_with_the_setting():
