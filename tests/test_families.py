@@ -519,6 +519,11 @@ def test_analyze_stats_explore_from_saved_files(tmp_path, family, tiny_torchvisi
     assert main(["stats", str(image), *model, "--no-figures", "--out", str(tmp_path / "s")]) == 0
     assert main(["explore", str(image), *model, "--out", str(tmp_path / "e.html")]) == 0
     assert (tmp_path / "e.html").stat().st_size > 0
+    assert main(["claims", "--data", "synthetic", "--limit", "2", "--random-inits", "1", *model, "--no-progress",
+                 "--out", str(tmp_path / "c")]) == 0
+    assert main(["figures", str(image), *model, "--only", "fig5", "--out", str(tmp_path / "f")]) == 0
+    faithfulness = main(["faithfulness", str(image), *model, "--steps", "4", "--out", str(tmp_path / "g")])
+    assert faithfulness == (0 if family == "torchvision" else 2)  # an image tower has no class to follow
 
 
 # --- the extension point: the worked example of docs/extending.md, run as written -----------------------------
