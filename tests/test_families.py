@@ -428,6 +428,17 @@ def test_open_clip_checkpoint_converts_into_timm_clip_vit(tmp_path, tiny_open_cl
     assert not is_classifier(timm_clip)  # CLIP's projection, not a classifier
 
 
+@pytest.mark.parametrize(("classes", "classifier"), [(512, False), (1000, True)])
+def test_timm_clip_tower_head_is_no_classifier(tmp_path, classes, classifier):
+    # a timm-layout CLIP checkpoint: 512 outputs is the ViT-B image tower's projection (timm's "openai" weights),
+    # 1000 a fine-tuned ImageNet classifier ("openai_ft_in1k")
+    model = _timm("vit_base_patch16_clip_224", **{**TINY, "patch_size": 8}, num_classes=classes)()
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    loaded = load_model("vit_base_patch16_clip_224", tmp_path / "w.pth", img_size=32, patch_size=8, embed_dim=16,
+                        depth=2, num_heads=2)
+    assert is_classifier(loaded) == classifier
+
+
 # --- refused families: one line naming the reason -------------------------------------------------------------
 
 

@@ -297,7 +297,7 @@ def load_model(
     model_family(model)  # refuses Swin, SAM, PiT, MViT, XCiT and CaiT with the reason
     if sd is not None:
         _load_checked(model, prepare_state_dict(sd, model), weights, name, strict)
-    if clip_head:
+    if clip_head or _is_timm_tower_head(name, int(getattr(model, "num_classes", 0) or 0)):
         setattr(model, EMBEDDING_HEAD_ATTR, True)  # CLIP's projection to an embedding, not class logits
     return model.eval()
 
@@ -319,6 +319,23 @@ def _load_checked(model: nn.Module, sd: dict[str, torch.Tensor], weights: Any, n
             f"unexpected keys {result.unexpected_keys[:6]}"
             + (" ..." if len(result.missing_keys) + len(result.unexpected_keys) > 12 else "")
         )
+
+
+def _is_timm_tower_head(name: str, num_classes: int) -> bool:
+    """Whether a timm CLIP/SigLIP ViT's head of ``num_classes`` outputs is the image tower's projection to the
+    joint embedding: the size of one of the architecture's timm image-tower weights (``openai``, ``laion2b``:
+    512 for ViT-B), not of its fine-tuned classifiers (``*_ft_*``: 1000, 11821)."""
+    import timm
+
+    arch = name.split(".")[0]
+    if num_classes <= 0 or not any(k in arch for k in ("_clip_", "_siglip")):
+        return False
+    for tagged in timm.list_pretrained(f"{arch}.*"):
+        tag = tagged.split(".", 1)[1]
+        cfg = timm.models.get_pretrained_cfg(tagged)
+        if cfg is not None and "ft" not in tag.split("_") and int(cfg.num_classes or 0) == num_classes:
+            return True
+    return False
 
 
 def _is_torchvision_layout(sd: dict[str, torch.Tensor]) -> bool:
