@@ -51,6 +51,11 @@ def _pair(value: Any) -> tuple[int, int]:
     return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
+def _derives_from(model: nn.Module, module: str, name: str) -> bool:
+    """Whether ``model``'s class is, or subclasses, class ``name`` of ``module`` (without importing it)."""
+    return any(c.__module__ == module and c.__name__ == name for c in type(model).__mro__)
+
+
 class ViTFamily:
     """How patchfield reads one family of ViTs (subclass it for a ViT the library does not know).
 
@@ -187,11 +192,7 @@ class TorchvisionViT(MultiheadAttentionViT):
     name = "torchvision"
 
     def matches(self, model):
-        if not type(model).__module__.startswith("torchvision."):
-            return False
-        from torchvision.models.vision_transformer import VisionTransformer
-
-        return isinstance(model, VisionTransformer)
+        return _derives_from(model, "torchvision.models.vision_transformer", "VisionTransformer")
 
     def attention_modules(self, model):
         return [block.self_attention for block in model.encoder.layers]
@@ -277,7 +278,7 @@ class OpenClipViT(MultiheadAttentionViT):
     name = "open_clip"
 
     def matches(self, model):
-        return type(model).__module__.startswith("open_clip.") and type(model).__name__ == "VisionTransformer"
+        return _derives_from(model, "open_clip.transformer", "VisionTransformer")
 
     def attention_modules(self, model):
         modules = [getattr(block, "attn", None) for block in model.transformer.resblocks]
