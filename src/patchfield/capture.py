@@ -343,7 +343,7 @@ def attention_hooks(
     The model's attention settings and hooks are restored on exit, also after an exception.
 
     Args:
-        model: a timm VisionTransformer-family model or a Hugging Face ViT.
+        model: any ViT :func:`capture_attention` reads.
         callback: receives the layer index and the softmax weights (before attention dropout).
         layers: model layer indices to report (negative counts from the model's last layer); all by default.
     """
@@ -450,7 +450,9 @@ def capture_attention(
 
     Args:
         model: a timm VisionTransformer-family model (ViT, DeiT, register tokens, any image
-            and patch size) or a Hugging Face ``ViTModel``/``ViTForImageClassification``.
+            and patch size, EVA, BEiT), a Hugging Face ViT (ViT, DINOv2, CLIP and SigLIP towers, DeiT,
+            BEiT, ViTMAE), a torchvision or open_clip ViT, or a registered
+            :class:`~patchfield.families.ViTFamily` (docs/families.md).
         images: ``[B, C, H, W]``, normalised as the model expects.
         layers: model layer indices to keep (negative counts from the model's last layer); all by default.
         forward_kwargs: keyword arguments of the model's forward, e.g. an AWD-ViT's
