@@ -14,22 +14,11 @@ import torch
 
 from ..utils.io import atomic_write, write_json_atomic
 from ..verdicts import VERDICT_MEANINGS, paired_comparison, verdict
-from .measures import MEASURES
+from .measures import CLAIMS, MEASURES
 
-__all__ = ["CLAIMS", "ClaimsReport", "claims_table", "stat"]
+__all__ = ["ClaimsReport", "claims_table", "stat"]
 
 Setting = tuple[float, float]
-
-#: claim key → (the claim in words, the null in words)
-CLAIMS = {
-    "dip_on_background": ("D lies on the background: share of D outside the object",
-                          "background's share of the patches (chance)"),
-    "field_size": ("object fields are smaller: mean size of S_p, background minus object",
-                   "no gap (0)"),
-    "tendency_to_object": ("background tendencies point at the object: cosine toward its centroid",
-                           "cosine toward the grid's centre (geometry)"),
-}
-
 
 def stat(values: torch.Tensor) -> dict[str, Any]:
     """``{"mean", "std", "n"}`` over images, NaN dropped; ``std`` is the sample standard deviation (n − 1).

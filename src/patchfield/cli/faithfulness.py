@@ -67,7 +67,7 @@ def _batches(args: argparse.Namespace, preprocess: Preprocess):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..figures._draw import save_figure
+    from ..drawing import save_figure
     from ..figures.faithfulness import plot_faithfulness
     from ..metrics import evaluate_faithfulness
 

@@ -104,7 +104,7 @@ def _model_stats(args, model_name: str, weights: str | None, label: str, names: 
 
 
 def _image_figures(stats, index: int, crop, folder: Path) -> dict[str, str]:
-    from ..figures._draw import save_figure
+    from ..drawing import save_figure
     from ..figures.stats import plot_artefacts, plot_norm_histogram
 
     out = {}
@@ -115,7 +115,7 @@ def _image_figures(stats, index: int, crop, folder: Path) -> dict[str, str]:
 
 
 def _model_figures(summary: dict, folder: Path, root: Path) -> dict[str, str]:
-    from ..figures._draw import save_figure
+    from ..drawing import save_figure
     from ..figures.stats import plot_head_statistic
 
     label, n = summary["label"], summary["grid"][0] * summary["grid"][1]
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     models = [_model_stats(args, m, w, label, names, failed) for (m, w), label in zip(pairs, labels)]
     result = {"models": models}
     if len(models) > 1 and not args.no_figures:
-        from ..figures._draw import save_figure
+        from ..drawing import save_figure
         from ..figures.stats import plot_comparison
 
         result["comparison"] = str(save_figure(plot_comparison([(m["label"], m) for m in models]),

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..analysis import Analysis, analyze_map
 from ..capture import capture_attention
 from ..checks import check_rates
+from ..drawing import save_figure
 from ..images import ImageReadError, read_image
 from ..preprocess import Preprocess
 from ..uncertainty import interaction_uncertainty
@@ -30,7 +31,6 @@ from ..utils.io import write_json_atomic
 from . import attention as A
 from . import fields as FF
 from . import windows as W
-from ._draw import save_figure
 from .maps import plot_field_size
 from .winft import plot_winft_windows, winft_windows
 

@@ -27,10 +27,10 @@ import torch
 
 from ..encoding import FieldCode, decode_field
 from ..grid import Grid
-from ..introspect import model_grid  # re-exported: patchfield.groundtruth.model_grid
+from ..introspect import model_grid
 from ..utils.io import atomic_write
 
-__all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "model_grid", "read_shard", "read_shard_meta",
+__all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "read_shard", "read_shard_meta",
            "shard_name", "write_shard"]
 
 FORMAT = "patchfield-groundtruth"

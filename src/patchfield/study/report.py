@@ -53,7 +53,7 @@ def analysis_verdicts(combined: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def plot_curves(runs: list[dict[str, Any]], dataset: str, table: str, keys: list[str], path: Path) -> Path:
     """Validation top-1 over the schedule of ``keys``: one thin line per seed, one colour per row; a panel per
     start (pretrained, and from scratch when that arm ran)."""
-    from ..figures._draw import new_figure, save_figure
+    from ..drawing import new_figure, save_figure
 
     mine = [r for r in runs if r["dataset"] == dataset and r["row"] in keys]
     starts = [s for s in ("pretrained", "scratch") if any(r["start"] == s for r in mine)]

@@ -13,9 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from ..utils.distributed import DistEnv, distributed_env
 from .build import forward_kind, model_grid
 from .config import KINDS
-from .distributed import DistEnv, distributed_env
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
 __all__ = ["evaluate", "evaluate_run"]
