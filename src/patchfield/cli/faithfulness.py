@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
+from ..devices import parse_device
 from ..images import ImageReadError, read_image
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import add_model_args, model_from_args, parse_device
+from ._common import add_model_args, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

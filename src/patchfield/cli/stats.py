@@ -10,10 +10,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..devices import parse_device
 from ..images import read_batches
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import model_from_args, parse_device
+from ._common import model_from_args
 
 
 class _ModelAction(argparse.Action):

@@ -35,7 +35,8 @@ def curve_evaluator(tc: Any, val_kwargs: dict[str, Any], val_store: str | Path |
     from torch.utils.data import DataLoader, Subset
 
     from ..data.registry import collate_skip
-    from ..training.build import build_model, model_grid
+    from ..introspect import model_grid
+    from ..loading import build_model
     from ..training.evaluation import evaluate
     from ..training.sources import attach_fields, model_image_size, model_normalisation, open_dataset
 

@@ -33,11 +33,13 @@ and the checkpoint holds the model, optimiser, scheduler, step and every process
 so a killed and resumed run ends with the parameters of an uninterrupted one.
 
 In Python: ``train(TrainConfig(...))``, ``evaluate(model, loader, kind)`` (top-1, top-5, ``E_O``),
-``load_run(folder)``.
+``patchfield.loading.load_run(folder)``.
 """
 
-from .build import build_model, forward_kind, model_grid
-from .checkpoint import export_run, load_run, read_run_info
+from ..loading import load_run  # load_run, read_run_info: only until study/reproduce.py imports them from there
+from ..runs import read_run_info
+from .build import build_model, forward_kind
+from .checkpoint import export_run
 from .config import KINDS, TrainConfig
 from .data import EpochBatchSampler, SeededItems, make_loader
 from .evaluation import evaluate, evaluate_run
@@ -61,7 +63,6 @@ __all__ = [
     "forward_kind",
     "load_run",
     "make_loader",
-    "model_grid",
     "read_run_info",
     "total_loss",
     "train",

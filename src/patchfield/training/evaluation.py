@@ -13,8 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from ..introspect import model_grid
 from ..utils.distributed import DistEnv, distributed_env
-from .build import forward_kind, model_grid
+from .build import forward_kind
 from .config import KINDS
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
@@ -138,9 +139,8 @@ def evaluate_run(
 
 def _evaluate_run(env: DistEnv, *, run_dir, model_name, weights, kind, model_kwargs, data, split, data_root,
                   data_kwargs, image_size, groundtruth, batch_size, workers, progress) -> dict[str, Any]:
-    from ..loading import is_run_directory
+    from ..loading import is_run_directory, load_run
     from .build import build_model
-    from .checkpoint import load_run
 
     if run_dir is None and model_name is not None and weights is None and is_run_directory(model_name):
         run_dir, model_name = model_name, None  # --model RUN_DIR, as everywhere else

@@ -9,7 +9,7 @@ any run: a killed ``patchfield pretrain`` continues from its last checkpoint, an
 skipped.
 
 A finished folder ``<root>/<name>/`` (``name`` = ``formula-p4``, ``formula-p8``) holds
-``model.safetensors`` and ``run.json``: the run description :func:`patchfield.training.load_run`
+``model.safetensors`` and ``run.json``: the run description :func:`patchfield.loading.load_run`
 reads, plus the record ``name, patch, source, source_top1, source_eval, train_seconds, steps,
 images, seed``. ``source_top1`` (a fraction) is the top-1 on held-out images of the source (its
 ``val`` split: other images of the same classes; ``source_eval`` says which, and holds the top-1 of
@@ -36,8 +36,9 @@ from typing import Any
 
 import torch
 
+from ..runs import MODEL_FILE, RUN_FILE, read_run_info
 from ..utils.io import write_json_atomic
-from .checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE, read_run_info
+from .checkpoint import CHECKPOINT
 
 __all__ = [
     "MODEL",
