@@ -1,4 +1,4 @@
-"""Ground truth at scale (SPEC §6): every image's responsive field from a trained ViT, in shards.
+"""Ground truth at scale (docs/spec.md §6): every image's responsive field from a trained ViT, in shards.
 
 ``build_groundtruth`` writes a store (resumable, ``torchrun``-ready), ``GroundTruthStore`` reads it,
 ``WithFields`` hands training the image, label and decoded field.

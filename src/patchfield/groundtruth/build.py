@@ -1,4 +1,4 @@
-"""Build a ground-truth store: every image's responsive field (SPEC §6) from a trained ViT.
+"""Build a ground-truth store: every image's responsive field (docs/spec.md §6) from a trained ViT.
 
 The data set is cut into shards of ``shard_size`` consecutive images; shard ``k`` is written
 atomically to ``shard-<k>.npz`` and never recomputed once it exists, so a killed run resumes where it
@@ -209,14 +209,14 @@ def build_groundtruth(
     dataset_name: str | None = None,
     progress: bool = True,
 ) -> GroundTruthStore:
-    """Run ``model`` over ``dataset`` and store every image's responsive field (SPEC §6).
+    """Run ``model`` over ``dataset`` and store every image's responsive field (docs/spec.md §6).
 
     Args:
         model: a trained timm or Hugging Face ViT (put in eval mode and moved to ``device``).
         dataset: items ``(image [3, H, W], label)``, or ``None`` for an unreadable image (recorded as
             invalid, counted and named in the manifest).
         out_dir: the store folder; an unfinished store there with the same settings is resumed.
-        alpha, beta: window and DIP rates (SPEC §3, §4).
+        alpha, beta: window and DIP rates (docs/spec.md §3, §4).
         batch_size: images per forward pass.
         shard_size: images per shard (the unit of resumption and of work across ranks).
         num_workers: data-loading processes.

@@ -1,4 +1,4 @@
-"""The on-disk ground-truth store (SPEC §6): shards of compact fields plus a manifest.
+"""The on-disk ground-truth store (docs/spec.md §6): shards of compact fields plus a manifest.
 
 Layout of a store folder::
 
@@ -212,9 +212,9 @@ class GroundTruthStore:
 
     def masks(self, indices, device: torch.device | str | None = None,
               dip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(field_mask bool [B, N, N], dropped bool [B, N])`` of ``indices``, decoded (SPEC §6 ``w_gt``).
+        """``(field_mask bool [B, N, N], dropped bool [B, N])`` of ``indices``, decoded (docs/spec.md §6 ``w_gt``).
 
-        With ``dip=False`` the mask is the windows' alone (AWD without DIP, SPEC §7) and ``dropped`` is
+        With ``dip=False`` the mask is the windows' alone (AWD without DIP, docs/spec.md §7) and ``dropped`` is
         all ``False``.
         """
         field = decode_field(self.codes(indices), device=device)

@@ -1,4 +1,4 @@
-"""Top-1, top-5 and ``E_O`` of a model on a data set (SPEC §3, §5, §8 by model kind)."""
+"""Top-1, top-5 and ``E_O`` of a model on a data set (docs/spec.md §3, §5, §8 by model kind)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy and expected interactions of ``model`` over ``loader``.
 
-    ``E_O`` by kind: ``vit`` ``N²`` per image; ``awd`` the windows' ``O`` (SPEC §3) and
+    ``E_O`` by kind: ``vit`` ``N²`` per image; ``awd`` the windows' ``O`` (docs/spec.md §3) and
     ``awd-dip`` ``Σ_p |S_p|`` (§5), both counted on the masks the loader hands in; WinfT the
     ones of its predicted ``W`` (§8); see :func:`patchfield.training.forward_kind`. Under an initialised process
     group the sums are all-reduced (each process passing its own shard).

@@ -1,4 +1,4 @@
-"""The pretrained start: one tiny ViT per patch size, trained on generated radial contours (issue 10).
+"""The pretrained start: one tiny ViT per patch size, trained on generated radial contours.
 
 The paper starts every model from ImageNet-21k weights. Here the source is generated, never
 downloaded, and is not a target: formula-driven supervised pretraining on RCDB-style radial contours
