@@ -115,7 +115,7 @@ def _well_trained(results: dict[str, Any], stats: dict[str, list[dict[str, Any]]
     if fm:
         met = "meets" if fm[0]["top1"] >= 88.0 else "**does not meet**"
         lines += ["", f"Fashion-MNIST's fine-tuned ViT reaches {fm[0]['top1']:.2f}% (mean over {fm[0]['seeds']} "
-                      f"seeds on its 10,000 test images): it {met} the issue's bar of 88.0%."]
+                      f"seeds on its 10,000 test images): it {met} the study's bar of 88.0%."]
     return lines
 
 
@@ -312,9 +312,10 @@ def _protocol_section(study: _Study) -> list[str]:
         f"fine-tuned on all training images: {' and '.join(_data_words(cfg, study.datasets))}; batch "
         f"{cfg['batch_size']}, {cfg['optimizer']} at lr {cfg['lr']:g} ({cfg['warmup_steps']} warm-up steps, cosine), "
         f"weight decay {cfg['weight_decay']:g}. Windows and DIP sets come from each seed's fine-tuned baseline "
-        "(SPEC §3-§6) for the training and validation images; AWD models use them at training and inference, WinfT "
-        f"only as the target of its BCE (α={cfg['winft_alpha']:g}, β={cfg['winft_beta']:g}). Every other row is "
-        "trained from the same pretrained start with the baseline's budget and data order (same seed). Seeds "
+        "(docs/spec.md §3-§6) for the training and validation images; AWD models use them at training and "
+        f"inference, WinfT only as the target of its BCE (α={cfg['winft_alpha']:g}, β={cfg['winft_beta']:g}). "
+        "Every other row is trained from the same pretrained start with the baseline's budget and data order "
+        "(same seed). Seeds "
         f"{', '.join(map(str, cfg['seeds']))} for every row, {', '.join(map(str, cfg['headline_seeds']))} more for "
         "the headline rows (ViT, AWD α=0.1, WinfT paper mode) on the embedded set, where the from-scratch arm "
         f"(seeds {', '.join(map(str, cfg['scratch_seeds']))}) trains the headline rows from random weights with the "
