@@ -147,9 +147,13 @@ class ClaimsReport:
         return buf.getvalue()
 
     def to_markdown(self) -> str:
-        """``claims.md``: what was run, one table per setting with the verdicts, and what the verdicts mean."""
+        """``claims.md``: what was run and what the verdicts mean, then one table per setting with the verdicts."""
+        sections = [self._markdown_header(), *(_setting_section(s) for s in self.summary()["settings"])]
+        return "\n".join(line for section in sections for line in section)
+
+    def _markdown_header(self) -> list[str]:
         skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.skipped.items())
-        lines = [
+        return [
             f"# Analysis claims of `{self.model}`",
             "",
             f"{self.images} images measured (skipped: {skipped}); patch grid {self.grid[0]}x{self.grid[1]}; "
@@ -160,10 +164,6 @@ class ClaimsReport:
             "**What the verdicts mean.** " + VERDICT_MEANINGS,
             "",
         ]
-        summary = self.summary()
-        for setting in summary["settings"]:
-            lines += [f"## α = {setting['alpha']:g}, β = {setting['beta']:g}", "", *claims_table(setting["claims"]), ""]
-        return "\n".join(lines)
 
     def plot(self, path: str | Path) -> Path:
         """``claims.png``: per claim, the per-image distributions of trained, random and null side by side."""
@@ -199,6 +199,11 @@ class ClaimsReport:
 
         return cls(model or first.model, [n for r in reports for n in r.names], skipped, first.random_inits,
                    first.seed, first.grid, cat("trained"), cat("random"))
+
+
+def _setting_section(setting: dict[str, Any]) -> list[str]:
+    """One setting of ``claims.md``: its heading and its claims' table."""
+    return [f"## α = {setting['alpha']:g}, β = {setting['beta']:g}", "", *claims_table(setting["claims"]), ""]
 
 
 def _f(value: Any, fmt: str = ".3f") -> str:
