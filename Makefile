@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/lint-imports
 
 # Headless Chromium for the explorer's browser test: Debian's package when missing and we are root;
 # where it cannot be installed the build goes on and the browser test is skipped with its reason.

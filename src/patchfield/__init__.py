@@ -1,7 +1,7 @@
 """patchfield: visualize, quantify and train on the patch interactions of Vision Transformers.
 
 Implements "Visualizing and Understanding Patch Interactions in Vision Transformer"
-(Ma et al.); ``SPEC.md`` fixes every quantity's meaning.
+(Ma et al.); ``docs/spec.md`` fixes every quantity's meaning.
 """
 
 from .analysis import Analysis, analyze, analyze_map, awd_forward_kwargs

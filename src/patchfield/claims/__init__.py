@@ -5,8 +5,8 @@
 :func:`claim_measures` is the per-image measure of a batch of responsive fields.
 """
 
-from .measures import MEASURES, claim_measures
-from .report import CLAIMS, ClaimsReport, claims_table
+from .measures import CLAIMS, MEASURES, claim_measures
+from .report import ClaimsReport, claims_table
 from .run import measure_claims, random_copy
 
 __all__ = ["CLAIMS", "ClaimsReport", "MEASURES", "claim_measures", "claims_table", "measure_claims", "random_copy"]

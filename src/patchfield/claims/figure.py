@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..figures._draw import new_figure, save_figure
+from ..drawing import new_figure, save_figure
+from .measures import CLAIMS
 
 if TYPE_CHECKING:
     from .report import ClaimsReport
@@ -31,8 +32,6 @@ def _series(report: ClaimsReport, setting: tuple[float, float], claim: str) -> d
 
 def plot_claims(report: ClaimsReport, path: Path) -> Path:
     """Box plots with the per-image points, one panel per claim, one group per setting; verdicts under the groups."""
-    from .report import CLAIMS
-
     summary = report.summary()["settings"]
     settings = report.settings
     fig = new_figure(max(6.0, 1.0 + 2.0 * len(settings)), 9.5)

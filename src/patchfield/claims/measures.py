@@ -22,7 +22,17 @@ import torch
 
 from ..field import ResponsiveField
 
-__all__ = ["MEASURES", "claim_measures"]
+__all__ = ["CLAIMS", "MEASURES", "claim_measures"]
+
+#: claim key → (the claim in words, the null in words)
+CLAIMS = {
+    "dip_on_background": ("D lies on the background: share of D outside the object",
+                          "background's share of the patches (chance)"),
+    "field_size": ("object fields are smaller: mean size of S_p, background minus object",
+                   "no gap (0)"),
+    "tendency_to_object": ("background tendencies point at the object: cosine toward its centroid",
+                           "cosine toward the grid's centre (geometry)"),
+}
 
 #: The per-image measures, in the order of :func:`claim_measures`'s result and the CSV's columns.
 MEASURES = (

@@ -14,22 +14,11 @@ import torch
 
 from ..utils.io import atomic_write, write_json_atomic
 from ..verdicts import VERDICT_MEANINGS, paired_comparison, verdict
-from .measures import MEASURES
+from .measures import CLAIMS, MEASURES
 
-__all__ = ["CLAIMS", "ClaimsReport", "claims_table", "stat"]
+__all__ = ["ClaimsReport", "claims_table", "stat"]
 
 Setting = tuple[float, float]
-
-#: claim key → (the claim in words, the null in words)
-CLAIMS = {
-    "dip_on_background": ("D lies on the background: share of D outside the object",
-                          "background's share of the patches (chance)"),
-    "field_size": ("object fields are smaller: mean size of S_p, background minus object",
-                   "no gap (0)"),
-    "tendency_to_object": ("background tendencies point at the object: cosine toward its centroid",
-                           "cosine toward the grid's centre (geometry)"),
-}
-
 
 def stat(values: torch.Tensor) -> dict[str, Any]:
     """``{"mean", "std", "n"}`` over images, NaN dropped; ``std`` is the sample standard deviation (n − 1).
@@ -158,9 +147,13 @@ class ClaimsReport:
         return buf.getvalue()
 
     def to_markdown(self) -> str:
-        """``claims.md``: what was run, one table per setting with the verdicts, and what the verdicts mean."""
+        """``claims.md``: what was run and what the verdicts mean, then one table per setting with the verdicts."""
+        sections = [self._markdown_header(), *(_setting_section(s) for s in self.summary()["settings"])]
+        return "\n".join(line for section in sections for line in section)
+
+    def _markdown_header(self) -> list[str]:
         skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.skipped.items())
-        lines = [
+        return [
             f"# Analysis claims of `{self.model}`",
             "",
             f"{self.images} images measured (skipped: {skipped}); patch grid {self.grid[0]}x{self.grid[1]}; "
@@ -171,10 +164,6 @@ class ClaimsReport:
             "**What the verdicts mean.** " + VERDICT_MEANINGS,
             "",
         ]
-        summary = self.summary()
-        for setting in summary["settings"]:
-            lines += [f"## α = {setting['alpha']:g}, β = {setting['beta']:g}", "", *claims_table(setting["claims"]), ""]
-        return "\n".join(lines)
 
     def plot(self, path: str | Path) -> Path:
         """``claims.png``: per claim, the per-image distributions of trained, random and null side by side."""
@@ -210,6 +199,11 @@ class ClaimsReport:
 
         return cls(model or first.model, [n for r in reports for n in r.names], skipped, first.random_inits,
                    first.seed, first.grid, cat("trained"), cat("random"))
+
+
+def _setting_section(setting: dict[str, Any]) -> list[str]:
+    """One setting of ``claims.md``: its heading and its claims' table."""
+    return [f"## α = {setting['alpha']:g}, β = {setting['beta']:g}", "", *claims_table(setting["claims"]), ""]
 
 
 def _f(value: Any, fmt: str = ".3f") -> str:

@@ -11,10 +11,9 @@ from typing import Any
 from torch import nn
 
 from .. import checks
-from ..devices import parse_device  # noqa: F401  (re-exported: the one device parser)
 
 __all__ = ["NUMERIC_OPTIONS", "add_baseline_args", "add_model_args", "awd_fields_from_args", "check_numeric_options",
-           "check_rates", "json_dict", "model_from_args", "parse_device"]
+           "json_dict", "model_from_args"]
 
 
 def _positive(v: Any, name: str) -> Any:
@@ -244,8 +243,3 @@ def json_dict(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"patch_size\": 4}'")
     return value
-
-
-def check_rates(alpha: float, *betas: float) -> None:
-    """``ValueError`` unless ``--alpha`` is in (0, 1] and every ``--beta`` in [0, 1) (:mod:`patchfield.checks`)."""
-    checks.check_rates(alpha, *betas, prefix="--")

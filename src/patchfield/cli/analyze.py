@@ -11,10 +11,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..analysis import analyze
+from ..checks import check_rates
+from ..devices import parse_device
 from ..images import read_batches
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import add_baseline_args, add_model_args, awd_fields_from_args, check_rates, model_from_args, parse_device
+from ._common import add_baseline_args, add_model_args, awd_fields_from_args, model_from_args
 
 log = logging.getLogger("patchfield.analyze")
 
@@ -81,7 +83,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_rates(args.alpha, args.beta)
+    check_rates(args.alpha, args.beta, prefix="--")
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     fields = awd_fields_from_args(args, model, device, amp=args.amp)
