@@ -129,7 +129,7 @@ def _t_two_sided(t: float, df: float) -> float:
     """``P(|T| >= |t|)`` for Student's t, accurate in the far tail (no ``1 - x`` cancellation)."""
     if math.isinf(t):
         return 0.0
-    return _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return min(1.0, max(0.0, _betainc(df / 2.0, 0.5, df / (df + t * t))))  # a probability, rounding aside
 
 
 def t_quantile(p: float, df: float) -> float:

@@ -16,9 +16,10 @@ __all__ = ["plot_claims"]
 
 _COLORS = {"trained": "#1f77b4", "random": "#ff7f0e", "null": "#7f7f7f", "content null": "#2ca02c",
            "shuffled null": "#9467bd"}
-#: one panel per claim; its second null's row (``CLAIMS``) is drawn in the same panel
-_PANELS = {"dip_on_background": ("dip_on_background", "dip_on_background_content"), "field_size": ("field_size",),
-           "tendency_to_object": ("tendency_to_object", "tendency_to_object_shuffled")}
+#: one panel per claim; its second null's row (``CLAIMS``) is drawn in the same panel; the rows' nulls in short
+_PANELS = {"dip_on_background": {"dip_on_background": "chance", "dip_on_background_content": "content"},
+           "field_size": {"field_size": "chance"},
+           "tendency_to_object": {"tendency_to_object": "centre", "tendency_to_object_shuffled": "shuffled"}}
 
 
 def _series(report: ClaimsReport, setting: tuple[float, float], claim: str) -> dict[str, np.ndarray]:
@@ -37,8 +38,9 @@ def _series(report: ClaimsReport, setting: tuple[float, float], claim: str) -> d
 
 def _verdicts(claims: dict, panel: str) -> str:
     """The panel's verdicts under a group: vs chance per null row, then vs random weights (shared by the rows)."""
-    rows = [claims[k] for k in _PANELS[panel]]
-    return "chance: " + " / ".join(c["verdict_vs_chance"] for c in rows) + f"\nrandom: {rows[0]['verdict_vs_random']}"
+    rows = _PANELS[panel]
+    chance = ", ".join(f"{null}: {claims[k]['verdict_vs_chance']}" for k, null in rows.items())
+    return f"vs {chance}\nvs random: {claims[next(iter(rows))]['verdict_vs_random']}"
 
 
 def plot_claims(report: ClaimsReport, path: Path) -> Path:
