@@ -239,7 +239,11 @@ class ClaimsReport:
 
     @classmethod
     def merge(cls, reports: Sequence[ClaimsReport], model: str | None = None) -> ClaimsReport:
-        """Pool the images of several reports with the same settings (e.g. one per seed) into one."""
+        """Pool the images of several reports with the same settings (e.g. one per seed) into one.
+
+        Per-image values are pooled as measured: an image's shuffled-centroid null keeps the partner drawn in its
+        own report.
+        """
         if not reports:
             raise ValueError("nothing to merge")
         first = reports[0]
