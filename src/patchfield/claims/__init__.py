@@ -2,7 +2,8 @@
 
 :func:`measure_claims` runs a model and random-weights controls over ``(image, mask)`` pairs
 (:mod:`patchfield.data.masks`) and returns a :class:`ClaimsReport` (JSON, Markdown, CSV, figure);
-:func:`claim_measures` is the per-image measure of a batch of responsive fields.
+:func:`claim_measures` is the per-image measure of a batch of responsive fields. Every claim gets two verdicts,
+against chance (its null) and against random weights, with Holm-adjusted p-values (docs/claims.md).
 """
 
 from .measures import CLAIMS, MEASURES, claim_measures

@@ -2,6 +2,8 @@
 
 One streaming capture of ``U`` per image and model serves every ``(alpha, beta)``: the cost is one
 analysis pass per image for the trained model and one per random initialisation (``1 + random_inits``).
+The shuffled-centroid null needs every measured image's object centroid, known only at the end, so the
+background patches' tendencies are kept (float32 ``[images, N, 2]`` per setting and model) until then.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ..capture import capture_uncertainty, find_attention_modules
 from ..checks import check_alpha, check_beta, check_positive_int
 from ..grid import Grid, object_patches
 from ..introspect import model_family, unwrap
-from .measures import MEASURES, claim_measures
+from .measures import MEASURES, claim_measures, derangement, object_centroids, patch_variance, tendency_cosine
 from .report import ClaimsReport
 
 __all__ = ["measure_claims", "random_copy"]
@@ -92,13 +94,30 @@ def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int],
         yield buf
 
 
-def _measure(U: torch.Tensor, grid: Grid, obj: torch.Tensor,
-             settings: list[tuple[float, float]]) -> dict[tuple[float, float], dict[str, torch.Tensor]]:
-    """Every setting's per-image measures from one uncertainty map (CPU float64)."""
+Setting = tuple[float, float]
+
+
+def _measure(U: torch.Tensor, grid: Grid, obj: torch.Tensor, variance: torch.Tensor, settings: list[Setting],
+             tendencies: dict[Setting, list[torch.Tensor]]) -> dict[Setting, dict[str, torch.Tensor]]:
+    """Every setting's per-image measures from one uncertainty map (CPU float64); appends each setting's
+    background tendencies (zero elsewhere and where there is none) to ``tendencies`` for the shuffled null."""
     out = {}
+    obj = obj.to(U.device)
     for alpha, beta in settings:
         _, _, field = analyze_map(U, grid, alpha, beta)
-        out[(alpha, beta)] = {k: v.cpu() for k, v in claim_measures(field, obj.to(U.device)).items()}
+        out[(alpha, beta)] = {k: v.cpu() for k, v in claim_measures(field, obj, variance=variance).items()}
+        keep = (~obj & (field.magnitude > 0))[..., None]
+        tendencies[(alpha, beta)].append(torch.where(keep, field.tendency, 0.0).to(torch.float32).cpu())
+    return out
+
+
+def _shuffled_cosines(tendencies: dict[Setting, list[torch.Tensor]], targets: torch.Tensor,
+                      grid: Grid) -> dict[Setting, torch.Tensor]:
+    """``cos_shuffled`` per setting: each image's kept tendencies toward its partner's centroid ``targets``."""
+    out = {}
+    for s, parts in tendencies.items():
+        t = torch.cat(parts)
+        out[s] = tendency_cosine(t, t.norm(dim=-1) > 0, targets, grid)
     return out
 
 
@@ -116,6 +135,7 @@ def measure_claims(
     limit: int | None = None,
     model_name: str | None = None,
     progress: bool = False,
+    generator: torch.Generator | None = None,
 ) -> ClaimsReport:
     """Measure the paper's analysis claims (Sec. 4.2, 4.3) of ``model`` on ``dataset``, with controls.
 
@@ -131,6 +151,8 @@ def measure_claims(
         limit: use at most this many images of ``dataset``.
         model_name: the name in the report (default the model's class).
         progress: a progress bar with rate on stderr.
+        generator: draws the derangement of the shuffled-centroid null (which image lends its object's
+            centroid to which); default a CPU generator seeded with ``seed``. The global RNG is not touched.
 
     Returns:
         a :class:`ClaimsReport`.
@@ -162,6 +184,9 @@ def measure_claims(
     kept_names: list[str] = []
     trained: dict[tuple[float, float], dict[str, list[torch.Tensor]]] = {s: {m: [] for m in MEASURES} for s in settings}
     random = copy.deepcopy(trained)
+    kept_tendencies: list[dict[Setting, list[torch.Tensor]]] = [{s: [] for s in settings}
+                                                                for _ in range(1 + len(controls))]
+    centroids: list[torch.Tensor] = []
     grid: Grid | None = None
     dev = next(model.parameters()).device
     bar = tqdm(total=count, unit="img", desc="claims", file=sys.stderr, disable=not progress)
@@ -179,8 +204,11 @@ def measure_claims(
         if bool(keep.any()):
             k_dev = keep.to(dev)
             x, o = images[k_dev], obj[keep]
-            per_trained = _measure(cap.U[k_dev], grid, o, settings)
-            per_init = [_measure(capture_uncertainty(net, x).U, grid, o, settings) for net in controls]
+            var = patch_variance(x, grid)
+            centroids.append(object_centroids(o, grid))
+            per_trained = _measure(cap.U[k_dev], grid, o, var, settings, kept_tendencies[0])
+            per_init = [_measure(capture_uncertainty(net, x).U, grid, o, var, settings, kept_tendencies[1 + j])
+                        for j, net in enumerate(controls)]
             for s in settings:
                 for m in MEASURES:
                     trained[s][m].append(per_trained[s][m])
@@ -196,6 +224,15 @@ def measure_claims(
         detail = ", ".join(f"{k} {v}" for k, v in skipped.items() if v)
         raise ValueError(f"no image could be measured ({detail or 'the data set is empty'}); "
                          "every image needs an object mask covering some but not all patches")
+    trained_m = {s: {m: torch.cat(v) for m, v in d.items()} for s, d in trained.items()}
+    random_m = {s: {m: torch.cat(v) for m, v in d.items()} for s, d in random.items()}
+    if len(kept_names) > 1:  # the shuffled-centroid null: another measured image's object centroid
+        gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
+        targets = torch.cat(centroids)[derangement(len(kept_names), gen)]
+        shuffled = [_shuffled_cosines(k, targets, grid) for k in kept_tendencies]
+        for s in settings:
+            trained_m[s]["cos_shuffled"] = shuffled[0][s]
+            random_m[s]["cos_shuffled"] = torch.stack([c[s] for c in shuffled[1:]]).nanmean(0)
     return ClaimsReport(
         model=model_name or type(model).__name__,
         names=kept_names,
@@ -203,6 +240,6 @@ def measure_claims(
         random_inits=int(random_inits),
         seed=int(seed),
         grid=(grid.height, grid.width),
-        trained={s: {m: torch.cat(v) for m, v in d.items()} for s, d in trained.items()},
-        random={s: {m: torch.cat(v) for m, v in d.items()} for s, d in random.items()},
+        trained=trained_m,
+        random=random_m,
     )
