@@ -4,6 +4,7 @@ Implements "Visualizing and Understanding Patch Interactions in Vision Transform
 (Ma et al.); ``SPEC.md`` fixes every quantity's meaning.
 """
 
+from ._version import __version__ as __version__
 from .analysis import Analysis, analyze, analyze_map, awd_forward_kwargs
 from .capture import (
     AttentionMaps,
@@ -25,8 +26,6 @@ from .models import apply_awd, apply_winft, remove_patch, window_bce_loss
 from .stats import HeadStats, head_statistics
 from .uncertainty import UncertaintyAccumulator, interaction_uncertainty
 from .windows import Windows, adaptive_windows
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Analysis",
