@@ -18,6 +18,7 @@ from .capture import (
 from .claims import ClaimsReport, measure_claims
 from .dip import column_variance, indiscriminative_patches, patch_keep_mask
 from .encoding import FieldCode, decode_field, encode_field
+from .explorer import explore
 from .field import ResponsiveField, responsive_field
 from .grid import Grid
 from .interactions import count_interactions
@@ -52,6 +53,7 @@ __all__ = [
     "count_interactions",
     "decode_field",
     "encode_field",
+    "explore",
     "find_attention_modules",
     "head_statistics",
     "indiscriminative_patches",

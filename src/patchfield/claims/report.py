@@ -182,6 +182,12 @@ class ClaimsReport:
 
         return plot_claims(self, Path(path))
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the verdict table of every setting and the plot."""
+        from ..display import claims_html
+
+        return claims_html(self)
+
     def write(self, out: str | Path) -> dict[str, Path]:
         """Write ``per_image.csv``, ``claims.png``, ``claims.md`` and, last, ``claims.json`` into ``out`` (atomic)."""
         out = Path(out)

@@ -60,6 +60,12 @@ class HeadStats:
     def batch_size(self) -> int:
         return self.mean_distance.shape[0]
 
+    def _repr_html_(self) -> str:
+        """Jupyter: per-layer means, the artefact summary and the per-head figure."""
+        from ..display import stats_html
+
+        return stats_html(self)
+
     def image_record(self, index: int) -> dict[str, Any]:
         """The ``per_image`` entry of ``stats.json`` for image ``index`` (schema in README.md)."""
         fit = self.artefacts[index]
