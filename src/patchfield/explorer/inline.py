@@ -25,11 +25,13 @@ def explore(model: nn.Module, image: Any, alpha: float = 0.1, beta: float = 0.2,
         model: a timm ViT-family model or a Hugging Face ViT, in eval mode.
         image: a file path, a PIL image (both read with the model's preprocessing,
             :class:`patchfield.preprocess.Preprocess`), or a normalised model input ``[3, H, W]`` / ``[1, 3, H, W]``.
-        alpha, beta: the sliders' initial values.
+        alpha: the α slider's initial value.
+        beta: the β slider's initial value.
         patch: the patch selected when the page opens (the centre by default).
         full_attention: embed every layer's and head's attention (``"auto"``: when it stays under 8 MB).
         forward_kwargs: keyword arguments of the model's forward (an AWD-ViT's ``field_mask``).
-        title: the page's title; height: the inline frame's height in pixels.
+        title: the page's title.
+        height: the inline frame's height in pixels.
 
     Returns:
         an :class:`patchfield.display.Explorer`: displayed in a notebook, ``.save(path)`` writes the page.

@@ -39,7 +39,11 @@ class HeadStats:
         norms: ``[B, blocks, N]`` patch-token L2 norms at every block output.
         dropped: ``[B, N]`` the set ``D`` at ``beta``; column_variance: ``[B, N]`` DIP's ranking.
         artefacts: one :class:`ArtefactFit` per image, on the norms of block ``artefact_block``.
-        grid, patch_size (``(ph, pw)`` pixels), num_prefix_tokens, beta, artefact_block.
+        grid: the patch grid.
+        patch_size: ``(ph, pw)`` in pixels.
+        num_prefix_tokens: ``P``.
+        beta: the rate of ``D``.
+        artefact_block: the block whose output norms define the artefact tokens.
     """
 
     mean_distance: torch.Tensor
