@@ -76,7 +76,7 @@ class Analysis:
         return analysis_html(self)
 
     def to_json(self, index: int) -> dict[str, Any]:
-        """The ``fields.json`` record of image ``index`` (schema in README.md)."""
+        """The ``fields.json`` record of image ``index`` (schema in docs/formats.md)."""
         f = self.field
         record: dict[str, Any] = {
             "grid": [self.grid.height, self.grid.width],

@@ -119,7 +119,7 @@ class ClaimsReport:
         return len(self.names)
 
     def summary(self) -> dict[str, Any]:
-        """The ``claims.json`` object (README: ``patchfield claims``); NaN stays NaN here."""
+        """The ``claims.json`` object (schema in docs/formats.md); NaN stays NaN here."""
         return {
             "model": self.model,
             "images": self.images,

@@ -71,7 +71,7 @@ class HeadStats:
         return stats_html(self)
 
     def image_record(self, index: int) -> dict[str, Any]:
-        """The ``per_image`` entry of ``stats.json`` for image ``index`` (schema in README.md)."""
+        """The ``per_image`` entry of ``stats.json`` for image ``index`` (schema in docs/formats.md)."""
         fit = self.artefacts[index]
         norms = self.norms[index, self.artefact_block]
         overlap = artefact_overlap(fit.mask(self.grid.n), self.dropped[index], norms, self.column_variance[index])
