@@ -7,6 +7,7 @@ import html
 import io
 import re
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -82,6 +83,14 @@ def test_attention_maps_show_shape_layers_and_a_thumbnail(demo) -> None:
     (thumb,) = _images(page)
     assert thumb.size == (64 * 3, 64 * 3)  # N × N entries, 3 pixels each
     assert "layer 3, mean of heads" in page
+
+
+def test_large_attention_thumbnail_stays_small() -> None:
+    from patchfield.display import array_img
+
+    page = array_img(np.random.default_rng(0).random((576, 576)), "ViT-B/16 at 384")
+    (thumb,) = _images(page)
+    assert thumb.size == (256, 256) and len(page) < 200_000
 
 
 def test_claims_report_shows_verdicts_and_plot(demo) -> None:

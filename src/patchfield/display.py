@@ -85,8 +85,9 @@ def figure_img(fig: Figure, alt: str, dpi: int = _DPI) -> str:
     return png_img(buf.getvalue(), alt)
 
 
-def array_img(values: np.ndarray, alt: str, scale: int = 4, cmap: str = "viridis") -> str:
-    """A 2-D array as a colour-mapped inline PNG, each entry ``scale`` × ``scale`` pixels (no matplotlib figure)."""
+def array_img(values: np.ndarray, alt: str, scale: int = 4, cmap: str = "viridis", max_px: int = 256) -> str:
+    """A 2-D array as a colour-mapped inline PNG, each entry ``scale`` × ``scale`` pixels, at most ``max_px`` on a
+    side (large arrays are box-filtered down; no matplotlib figure)."""
     import matplotlib
     from PIL import Image
 
@@ -94,7 +95,10 @@ def array_img(values: np.ndarray, alt: str, scale: int = 4, cmap: str = "viridis
     lo, hi = (float(np.nanmin(v)), float(np.nanmax(v))) if v.size else (0.0, 0.0)
     norm = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
     rgb = (matplotlib.colormaps[cmap](np.nan_to_num(norm))[..., :3] * 255).round().astype(np.uint8)
-    image = Image.fromarray(rgb).resize((v.shape[1] * scale, v.shape[0] * scale), Image.NEAREST)
+    h, w = v.shape[0] * scale, v.shape[1] * scale
+    shrink = min(1.0, max_px / max(h, w, 1))
+    size = (max(1, round(w * shrink)), max(1, round(h * shrink)))
+    image = Image.fromarray(rgb).resize(size, Image.NEAREST if shrink == 1.0 else Image.BOX)
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     return png_img(buf.getvalue(), alt)
