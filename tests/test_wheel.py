@@ -1,6 +1,7 @@
 """The package as PyPI would get it: ``python -m build`` makes an sdist and a wheel that pass ``twine check``;
 the wheel (built from the sdist) carries the demo models and the pretrained starts, not their training logs, and
-its ``patchfield --help`` runs from the installed files alone (dependencies from this environment)."""
+its ``patchfield --help`` and a quickstart (the demo model analysed, the explorer built) run from the installed files
+alone (dependencies from this environment)."""
 
 from __future__ import annotations
 
@@ -71,15 +72,21 @@ def test_installed_wheel_runs(dist: Path, tmp_path: Path) -> None:
     _run(sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(target),
          str(wheel))
     env = {**os.environ, "PYTHONPATH": str(target)}
-    probe = ("import patchfield, patchfield.demo as d; print(patchfield.__file__); print(patchfield.__version__); "
-             "print(sorted(p.name for p in d.demo_models_dir().rglob('*') if p.is_file()))")
+    # one interpreter: where patchfield came from, its version, its assets, and a quickstart on the demo model
+    probe = ("import torch, patchfield as pf; from patchfield.demo import demo_models_dir as d; "
+             "from patchfield.training import load_run; print(pf.__file__); print(pf.__version__); "
+             "print(sorted(p.name for p in d().rglob('*') if p.is_file())); vit, _ = load_run(d() / 'vit'); "
+             "x = torch.zeros(2, 3, 32, 32); res = pf.analyze(vit, x, 0.1, 0.2); "
+             "print(tuple(res.U.shape), 'data:image/png;base64,' in res._repr_html_(), "
+             "'<iframe srcdoc=' in pf.explore(vit, x[0])._repr_html_())")
     out = _run(sys.executable, "-c", probe, cwd=tmp_path, env=env).stdout.splitlines()
     assert Path(out[0]).is_relative_to(target), out[0]  # the installed copy, not the checkout
     from patchfield._version import __version__
 
     assert out[1] == __version__
     assert out[2] == str(["metrics.json", "model.safetensors", "model.safetensors", "run.json", "run.json"])
-    helped = _run(sys.executable, "-m", "patchfield", "--help", cwd=tmp_path, env=env).stdout
+    assert out[3] == "(2, 64, 64) True True"
+    script = target / "bin" / "patchfield"  # the console script pip wrote, with this interpreter
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "patchfield"]
+    helped = _run(*command, "--help", cwd=tmp_path, env=env).stdout
     assert "analyze" in helped and "claims" in helped
-    if shutil.which("patchfield", path=str(target / "bin")):
-        _run(str(target / "bin" / "patchfield"), "--help", cwd=tmp_path, env=env)
