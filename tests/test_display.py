@@ -140,6 +140,8 @@ def test_explore_renders_inline_and_saves(demo, tmp_path) -> None:
     assert "<title>a &lt;b&gt; &amp; &#x27;c&#x27;</title>" in page
     assert "http://" not in page and "https://" not in page and 'src="//' not in page  # nothing fetched
     assert '"alpha":0.2' in page and '"beta":0.1' in page and "<script>" in page
+    assert '"full":{"q":' in page  # auto: the demo's 4 × 4 × 64² entries, every layer and head, are embedded
+    assert '"full":{"q":' not in pf.explore(vit, x[0], full_attention=False).page
     saved = shown.save(tmp_path / "page")
     assert saved.name == "page.html" and saved.read_text(encoding="utf-8") == page
     assert shown.save(tmp_path / "x.htm").read_text(encoding="utf-8") == page

@@ -12,7 +12,11 @@ from ..checks import check_rates
 from ..display import Explorer
 from .build import explorer_html
 
-__all__ = ["explore"]
+__all__ = ["INLINE_FULL_ATTENTION_BUDGET", "explore"]
+
+INLINE_FULL_ATTENTION_BUDGET = 1_000_000
+"""Largest ``L·k·N²`` for which ``explore(full_attention="auto")`` embeds every layer's and head's attention: a
+notebook keeps its outputs, so the inline page stays near 1 MB (ViT-B/16 at 224 gets the per-layer view)."""
 
 
 @torch.no_grad()
@@ -28,7 +32,8 @@ def explore(model: nn.Module, image: Any, alpha: float = 0.1, beta: float = 0.2,
         alpha: the α slider's initial value.
         beta: the β slider's initial value.
         patch: the patch selected when the page opens (the centre by default).
-        full_attention: embed every layer's and head's attention (``"auto"``: when it stays under 8 MB).
+        full_attention: embed every layer's and head's attention: ``True``, ``False`` or ``"auto"`` (when
+            ``L·k·N² ≤`` :data:`INLINE_FULL_ATTENTION_BUDGET`; ``patchfield explore`` allows 8 MB).
         forward_kwargs: keyword arguments of the model's forward (an AWD-ViT's ``field_mask``).
         title: the page's title.
         height: the inline frame's height in pixels.
@@ -49,6 +54,9 @@ def explore(model: nn.Module, image: Any, alpha: float = 0.1, beta: float = 0.2,
     with block_output_norms(model) as norms:  # the same forward: token norms for the artefact toggle
         maps = capture_attention(model, x[None].to(device), forward_kwargs=forward_kwargs)
     block_norms = norms.result()[0, :, maps.num_prefix_tokens:]  # [blocks, N]
+    if full_attention == "auto":
+        _, layers, heads = maps.attn.shape[:3]
+        full_attention = layers * heads * maps.grid.n ** 2 <= INLINE_FULL_ATTENTION_BUDGET
     name = f": {Path(image).name}" if isinstance(image, (str, Path)) else ""
     page = explorer_html(maps, crop, 0, alpha, beta, full_attention=full_attention, patch=patch,
                          model_name=type(model).__name__, title=title or f"patchfield explorer{name}",
