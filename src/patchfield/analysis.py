@@ -69,8 +69,14 @@ class Analysis:
             return None
         return self.logits.argmax(-1)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the settings, a per-image table and the U / windows / fields figure of image 0."""
+        from .display import analysis_html
+
+        return analysis_html(self)
+
     def to_json(self, index: int) -> dict[str, Any]:
-        """The ``fields.json`` record of image ``index`` (schema in README.md)."""
+        """The ``fields.json`` record of image ``index`` (schema in docs/formats.md)."""
         f = self.field
         record: dict[str, Any] = {
             "grid": [self.grid.height, self.grid.width],

@@ -438,6 +438,12 @@ class AttentionMaps:
     def num_heads(self) -> int:
         return self.attn.shape[2]
 
+    def _repr_html_(self) -> str:
+        """Jupyter: shape, layers and one attention thumbnail."""
+        from .display import attention_html
+
+        return attention_html(self)
+
 
 def capture_attention(
     model: nn.Module,

@@ -138,7 +138,7 @@ class ClaimsReport:
         return len(self.names)
 
     def summary(self) -> dict[str, Any]:
-        """The ``claims.json`` object (docs/claims.md); NaN stays NaN here.
+        """The ``claims.json`` object (schema in docs/formats.md, claims in docs/claims.md); NaN stays NaN here.
 
         Per setting and claim: ``trained``, ``random``, ``null`` (mean, std, n over images), ``vs_null`` and
         ``vs_random`` (``diff``, ``ci95``, ``n``, ``p``, ``p_holm``), ``verdict_vs_chance``, ``verdict_vs_random``
@@ -210,6 +210,12 @@ class ClaimsReport:
         from .figure import plot_claims
 
         return plot_claims(self, Path(path))
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the verdict table of every setting and the plot."""
+        from ..display import claims_html
+
+        return claims_html(self)
 
     def write(self, out: str | Path) -> dict[str, Path]:
         """Write ``per_image.csv``, ``claims.png``, ``claims.md`` and, last, ``claims.json`` into ``out`` (atomic)."""
