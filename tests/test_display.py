@@ -103,11 +103,14 @@ def test_claims_report_shows_verdicts_and_plot(demo) -> None:
     assert "patchfield claims: &lt;vit &amp; co&gt;" in page and "<vit" not in page
     rows = _rows(page)
     claims = report.summary()["settings"][0]["claims"]
-    assert [r[0] for r in rows] == ["D lies on the background", "object fields are smaller",
-                                    "background tendencies point at the object"]
-    assert [r[-1] for r in rows] == [claims[k]["verdict"] for k in ("dip_on_background", "field_size",
-                                                                     "tendency_to_object")]
-    assert rows[0][1].startswith(f"{claims['dip_on_background']['trained']['mean']:.3f} ± ")
+    keys = ("dip_on_background", "dip_on_background_content", "field_size", "tendency_to_object",
+            "tendency_to_object_shuffled")
+    assert [r[0] for r in rows] == ["D lies on the background", "D lies on the background, beyond image content",
+                                    "object fields are smaller", "background tendencies point at the object",
+                                    "background tendencies point at their own object"]
+    assert [r[-3:] for r in rows] == [[claims[k]["verdict_vs_chance"], claims[k]["verdict_vs_random"],
+                                       claims[k]["verdict"]] for k in keys]
+    assert rows[0][2].startswith(f"{claims['dip_on_background']['trained']['mean']:.3f} ± ")
     assert "α = 0.1, β = 0.2" in page
     (plot,) = _images(page)
     assert plot.width == 480

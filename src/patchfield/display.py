@@ -194,7 +194,8 @@ def attention_html(maps: AttentionMaps) -> str:
 
 
 def claims_html(report: ClaimsReport) -> str:
-    """The ``_repr_html_`` of :class:`patchfield.ClaimsReport`: one verdict table per setting, then its plot."""
+    """The ``_repr_html_`` of :class:`patchfield.ClaimsReport`: one table per setting (each claim and null row with
+    its two verdicts and the verdict derived from them), then its plot."""
     from .claims.report import CLAIMS, _cmp, _ms
 
     skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.skipped.items()) or "none"
@@ -202,14 +203,14 @@ def claims_html(report: ClaimsReport) -> str:
                          f"random weights: {report.random_inits} initialisation(s)")]
     for setting in report.summary()["settings"]:
         rows = []
-        for key, (text, _null) in CLAIMS.items():
+        for key, (text, null) in CLAIMS.items():
             c = setting["claims"][key]
             trained = _ms(c["gap"]["trained"]) if key == "field_size" else _ms(c["trained"])
             random = _ms(c["gap"]["random"]) if key == "field_size" else _ms(c["random"])
-            rows.append([text.split(":")[0], trained, random, _cmp(c["vs_null"]), _cmp(c["vs_random"]),
-                         c["verdict"]])
-        parts.append(html_table(["claim", "trained", "random weights", "trained − null (95% CI)",
-                                 "trained − random (95% CI)", "verdict"], rows,
+            rows.append([text.split(":")[0], null, trained, random, _cmp(c["vs_null"]), _cmp(c["vs_random"]),
+                         c["verdict_vs_chance"], c["verdict_vs_random"], c["verdict"]])
+        parts.append(html_table(["claim", "null", "trained", "random weights", "trained − null (95% CI)",
+                                 "trained − random (95% CI)", "vs chance", "vs random weights", "verdict"], rows,
                                 caption=f"α = {setting['alpha']:g}, β = {setting['beta']:g}"))
     if report.images:
         with tempfile.TemporaryDirectory() as tmp:
