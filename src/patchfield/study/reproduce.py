@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ..models.kinds import VIT, Kind
 from ..utils.io import write_json_atomic
 from .report import FORMAT, write_report
 from .rows import HEADLINE, Row, not_run_rows, rows_for
@@ -207,7 +208,7 @@ def _fingerprint(tc: Any, row: Row, pre: dict[str, Any], cfg: StudyConfig, val_k
     skip = {"out", "weights", "groundtruth", "progress", "resume", "stop_after_steps", "checkpoint_every", "log_every"}
     shaping = ("key", "kind", "patch", "alpha", "beta", "start")  # not its label or the paper's numbers
     return {"train": {k: v for k, v in tc.to_dict().items() if k not in skip},
-            "row": {k: getattr(row, k) for k in shaping},
+            "row": {**{k: getattr(row, k) for k in shaping}, "kind": row.kind.name},
             "pretrained": pre["record"] if row.start == "pretrained" else None, "val_data_kwargs": val_kwargs,
             "curve_points": cfg.curve_points, "curve_images": cfg.curve_images}
 
@@ -235,8 +236,8 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
     from .curve import curve_evaluator, final_gain, train_with_curve
 
     key = (row.alpha, row.beta)
-    train_store = stores.get(("train", *key)) if row.kind != "vit" else None
-    val_store = stores.get(("val", *key)) if row.kind in ("awd", "awd-dip") else None
+    train_store = stores.get(("train", *key)) if row.kind.uses_groundtruth else None
+    val_store = stores.get(("val", *key)) if row.kind.attends_fields else None
     val_kwargs = _data_kwargs(dataset, cfg.val_images)
     tc = TrainConfig(
         model=_MODEL, kind=row.kind, out=str(run_dir), data=dataset,
@@ -258,7 +259,7 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
     result = evaluate_run(run_dir=str(run_dir), data=dataset, split="val", data_kwargs=val_kwargs,
                           groundtruth=str(val_store) if val_store else None, progress=cfg.progress, batch_size=256)
     record = {
-        "dataset": dataset, "table": row.table, "row": row.key, "label": row.label, "kind": row.kind,
+        "dataset": dataset, "table": row.table, "row": row.key, "label": row.label, "kind": row.kind.name,
         "patch": row.patch, "seed": seed, "start": row.start, "top1": round(100.0 * result["top1"], 4),
         "eo": result["eo"], "eo_full": result["eo_full"], "final_gain_last20pct": final_gain(curve, result["top1"]),
         "curve": curve, "val_images": result["num_images"], "alpha": row.alpha, "beta": row.beta,
@@ -282,9 +283,9 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
     norm = model_normalisation(model)
     stores = {}
     for row in rows:
-        if row.patch != patch or row.kind == "vit":
+        if row.patch != patch or not row.kind.uses_groundtruth:
             continue
-        splits = ("train", "val") if row.kind in ("awd", "awd-dip") else ("train",)
+        splits = ("train", "val") if row.kind.attends_fields else ("train",)  # AWD evaluates on fields too
         for split in splits:
             key = (split, row.alpha, row.beta)
             if key in stores:
@@ -302,7 +303,7 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
 def _claims_baseline(cfg: StudyConfig, seed: int) -> Path:
     """The fine-tuned baseline the analysis claims of ``seed`` are measured on (embedded set, smaller patch)."""
     small = min(cfg.patch_sizes)
-    base = next(r for r in study_rows(cfg, "synthetic", seed) if r.kind == "vit" and r.patch == small)
+    base = next(r for r in study_rows(cfg, "synthetic", seed) if r.kind == VIT and r.patch == small)
     return run_folder(cfg, "synthetic", base, seed)
 
 
@@ -337,7 +338,7 @@ def _run_seed(cfg: StudyConfig, dataset: str, seed: int, num_classes: int, pretr
     runs = []
     t0 = time.perf_counter()
     for patch in sorted({r.patch for r in rows}):
-        base_row = next(r for r in rows if r.kind == "vit" and r.patch == patch and r.start == "pretrained")
+        base_row = next(r for r in rows if r.kind == VIT and r.patch == patch and r.start == "pretrained")
         base_dir = run_folder(cfg, dataset, base_row, seed)
         pre = pretrained[patch]
         runs.append(_train_and_eval(cfg, dataset, base_row, seed, base_dir, {}, num_classes, pre))
@@ -350,7 +351,7 @@ def _run_seed(cfg: StudyConfig, dataset: str, seed: int, num_classes: int, pretr
     return runs
 
 
-def _step_seconds(cfg: StudyConfig, kind: str, patch: int, model_kwargs: dict[str, Any],
+def _step_seconds(cfg: StudyConfig, kind: Kind, patch: int, model_kwargs: dict[str, Any],
                   repeats: int = 3) -> tuple[float, float]:
     """``(CPU seconds, wall seconds)`` of one training step of a ``kind`` model at ``patch`` on one thread, measured
     now (the fastest of ``repeats``): the training loop's own forward, loss and backward
@@ -369,7 +370,7 @@ def _step_seconds(cfg: StudyConfig, kind: str, patch: int, model_kwargs: dict[st
             x, y = torch.randn(b, 3, size, size), torch.randint(0, 10, (b,))
             mask = (torch.rand(b, n, n) < 0.5) | torch.eye(n, dtype=torch.bool)
             dropped = torch.rand(b, n) < 0.2
-        batch = [(x, y, None if kind == "vit" else mask, dropped if kind == "awd-dip" else None)]
+        batch = [(x, y, mask if kind.uses_groundtruth else None, dropped if kind.drops_patches else None)]
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         model.train()
         times = []
@@ -384,9 +385,9 @@ def _step_seconds(cfg: StudyConfig, kind: str, patch: int, model_kwargs: dict[st
         torch.set_num_threads(threads)
 
 
-def _step_key(kind: str, patch: int) -> str:
+def _step_key(kind: Kind, patch: int) -> str:
     """The key of ``estimate_budget``'s step times: ``"<kind>/p<patch>"``."""
-    return f"{kind}/p{patch}"
+    return f"{kind.name}/p{patch}"
 
 
 def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], datasets: list[str],
@@ -396,8 +397,8 @@ def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], dat
     ``hours_at_current_load`` from wall time. ``step_seconds`` keys are ``"<kind>/p<patch>"``."""
     plan = [(row, _steps(cfg, dataset)) for dataset in datasets for seed in _all_seeds(cfg, dataset)
             for row in study_rows(cfg, dataset, seed)]
-    measured = {(k, p): _step_seconds(cfg, k, p, pretrained[p]["model_kwargs"])
-                for k, p in sorted({(row.kind, row.patch) for row, _ in plan})}
+    pairs = sorted({(row.kind, row.patch) for row, _ in plan}, key=lambda kp: (kp[0].name, kp[1]))
+    measured = {(k, p): _step_seconds(cfg, k, p, pretrained[p]["model_kwargs"]) for k, p in pairs}
     cpu = sum(steps * measured[row.kind, row.patch][0] for row, steps in plan)
     wall = sum(steps * measured[row.kind, row.patch][1] for row, steps in plan)
     procs = max(1, min(jobs, 2))
@@ -521,8 +522,8 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
     ``steps_left`` count from its last point.
     """
     out = Path(cfg.out)
-    per_step: dict[tuple[str, int], list[float]] = {}
-    left: dict[tuple[str, int], int] = {}
+    per_step: dict[tuple[Kind, int], list[float]] = {}
+    left: dict[tuple[Kind, int], int] = {}
     datasets = {}
     for dataset in cfg.datasets:
         planned = done = started = steps_left = 0

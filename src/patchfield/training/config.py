@@ -7,10 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "OPTIMIZERS", "RECIPES", "TrainConfig", "RESUME_KEYS", "recipe_accumulation"]
+from ..models.kinds import VIT, Kind, as_kind
 
-#: Model kinds: plain ViT, AWD-ViT (fixed windows), AWD-ViT + DIP, WinfT in paper and restrict modes.
-KINDS = ("vit", "awd", "awd-dip", "winft-paper", "winft-restrict")
+__all__ = ["OPTIMIZERS", "RECIPES", "TrainConfig", "RESUME_KEYS", "recipe_accumulation"]
 
 #: Optimisers: the paper's SGD with momentum, and AdamW.
 OPTIMIZERS = ("sgd", "adamw")
@@ -60,7 +59,7 @@ class TrainConfig:
 
     Attributes:
         model: timm architecture name (``vit_base_patch16_224``) or any name ``timm.create_model`` knows.
-        kind: one of :data:`KINDS`.
+        kind: the model kind, a :class:`~patchfield.models.Kind`; its name (``"awd-dip"``) is taken too.
         out: run folder (checkpoints, log, final ``model.safetensors`` + ``run.json``).
         data: data set name for :func:`patchfield.data.build_dataset` (``synthetic``, ``imagefolder``, ...).
         data_root: its folder, for folder data sets.
@@ -96,7 +95,7 @@ class TrainConfig:
     """
 
     model: str
-    kind: str = "vit"
+    kind: Kind = VIT
     out: str = "run"
     data: str = "synthetic"
     data_root: str | None = None
@@ -130,11 +129,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown kind {self.kind!r}: choose one of {', '.join(KINDS)}")
-        if self.kind != "vit" and not self.groundtruth:
+        self.kind = as_kind(self.kind)
+        if self.kind.uses_groundtruth and not self.groundtruth:
             raise ValueError(
-                f"kind {self.kind!r} needs --groundtruth STORE: the fields of a well-trained ViT (SPEC §7, §8); "
+                f"kind {self.kind.name!r} needs --groundtruth STORE: the fields of a well-trained ViT (SPEC §7, §8); "
                 "build one with `patchfield groundtruth`"
             )
         positive = {"batch_size": self.batch_size, "accum_steps": self.accum_steps, "log_every": self.log_every}
@@ -158,18 +156,9 @@ class TrainConfig:
         if self.stop_after_steps is not None and self.stop_after_steps < 1:
             raise ValueError(f"stop_after_steps must be at least 1, got {self.stop_after_steps}")
 
-    @property
-    def uses_fields(self) -> bool:
-        """Whether the kind reads the ground-truth store (AWD masks or WinfT's ``w_gt``)."""
-        return self.kind != "vit"
-
-    @property
-    def winft_mode(self) -> str | None:
-        """``"paper"``/``"restrict"`` for the WinfT kinds, else ``None``."""
-        return self.kind.split("-", 1)[1] if self.kind.startswith("winft") else None
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as plain JSON values (the kind by its name)."""
+        return {**asdict(self), "kind": self.kind.name}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -250,6 +250,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     Returns the record (see the module docstring) with ``"out"`` (the folder) and ``"finished"``;
     a run stopped by ``stop_after_steps`` returns ``{"name", "out", "finished": False, "step"}``.
     """
+    from ..models.kinds import VIT
     from .config import TrainConfig
     from .loop import LOG_FILE, train
 
@@ -268,7 +269,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
             )
         return {**{k: info[k] for k in _RECORD_KEYS}, "out": str(out), "finished": True}
     tc = TrainConfig(
-        model=MODEL, kind="vit", out=str(out), data=cfg.source,
+        model=MODEL, kind=VIT, out=str(out), data=cfg.source,
         data_kwargs=_source_kwargs(cfg, cfg.train_images),
         model_kwargs={**pretrained_model_kwargs(cfg, patch), "num_classes": cfg.num_classes},
         steps=steps, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
