@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 import torch
 from conftest import tiny_vit
@@ -32,6 +35,7 @@ def test_the_table_holds_the_five_kinds_in_order():
 def test_every_kind_round_trips_through_its_name(kind):
     assert pm.kind_by_name(kind.name) is kind and as_kind(kind) is kind and as_kind(kind.name) is kind
     assert str(kind) == kind.name
+    assert pickle.loads(pickle.dumps(kind)) is kind and copy.deepcopy(kind) is kind  # one object per kind
     cfg = TrainConfig(model="m", kind=kind.name, groundtruth="gt")
     assert cfg.kind is kind and cfg.to_dict()["kind"] == kind.name
     assert TrainConfig.from_dict(cfg.to_dict()).kind is kind

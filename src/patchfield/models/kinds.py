@@ -9,7 +9,7 @@ Adding a kind adds a row to :data:`KINDS` (and its expected properties to ``test
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
@@ -62,6 +62,12 @@ class Kind:
 
     def __str__(self) -> str:
         return self.name
+
+    def __reduce__(self) -> tuple:
+        # a kind of the table unpickles (in a worker process, from a queue) as that very object
+        if _BY_NAME.get(self.name) == self:
+            return kind_by_name, (self.name,)
+        return Kind, tuple(getattr(self, f.name) for f in fields(self))
 
     @property
     def uses_groundtruth(self) -> bool:
