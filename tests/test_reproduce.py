@@ -220,7 +220,8 @@ def test_report_only_refuses_an_older_study(tmp_path, capsys):
 
 
 def test_status_reads_the_study_folder(study, tmp_path, capsys):
-    from patchfield.study.reproduce import QUICK, config_with, study_status
+    from patchfield.study.config import QUICK, config_with
+    from patchfield.study.reproduce import study_status
 
     results = json.loads((study / "runs" / "results.json").read_text())
     st = study_status(config_with(QUICK, out=str(study / "runs")))
@@ -238,29 +239,30 @@ def test_status_reads_the_study_folder(study, tmp_path, capsys):
 
 
 def test_default_study_runs_the_protocol_of_issue_10():
-    from patchfield.study.reproduce import StudyConfig, _all_seeds, study_rows
+    from patchfield.study.config import StudyConfig, all_seeds, study_rows
 
     cfg = StudyConfig()
-    assert _all_seeds(cfg, "synthetic") == [0, 1, 2, 3, 4] and _all_seeds(cfg, "fashion-mnist") == [0, 1, 2]
-    count = {d: sum(len(study_rows(cfg, d, s)) for s in _all_seeds(cfg, d)) for d in cfg.datasets}
+    assert all_seeds(cfg, "synthetic") == [0, 1, 2, 3, 4] and all_seeds(cfg, "fashion-mnist") == [0, 1, 2]
+    count = {d: sum(len(study_rows(cfg, d, s)) for s in all_seeds(cfg, d)) for d in cfg.datasets}
     assert count == {"synthetic": 57, "fashion-mnist": 24}
     fm = [(r.key, r.start) for s in (0, 1, 2) for r in study_rows(cfg, "fashion-mnist", s)]
     for key in ("vit", "awd-0.1", "awd-dip-0.2", "winft-paper", "winft-restrict", "vit-p8", "winft-paper-p8",
                 "winft-restrict-p8"):
         assert fm.count((key, "pretrained")) == 3
     assert not [k for k, start in fm if start == "scratch"]  # the real sets' from-scratch arm: not in the budget
-    syn = [(r.key, r.start) for s in _all_seeds(cfg, "synthetic") for r in study_rows(cfg, "synthetic", s)]
+    syn = [(r.key, r.start) for s in all_seeds(cfg, "synthetic") for r in study_rows(cfg, "synthetic", s)]
     assert sorted({k for k, start in syn if start == "scratch"}) == ["awd-0.1", "vit", "winft-paper"]
     assert syn.count(("vit", "pretrained")) == 5 and syn.count(("awd-0.5", "pretrained")) == 3
 
 
 def test_budget_times_a_step_of_every_kind_it_trains(study):
     """AWD and WinfT steps cost more than a ViT step: the estimate times each (kind, patch) the study trains."""
-    from patchfield.study.reproduce import QUICK, _all_seeds, _step_key, study_rows
+    from patchfield.study.budget import step_key
+    from patchfield.study.config import QUICK, all_seeds, study_rows
 
     results = json.loads((study / "runs" / "results.json").read_text())
     budget = results["budget"]
-    trained = {_step_key(r.kind, r.patch) for s in _all_seeds(QUICK, "synthetic")
+    trained = {step_key(r.kind, r.patch) for s in all_seeds(QUICK, "synthetic")
                for r in study_rows(QUICK, "synthetic", s)}
     assert set(budget["step_seconds"]) == set(budget["step_seconds_wall"]) == trained
     assert {"vit/p4", "awd/p4", "awd-dip/p4", "winft-paper/p4", "winft-restrict/p8"} <= trained

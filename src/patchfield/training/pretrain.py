@@ -27,8 +27,8 @@ here: 4 shapes, 10 garments).
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -54,6 +54,8 @@ __all__ = [
     "pretrained_weights",
     "source_accuracy",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Where ``patchfield pretrain`` writes, and where the shipped checkpoints live.
 PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "assets" / "pretrained"
@@ -322,5 +324,5 @@ def pretrain(cfg: PretrainConfig, jobs: int = 1) -> list[dict[str, Any]]:
             records = pool.starmap(_pretrain_in_process, tasks)
     else:
         records = [pretrain_one(cfg, p) for p in cfg.patches]
-    print(f"[pretrain] {len(records)} patch size(s) in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    logger.info("[pretrain] %d patch size(s) in %.0fs", len(records), time.perf_counter() - t0)
     return records
