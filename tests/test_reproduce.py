@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 
@@ -303,3 +304,16 @@ def test_the_committed_study_is_consistent_with_its_own_rows():
         line = next(line for line in summary.splitlines()
                     if f"{v['claim']} | {v['dataset']} | {v['start']} |" in line)
         assert line.rstrip().endswith(f"**{v['verdict']}** |")
+
+
+def test_the_budget_is_said_through_logging(caplog):
+    from patchfield.study.budget import log_budget
+
+    budget = {"runs": 2, "steps": 1000, "step_seconds": {"vit/p4": 0.25}, "step_seconds_wall": {"vit/p4": 0.5},
+              "hours": 6.0, "hours_at_current_load": 7.0}
+    with caplog.at_level(logging.INFO, logger="patchfield"):
+        log_budget(budget, 3)
+    assert caplog.messages[0] == (
+        "[reproduce] 2 runs, 1,000 steps; a step takes 0.250 s CPU (0.500 s wall) for vit/p4 on one thread: about "
+        "6.0 h on 2 idle core(s), 7.0 h at the current load (evaluation and stores +30%); finished runs are skipped")
+    assert caplog.records[1].levelno == logging.WARNING and "more than the study's 5 hours" in caplog.messages[1]
