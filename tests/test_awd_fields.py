@@ -18,9 +18,9 @@ from patchfield.cli import main
 from patchfield.data import SyntheticShapes
 from patchfield.groundtruth import build_groundtruth
 from patchfield.images import read_image
+from patchfield.models import kind_by_name
 from patchfield.preprocess import Preprocess
 from patchfield.training import export_run
-from patchfield.training.build import forward_kind
 
 KW = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0}
 
@@ -39,10 +39,10 @@ def test_awd_forward_kwargs_are_what_the_store_gives(tmp_path, one_thread):
     win = awd_forward_kwargs(base, images, 0.1, 0.3, "awd")
     assert torch.equal(win["field_mask"], windows) and win["dropped"] is None
     assert int(win["field_mask"].sum()) > int(dip["field_mask"].sum())  # D's columns are out of S_p only
-    # with them, an AWD-ViT runs the forward of its training and evaluation (forward_kind on the store's fields)
+    # with them, an AWD-ViT runs the forward of its training and evaluation (Kind.forward on the store's fields)
     awd = apply_awd(tiny_vit())
     for kind, kwargs, store_mask, store_dropped in (("awd-dip", dip, mask, dropped), ("awd", win, windows, None)):
-        logits, _, _ = forward_kind(awd, kind, images, store_mask, store_dropped)
+        logits, _, _ = kind_by_name(kind).forward(awd, images, store_mask, store_dropped)
         torch.testing.assert_close(awd(images, **kwargs), logits, rtol=0, atol=0)
     with pytest.raises(ValueError, match="kind"):
         awd_forward_kwargs(base, images, 0.1, 0.3, "winft-paper")

@@ -21,7 +21,7 @@ def demo():
     """The shipped demo ViT (8×8 grid, 4 layers, 4 heads) and 8 validation images with masks."""
     from patchfield.data import build_dataset
     from patchfield.demo import demo_models_dir
-    from patchfield.training import load_run
+    from patchfield.loading import load_run
     from patchfield.training.sources import model_normalisation
 
     vit, _ = load_run(demo_models_dir() / "vit")

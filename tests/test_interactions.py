@@ -14,9 +14,7 @@ import patchfield.models as pm
 from patchfield.data import SyntheticShapes
 from patchfield.encoding import decode_field, encode_field
 from patchfield.interactions import count_interactions, expected_interactions
-from patchfield.training import forward_kind
-
-KINDS = ("vit", "awd", "awd-dip", "winft-paper", "winft-restrict")
+from patchfield.models import KIND_NAMES, kind_by_name
 
 
 def test_count_interactions_hand_worked_and_errors():
@@ -47,7 +45,7 @@ def test_compact_counts_agree_with_the_mask_count():
     assert count_interactions(pf.Windows.full((4, 4), (2,)).mask()).tolist() == [n * n] * 2
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KIND_NAMES)
 def test_every_model_kind_counts_what_it_attends_with(kind):
     model = tiny_vit(depth=3)
     if kind.startswith("awd"):
@@ -59,7 +57,7 @@ def test_every_model_kind_counts_what_it_attends_with(kind):
     mask = field.mask() if kind == "awd-dip" else windows.mask()
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        logits, _, counts = forward_kind(model, kind, x, mask, dropped)
+        logits, _, counts = kind_by_name(kind).forward(model, x, mask, dropped)
     assert counts.shape == (3,) and logits.shape == (3, 5)
     if kind == "vit":
         assert counts.tolist() == [256.0] * 3
@@ -98,11 +96,11 @@ def test_analysis_and_store_count_the_same(tmp_path):
     )
     assert store.expected_interactions(dip=False) > store.expected_interactions()
     # run.json of an AWD run records the windows' O (what it trained on); awd-dip and WinfT Σ|S_p|
-    from patchfield.training.loop import _run_info
+    from patchfield.training.loop import Prepared, _run_info
 
-    prep = {"store": store, "num_classes": 4, "image_size": 32, "grid": store.grid}
+    prep = Prepared(model=None, dataset=None, store=store, num_classes=4, image_size=32, grid=store.grid)
     for kind, dip in (("awd", False), ("awd-dip", True), ("winft-paper", True)):
-        cfg = SimpleNamespace(groundtruth=str(tmp_path / "gt"), model="m", kind=kind, winft_mode=None,
+        cfg = SimpleNamespace(groundtruth=str(tmp_path / "gt"), model="m", kind=kind_by_name(kind),
                               model_kwargs={}, data="synthetic", data_kwargs={}, to_dict=dict)
         info = _run_info(cfg, prep, 1)
         assert info["groundtruth"]["expected_interactions"] == store.expected_interactions(dip=dip)

@@ -123,7 +123,7 @@ def test_registry_builds_the_formula_source():
 
 
 def test_pretrained_vit_is_the_studys_tiny_vit():
-    from patchfield.study.reproduce import StudyConfig
+    from patchfield.study.config import StudyConfig
 
     study, pre = StudyConfig(), PretrainConfig()  # the study takes its architecture from the pretrained runs
     assert TINY_VIT == {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 
@@ -220,7 +221,8 @@ def test_report_only_refuses_an_older_study(tmp_path, capsys):
 
 
 def test_status_reads_the_study_folder(study, tmp_path, capsys):
-    from patchfield.study.reproduce import QUICK, config_with, study_status
+    from patchfield.study.config import QUICK, config_with
+    from patchfield.study.reproduce import study_status
 
     results = json.loads((study / "runs" / "results.json").read_text())
     st = study_status(config_with(QUICK, out=str(study / "runs")))
@@ -238,29 +240,30 @@ def test_status_reads_the_study_folder(study, tmp_path, capsys):
 
 
 def test_default_study_runs_the_protocol():
-    from patchfield.study.reproduce import StudyConfig, _all_seeds, study_rows
+    from patchfield.study.config import StudyConfig, all_seeds, study_rows
 
     cfg = StudyConfig()
-    assert _all_seeds(cfg, "synthetic") == [0, 1, 2, 3, 4] and _all_seeds(cfg, "fashion-mnist") == [0, 1, 2]
-    count = {d: sum(len(study_rows(cfg, d, s)) for s in _all_seeds(cfg, d)) for d in cfg.datasets}
+    assert all_seeds(cfg, "synthetic") == [0, 1, 2, 3, 4] and all_seeds(cfg, "fashion-mnist") == [0, 1, 2]
+    count = {d: sum(len(study_rows(cfg, d, s)) for s in all_seeds(cfg, d)) for d in cfg.datasets}
     assert count == {"synthetic": 57, "fashion-mnist": 24}
     fm = [(r.key, r.start) for s in (0, 1, 2) for r in study_rows(cfg, "fashion-mnist", s)]
     for key in ("vit", "awd-0.1", "awd-dip-0.2", "winft-paper", "winft-restrict", "vit-p8", "winft-paper-p8",
                 "winft-restrict-p8"):
         assert fm.count((key, "pretrained")) == 3
     assert not [k for k, start in fm if start == "scratch"]  # the real sets' from-scratch arm: not in the budget
-    syn = [(r.key, r.start) for s in _all_seeds(cfg, "synthetic") for r in study_rows(cfg, "synthetic", s)]
+    syn = [(r.key, r.start) for s in all_seeds(cfg, "synthetic") for r in study_rows(cfg, "synthetic", s)]
     assert sorted({k for k, start in syn if start == "scratch"}) == ["awd-0.1", "vit", "winft-paper"]
     assert syn.count(("vit", "pretrained")) == 5 and syn.count(("awd-0.5", "pretrained")) == 3
 
 
 def test_budget_times_a_step_of_every_kind_it_trains(study):
     """AWD and WinfT steps cost more than a ViT step: the estimate times each (kind, patch) the study trains."""
-    from patchfield.study.reproduce import QUICK, _all_seeds, _step_key, study_rows
+    from patchfield.study.budget import step_key
+    from patchfield.study.config import QUICK, all_seeds, study_rows
 
     results = json.loads((study / "runs" / "results.json").read_text())
     budget = results["budget"]
-    trained = {_step_key(r.kind, r.patch) for s in _all_seeds(QUICK, "synthetic")
+    trained = {step_key(r.kind, r.patch) for s in all_seeds(QUICK, "synthetic")
                for r in study_rows(QUICK, "synthetic", s)}
     assert set(budget["step_seconds"]) == set(budget["step_seconds_wall"]) == trained
     assert {"vit/p4", "awd/p4", "awd-dip/p4", "winft-paper/p4", "winft-restrict/p8"} <= trained
@@ -301,3 +304,16 @@ def test_the_committed_study_is_consistent_with_its_own_rows():
         line = next(line for line in summary.splitlines()
                     if f"{v['claim']} | {v['dataset']} | {v['start']} |" in line)
         assert line.rstrip().endswith(f"**{v['verdict']}** |")
+
+
+def test_the_budget_is_said_through_logging(caplog):
+    from patchfield.study.budget import log_budget
+
+    budget = {"runs": 2, "steps": 1000, "step_seconds": {"vit/p4": 0.25}, "step_seconds_wall": {"vit/p4": 0.5},
+              "hours": 6.0, "hours_at_current_load": 7.0}
+    with caplog.at_level(logging.INFO, logger="patchfield"):
+        log_budget(budget, 3)
+    assert caplog.messages[0] == (
+        "[reproduce] 2 runs, 1,000 steps; a step takes 0.250 s CPU (0.500 s wall) for vit/p4 on one thread: about "
+        "6.0 h on 2 idle core(s), 7.0 h at the current load (evaluation and stores +30%); finished runs are skipped")
+    assert caplog.records[1].levelno == logging.WARNING and "more than the study's 5 hours" in caplog.messages[1]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from conftest import single_thread
 from safetensors.torch import load_file
 
+from patchfield.models.kinds import VIT
 from patchfield.training import (
     TrainConfig,
     accumulate_gradients,
@@ -133,8 +134,8 @@ def test_gradient_accumulation_equals_one_large_batch():
     F.cross_entropy(model(x), y).backward()
     for a, p in zip(one, model.parameters()):
         assert torch.allclose(a, p.grad, rtol=0, atol=1e-13)
-    assert s1[4] == s4[4] == 8 and s1[2].item() == pytest.approx(s4[2].item(), abs=1e-12)  # count, summed loss
-    assert s1[5] == 8 * 16  # E_O of a ViT: N^2 per image
+    assert s1.images == s4.images == 8 and s1.loss == pytest.approx(s4.loss, abs=1e-12)  # count, summed loss
+    assert s1.interactions == 8 * 16  # E_O of a ViT: N^2 per image
 
 
 def test_accumulated_run_equals_large_batch_run(tmp_path, one_thread):
@@ -391,7 +392,7 @@ def test_paper_defaults_and_recipes(monkeypatch):
 
     d = cfg()
     assert (d.lr, d.momentum, d.warmup_steps, d.epochs, d.steps, d.accum_steps) == (0.01, 0.9, 500, 15.0, None, 1)
-    assert (d.lambda_ce, d.lambda_bce, d.kind, d.min_lr, d.optimizer) == (1.0, 1.0, "vit", 0.0, "sgd")
+    assert (d.lambda_ce, d.lambda_bce, d.kind, d.min_lr, d.optimizer) == (1.0, 1.0, VIT, 0.0, "sgd")
     assert cfg("--optimizer", "adamw").optimizer == "adamw"
     assert cfg("--recipe", "cub", "--optimizer", "adamw").optimizer == "adamw"
     assert TrainConfig(model="m").to_dict() == {**d.to_dict(), "model": "m", "out": "run"}

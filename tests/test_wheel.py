@@ -74,7 +74,7 @@ def test_installed_wheel_runs(dist: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(target)}
     # one interpreter: where patchfield came from, its version, its assets, and a quickstart on the demo model
     probe = ("import torch, patchfield as pf; from patchfield.demo import demo_models_dir as d; "
-             "from patchfield.training import load_run; print(pf.__file__); print(pf.__version__); "
+             "from patchfield.loading import load_run; print(pf.__file__); print(pf.__version__); "
              "print(sorted(p.name for p in d().rglob('*') if p.is_file())); vit, _ = load_run(d() / 'vit'); "
              "x = torch.zeros(2, 3, 32, 32); res = pf.analyze(vit, x, 0.1, 0.2); "
              "print(tuple(res.U.shape), 'data:image/png;base64,' in res._repr_html_(), "

@@ -23,7 +23,7 @@ from .field import ResponsiveField, responsive_field
 from .grid import Grid
 from .interactions import count_interactions
 from .loading import load_model, load_state_dict
-from .models import apply_awd, apply_winft, remove_patch, window_bce_loss
+from .models import KINDS, Kind, apply_awd, apply_winft, kind_by_name, remove_patch, window_bce_loss
 from .stats import HeadStats, head_statistics
 from .uncertainty import UncertaintyAccumulator, interaction_uncertainty
 from .windows import Windows, adaptive_windows
@@ -35,6 +35,8 @@ __all__ = [
     "FieldCode",
     "Grid",
     "HeadStats",
+    "KINDS",
+    "Kind",
     "ResponsiveField",
     "UncertaintyAccumulator",
     "UncertaintyCapture",
@@ -58,6 +60,7 @@ __all__ = [
     "head_statistics",
     "indiscriminative_patches",
     "interaction_uncertainty",
+    "kind_by_name",
     "load_model",
     "load_state_dict",
     "measure_claims",

@@ -17,6 +17,7 @@ from .field import ResponsiveField, responsive_field
 from .grid import Grid
 from .interactions import expected_interactions
 from .introspect import is_classifier
+from .models.kinds import AWD_DIP, KINDS, Kind, as_kind
 from .windows import Windows, adaptive_windows
 
 __all__ = ["Analysis", "analyze", "analyze_map", "awd_forward_kwargs"]
@@ -161,7 +162,7 @@ def analyze(
 
 
 def awd_forward_kwargs(
-    baseline: nn.Module, images: torch.Tensor, alpha: float, beta: float = 0.0, kind: str = "awd-dip", *,
+    baseline: nn.Module, images: torch.Tensor, alpha: float, beta: float = 0.0, kind: Kind | str = AWD_DIP, *,
     amp: bool = False,
 ) -> dict[str, torch.Tensor | None]:
     """The forward arguments an AWD-ViT of ``kind`` gets for ``images``, computed from its baseline ViT.
@@ -169,15 +170,17 @@ def awd_forward_kwargs(
     An AWD-ViT attends within fields it never computes itself: those of the ViT it was trained
     from, at the ``alpha``/``beta`` of its ground-truth store (docs/spec.md §6, §7). For images outside that
     store (a user's photos) they are computed here the way the store holds them: ``awd`` attends
-    within the windows alone (``dropped`` ``None``), ``awd-dip`` within the responsive fields ``S_p``
-    with ``D`` dropped. Pass the result as ``forward_kwargs`` to :func:`analyze` or
+    within the windows alone (``dropped`` ``None``), ``awd-dip`` (whose
+    :attr:`~patchfield.models.Kind.dip_fields` and :attr:`~patchfield.models.Kind.drops_patches` are set) within
+    the responsive fields ``S_p`` with ``D`` dropped. Pass the result as ``forward_kwargs`` to :func:`analyze` or
     :func:`patchfield.capture_attention`, or as ``model(images, **kwargs)``.
 
     Args:
         baseline: the ViT whose windows the AWD-ViT was trained with (a plain ViT, in eval mode).
         images: ``[B, C, H, W]`` normalised images, on the baseline's device.
         alpha, beta: the rates of the AWD-ViT's ground truth.
-        kind: ``awd`` or ``awd-dip`` (the ``kind`` of its ``run.json``).
+        kind: an AWD kind (:attr:`~patchfield.models.Kind.attends_fields`), or its name: the ``kind`` of its
+            ``run.json``, ``awd`` or ``awd-dip``.
         amp: bf16 autocast for the baseline's forward (see :func:`analyze`).
 
     Returns:
@@ -186,9 +189,10 @@ def awd_forward_kwargs(
     Raises:
         ValueError: another ``kind``, or rates out of range.
     """
-    if kind not in ("awd", "awd-dip"):
-        raise ValueError(f"kind must be 'awd' or 'awd-dip', got {kind!r}")
+    kind = as_kind(kind)
+    if not kind.attends_fields:
+        awd = " or ".join(repr(k.name) for k in KINDS if k.attends_fields)
+        raise ValueError(f"kind must be {awd}, got {kind.name!r}")
     a = analyze(baseline, images, alpha, beta, amp=amp)
-    if kind == "awd":
-        return {"field_mask": a.windows.mask(), "dropped": None}
-    return {"field_mask": a.field.mask(), "dropped": a.dropped}
+    return {"field_mask": (a.field if kind.dip_fields else a.windows).mask(),
+            "dropped": a.dropped if kind.drops_patches else None}

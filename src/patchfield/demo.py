@@ -60,6 +60,7 @@ def train_demo_models(folder: str | Path, progress: bool = True) -> dict[str, An
     from .data import build_dataset
     from .groundtruth import build_groundtruth
     from .loading import load_run
+    from .models.kinds import VIT, WINFT_PAPER, Kind
     from .training import TrainConfig, train
     from .training.sources import model_normalisation
 
@@ -67,19 +68,19 @@ def train_demo_models(folder: str | Path, progress: bool = True) -> dict[str, An
     work = folder.parent / f".{folder.name}.work"  # a killed run resumes from here
     t0 = time.perf_counter()
 
-    def fit(kind: str, **extra: Any) -> None:
-        out = work / kind.split("-")[0]
+    def fit(name: str, kind: Kind, **extra: Any) -> None:
+        out = work / name
         if not (out / "run.json").is_file():
             train(TrainConfig(model=_TIMM_NAME, kind=kind, out=str(out), model_kwargs=DEMO_MODEL_KWARGS,
                               progress=progress, resume=(out / "checkpoint.pt").is_file(),
                               **DEMO_TRAIN, **extra))
 
-    fit("vit")
+    fit("vit", VIT)
     vit, _ = load_run(work / "vit")
     ds = build_dataset("synthetic", "train", 32, **DEMO_TRAIN["data_kwargs"], **model_normalisation(vit))
     build_groundtruth(vit, ds, work / "groundtruth", alpha=DEMO_ALPHA, beta=DEMO_BETA, batch_size=256,
                       progress=progress)  # resumes an unfinished store
-    fit("winft-paper", groundtruth=str(work / "groundtruth"))
+    fit("winft", WINFT_PAPER, groundtruth=str(work / "groundtruth"))
     metrics = {"train_seconds": round(time.perf_counter() - t0, 1), "val_images": _VAL_IMAGES}
     for name in ("vit", "winft"):
         r = _evaluate(work / name)

@@ -24,7 +24,8 @@ from torch import nn
 from .errors import UnsupportedModelError
 from .families import TORCHVISION_VITS
 from .introspect import EMBEDDING_HEAD_ATTR, model_family, model_grid
-from .models import apply_awd, apply_winft, patched_kind  # importing patchfield.models registers awd_/winft_ names
+from .models import patched_kind  # importing patchfield.models registers awd_/winft_ names
+from .models.kinds import KINDS, Kind, as_kind
 from .runs import MODEL_FILE, is_run_directory, read_run_info
 
 __all__ = [
@@ -501,24 +502,25 @@ def _load_weights(model: nn.Module, weights: str | Path) -> None:
 
 def build_model(
     name: str,
-    kind: str,
+    kind: Kind | str,
     *,
     num_classes: int | None = None,
     image_size: int | None = None,
     weights: str | Path | None = None,
     model_kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """A timm ViT for ``kind`` (``vit``, ``awd``, ``awd-dip``, ``winft-paper``, ``winft-restrict``).
+    """A timm ViT for ``kind`` (a :class:`~patchfield.models.Kind` or its name: ``vit``, ``awd``, ...).
 
     Args:
         name: timm architecture name.
-        kind: the training kind; AWD kinds get :func:`patchfield.models.apply_awd`, WinfT kinds
-            :func:`patchfield.models.apply_winft` in the kind's mode.
+        kind: the training kind; its :meth:`~patchfield.models.Kind.apply` patches the model (AWD kinds
+            :func:`patchfield.models.apply_awd`, WinfT kinds :func:`patchfield.models.apply_winft` in their mode).
         num_classes: classifier size.
         image_size: input size (position embeddings of ``weights`` are resampled to it).
         weights: optional local starting weights.
         model_kwargs: extra ``timm.create_model`` arguments (``patch_size``, ``embed_dim``, ...).
     """
+    kind = as_kind(kind)
     kwargs = dict(model_kwargs or {})
     if num_classes is not None:
         kwargs["num_classes"] = int(num_classes)
@@ -527,18 +529,12 @@ def build_model(
     model = create_timm_model(name, **kwargs)
     model_grid(model)  # raises for a model that is not a timm ViT
     made = patched_kind(model)
-    if made is not None and not kind.startswith(made):
-        wanted = "awd or awd-dip" if made == "awd" else "winft-paper or winft-restrict"
-        raise ValueError(f"{name} builds a {made} model but --kind is {kind!r}: pass --kind {wanted}")
+    if made is not None and made != kind.patch:
+        wanted = " or ".join(k.name for k in KINDS if k.patch == made)
+        raise ValueError(f"{name} builds a {made} model but --kind is {kind.name!r}: pass --kind {wanted}")
     if weights is not None:
         _load_weights(model, weights)
-    if kind in ("awd", "awd-dip"):
-        model = apply_awd(model)
-    elif kind.startswith("winft"):
-        model = apply_winft(model, mode=kind.split("-", 1)[1])
-    elif kind != "vit":
-        raise ValueError(f"unknown kind {kind!r}")
-    return model
+    return kind.apply(model)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:

@@ -164,6 +164,7 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
     """
     from ..analysis import awd_forward_kwargs
     from ..introspect import model_grid, required_forward_kwargs
+    from ..models.kinds import AWD_DIP, kind_by_name
     from ..runs import is_run_directory, read_run_info
     from ..utils.fingerprint import weights_hash
 
@@ -184,7 +185,7 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
     if alpha is None or beta is None:
         raise ValueError(f"the ground-truth store of {args.model} cannot be read: give the α and β it was built with, "
                          "--fields-alpha A --fields-beta B")
-    kind = read_run_info(args.model)["kind"] if is_run_directory(args.model) else "awd-dip"
+    kind = kind_by_name(read_run_info(args.model)["kind"]) if is_run_directory(args.model) else AWD_DIP
     spec = argparse.Namespace(model=args.baseline, weights=args.baseline_weights, image_size=args.image_size,
                               num_classes=None, random_weights=False)
     baseline = model_from_args(spec).to(device)

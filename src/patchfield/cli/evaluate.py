@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from ..training.config import KINDS
+from ..models.kinds import KIND_NAMES, kind_by_name
 from ..utils.io import write_json_atomic
 from ._common import json_dict
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", nargs="?", type=Path, help="a finished `patchfield train` folder")
     p.add_argument("--model", help="timm architecture name (instead of a run folder)")
     p.add_argument("--weights", help="local weights of --model")
-    p.add_argument("--kind", choices=KINDS, help="model kind (default: the run's, or vit)")
+    p.add_argument("--kind", choices=KIND_NAMES, help="model kind (default: the run's, or vit)")
     p.add_argument("--model-kwargs", type=json_dict, default={}, help="JSON object for timm.create_model")
     p.add_argument("--data", default="synthetic", help="data set (default: %(default)s)")
     p.add_argument("--data-root", help="folder of a folder data set")
@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     result = evaluate_run(
-        run_dir=args.run_dir, model_name=args.model, weights=args.weights, kind=args.kind,
+        run_dir=args.run_dir, model_name=args.model, weights=args.weights,
+        kind=kind_by_name(args.kind) if args.kind else None,
         model_kwargs=args.model_kwargs, data=args.data, split=args.split, data_root=args.data_root,
         data_kwargs=args.data_kwargs, image_size=args.image_size, groundtruth=args.groundtruth,
         batch_size=args.batch_size, workers=args.workers, device=args.device, progress=not args.no_progress,

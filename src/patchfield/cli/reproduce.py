@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..study.reproduce import StudyConfig
+    from ..study.config import StudyConfig
 
     d = StudyConfig()
     p = sub.add_parser("reproduce", help="run (or resume) the small-scale reproduction study and write its report",
@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..study.reproduce import QUICK, StudyConfig, config_with, run_study
+    from ..study.config import QUICK, StudyConfig, config_with
+    from ..study.reproduce import run_study
 
     cfg = config_with(
         QUICK if args.quick else StudyConfig(), out=args.out, doc=args.doc, pretrained_root=args.pretrained,

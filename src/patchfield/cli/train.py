@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from ..training.config import KINDS, OPTIMIZERS, RECIPES, TrainConfig, recipe_accumulation
+from ..models.kinds import KIND_NAMES, kind_by_name
+from ..training.config import OPTIMIZERS, RECIPES, TrainConfig, recipe_accumulation
 from ._common import json_dict
 
 #: Options a --recipe sets unless they are given.
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="timm architecture name, e.g. vit_base_patch16_224")
     p.add_argument("--weights", help="local starting weights (.safetensors/.pth/.bin, timm or Hugging Face layout)")
-    p.add_argument("--kind", choices=KINDS, default=d.kind, help="model kind (default: %(default)s)")
+    p.add_argument("--kind", choices=KIND_NAMES, default=d.kind.name, help="model kind (default: %(default)s)")
     p.add_argument("--model-kwargs", type=json_dict, default={},
                    help="JSON object passed to timm.create_model, e.g. '{\"patch_size\": 4, \"depth\": 4}'")
     p.add_argument("--data", default=d.data, help="data set: synthetic, imagefolder, cub, ... (default: %(default)s)")
@@ -82,7 +83,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         chosen["accum_steps"] = recipe_accumulation(global_batch, chosen["batch_size"], world)
     return TrainConfig(
-        model=args.model, kind=args.kind, out=str(args.out), data=args.data, data_root=args.data_root,
+        model=args.model, kind=kind_by_name(args.kind), out=str(args.out), data=args.data, data_root=args.data_root,
         data_kwargs=args.data_kwargs, split=args.split, weights=args.weights, model_kwargs=args.model_kwargs,
         groundtruth=args.groundtruth, min_lr=args.min_lr,
         weight_decay=args.weight_decay, lambda_ce=args.lambda_ce, lambda_bce=args.lambda_bce,

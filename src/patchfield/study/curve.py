@@ -44,10 +44,10 @@ def curve_evaluator(tc: Any, val_kwargs: dict[str, Any], val_store: str | Path |
         model = build_model(tc.model, tc.kind, model_kwargs=tc.model_kwargs)
     dataset = open_dataset(tc.data, "val", model_image_size(model), tc.data_root, model_normalisation(model),
                            **val_kwargs)
-    if tc.kind in ("awd", "awd-dip"):
+    if tc.kind.attends_fields:
         if val_store is None:
-            raise ValueError(f"a {tc.kind!r} run needs the fields of its validation images (a val store)")
-        dataset, _ = attach_fields(dataset, val_store, model_grid(model), dip=tc.kind == "awd-dip")
+            raise ValueError(f"a {tc.kind.name!r} run needs the fields of its validation images (a val store)")
+        dataset, _ = attach_fields(dataset, val_store, model_grid(model), dip=tc.kind.dip_fields)
     if count is not None and int(count) < len(dataset):
         dataset = Subset(dataset, range(int(count)))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_skip)

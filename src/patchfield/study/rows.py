@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.kinds import AWD, AWD_DIP, VIT, WINFT_PAPER, WINFT_RESTRICT, Kind
+
 __all__ = ["HEADLINE", "NOT_RUN_NOTE", "Row", "gpu_hours", "not_run_rows", "rows_for"]
 
 #: Rows run with the extra headline seeds and, from random weights, in the from-scratch arm.
@@ -25,7 +27,7 @@ class Row:
     table: str
     key: str
     label: str
-    kind: str
+    kind: Kind
     patch: int
     alpha: float | None = None
     beta: float = 0.0
@@ -35,7 +37,7 @@ class Row:
     start: str = "pretrained"
 
 
-# The paper's rows (SPEC §11) beside ours: ViT-B/16 ↔ our small patch, B/32 ↔ the larger one.
+# The paper's rows (docs/spec.md §11) beside ours: ViT-B/16 ↔ our small patch, B/32 ↔ the larger one.
 _T1 = {0.5: (81.62, 38334), 0.2: (81.25, 10283), 0.1: (81.90, 8866), 0.05: (80.60, 6801), 0.025: (78.28, 4971)}
 _T2 = {0.1: (82.09, 7982), 0.2: (82.40, 7080), 0.5: (80.62, 4420)}
 
@@ -44,10 +46,10 @@ def rows_for(patch_sizes: tuple[int, ...], alphas: tuple[float, ...], betas: tup
              winft_alpha: float, winft_beta: float, keep: tuple[str, ...] | None = None) -> list[Row]:
     """The pretrained-start rows of one data set (``keep``: only these keys; ``None``: all)."""
     small, big = min(patch_sizes), max(patch_sizes)
-    rows = [Row("1", "vit", f"ViT /{small}", "vit", small, paper=(81.20, 38416))]
-    rows += [Row("1", f"awd-{a:g}", f"AWD-ViT α={a:g}", "awd", small, a, 0.0, _T1.get(a)) for a in alphas]
+    rows = [Row("1", "vit", f"ViT /{small}", VIT, small, paper=(81.20, 38416))]
+    rows += [Row("1", f"awd-{a:g}", f"AWD-ViT α={a:g}", AWD, small, a, 0.0, _T1.get(a)) for a in alphas]
     rows += [
-        Row("2", f"awd-dip-{b:g}", f"AWD-ViT α={dip_alpha:g} + DIP β={b:g}", "awd-dip", small, dip_alpha, b,
+        Row("2", f"awd-dip-{b:g}", f"AWD-ViT α={dip_alpha:g} + DIP β={b:g}", AWD_DIP, small, dip_alpha, b,
             _T2.get(b))
         for b in betas
     ]
@@ -56,12 +58,12 @@ def rows_for(patch_sizes: tuple[int, ...], alphas: tuple[float, ...], betas: tup
     for p in sorted(set(patch_sizes)):
         full = 38416 if p == small else 2401
         if p != small:
-            rows.append(Row("3", f"vit-p{p}", f"ViT /{p}", "vit", p, paper=paper3[(p, "vit")], paper_full=full,
+            rows.append(Row("3", f"vit-p{p}", f"ViT /{p}", VIT, p, paper=paper3[(p, "vit")], paper_full=full,
                             base=f"vit-p{p}"))
-        for mode in ("paper", "restrict"):
-            key = f"winft-{mode}" if p == small else f"winft-{mode}-p{p}"
-            rows.append(Row("3", key, f"WinfT /{p} ({mode} mode)", f"winft-{mode}", p, winft_alpha, winft_beta,
-                            paper3[(p, "winft")] if mode == "paper" else None, full,
+        for kind in (WINFT_PAPER, WINFT_RESTRICT):
+            key = kind.name if p == small else f"{kind.name}-p{p}"
+            rows.append(Row("3", key, f"WinfT /{p} ({kind.winft_mode} mode)", kind, p, winft_alpha, winft_beta,
+                            paper3[(p, "winft")] if kind is WINFT_PAPER else None, full,
                             "vit" if p == small else f"vit-p{p}"))
     if keep is not None:
         rows = [r for r in rows if r.key in keep]
@@ -82,7 +84,7 @@ def gpu_hours(images: float, tokens: int, params: float = 86e6, flops: float = 3
     return images * factor * params * tokens / (flops * utilisation) / 3600.0
 
 
-def _imagenet(table: str, row: str, label: str, paper: tuple[float, float], patch: int, kind: str,
+def _imagenet(table: str, row: str, label: str, paper: tuple[float, float], patch: int, kind: Kind,
               alpha: float | None, beta: float) -> dict[str, Any]:
     model = f"vit_base_patch{patch}_224"
     tokens = (224 // patch) ** 2 + 1
@@ -93,21 +95,21 @@ def _imagenet(table: str, row: str, label: str, paper: tuple[float, float], patc
           "--data-root data/imagenet/train --recipe imagenet --batch-size 64 --out {o}{gt}")
     cmds = []
     hours = gpu_hours(train, tokens)  # the fine-tune of this row
-    if kind == "vit":
-        cmds.append(tr.format(m=model, w=weights, k="vit", o=base, gt=""))
+    if not kind.uses_groundtruth:
+        cmds.append(tr.format(m=model, w=weights, k=kind.name, o=base, gt=""))
     else:
         store = f"runs/imagenet/gt-b{patch}-a{alpha:g}-b{beta:g}"
         hours += 2 * gpu_hours(1_331_167, tokens, factor=2.0)  # the stores: a forward with attention capture
         cmds.append(f"torchrun --nproc_per_node 8 -m patchfield groundtruth --model {base} --data imagefolder "
                     f"--data-root data/imagenet/train --alpha {alpha:g} --beta {beta:g} --out {store}-train")
-        if kind.startswith("awd"):
+        if kind.attends_fields:  # evaluating it needs the fields of the val images too
             cmds.append(f"torchrun --nproc_per_node 8 -m patchfield groundtruth --model {base} --data imagefolder "
                         f"--data-root data/imagenet/val --split val --alpha {alpha:g} --beta {beta:g} "
                         f"--out {store}-val")
-        cmds.append(tr.format(m=model, w=weights, k=kind, o=f"runs/imagenet/{row}-b{patch}",
+        cmds.append(tr.format(m=model, w=weights, k=kind.name, o=f"runs/imagenet/{row}-b{patch}",
                               gt=f" --groundtruth {store}-train"))
-    val_gt = f" --groundtruth runs/imagenet/gt-b{patch}-a{alpha:g}-b{beta:g}-val" if kind.startswith("awd") else ""
-    out = base if kind == "vit" else f"runs/imagenet/{row}-b{patch}"
+    val_gt = f" --groundtruth runs/imagenet/gt-b{patch}-a{alpha:g}-b{beta:g}-val" if kind.attends_fields else ""
+    out = f"runs/imagenet/{row}-b{patch}" if kind.uses_groundtruth else base
     cmds.append(f"torchrun --nproc_per_node 8 -m patchfield evaluate {out} --data imagefolder "
                 f"--data-root data/imagenet/val --split val{val_gt}")
     return {"dataset": "imagenet-1k", "table": table, "row": row, "label": label, "patch": patch,
@@ -117,14 +119,14 @@ def _imagenet(table: str, row: str, label: str, paper: tuple[float, float], patc
 def not_run_rows(alphas: tuple[float, ...], betas: tuple[float, ...], dip_alpha: float, winft_alpha: float,
                  winft_beta: float) -> list[dict[str, Any]]:
     """The paper's rows at ViT-B scale that this study cannot run: ImageNet-1k (Tables 1-3) and CUB (Table 4)."""
-    rows = [_imagenet("1", "vit", "ViT-B/16", (81.20, 38416), 16, "vit", None, 0.0)]
-    rows += [_imagenet("1", f"awd-{a:g}", f"AWD-ViT-B/16 α={a:g}", _T1[a], 16, "awd", a, 0.0) for a in alphas
+    rows = [_imagenet("1", "vit", "ViT-B/16", (81.20, 38416), 16, VIT, None, 0.0)]
+    rows += [_imagenet("1", f"awd-{a:g}", f"AWD-ViT-B/16 α={a:g}", _T1[a], 16, AWD, a, 0.0) for a in alphas
              if a in _T1]
-    rows += [_imagenet("2", f"awd-dip-{b:g}", f"AWD-ViT-B/16 α={dip_alpha:g} + DIP β={b:g}", _T2[b], 16, "awd-dip",
+    rows += [_imagenet("2", f"awd-dip-{b:g}", f"AWD-ViT-B/16 α={dip_alpha:g} + DIP β={b:g}", _T2[b], 16, AWD_DIP,
                        dip_alpha, b) for b in betas if b in _T2]
-    rows += [_imagenet("3", "vit-p32", "ViT-B/32", (74.46, 2401), 32, "vit", None, 0.0),
-             _imagenet("3", "winft-paper", "WinfT-B/16", (83.11, 16938), 16, "winft-paper", winft_alpha, winft_beta),
-             _imagenet("3", "winft-paper-p32", "WinfT-B/32", (78.74, 906), 32, "winft-paper", winft_alpha,
+    rows += [_imagenet("3", "vit-p32", "ViT-B/32", (74.46, 2401), 32, VIT, None, 0.0),
+             _imagenet("3", "winft-paper", "WinfT-B/16", (83.11, 16938), 16, WINFT_PAPER, winft_alpha, winft_beta),
+             _imagenet("3", "winft-paper-p32", "WinfT-B/32", (78.74, 906), 32, WINFT_PAPER, winft_alpha,
                        winft_beta)]
     cub_tokens = (448 // 16) ** 2 + 1
     cub_train = 20_000 * 16
@@ -136,11 +138,11 @@ def not_run_rows(alphas: tuple[float, ...], betas: tuple[float, ...], dip_alpha:
           f"--image-size 448 --alpha {winft_alpha:g} --beta {winft_beta:g} --out runs/cub/gt-train")
     rows.append({"dataset": "cub-200-2011", "table": "4", "row": "vit", "label": "ViT-B/16 (448)", "patch": 16,
                  "paper_top1": 90.30, "paper_eo": 614656,
-                 "commands": [tr.format(k="vit", o="runs/cub/vit-b16", gt=""), ev.format(o="runs/cub/vit-b16")],
+                 "commands": [tr.format(k=VIT.name, o="runs/cub/vit-b16", gt=""), ev.format(o="runs/cub/vit-b16")],
                  "gpu_hours": round(gpu_hours(cub_train, cub_tokens), 1)})
     rows.append({"dataset": "cub-200-2011", "table": "4", "row": "winft-paper", "label": "WinfT-B/16 (448)",
                  "patch": 16, "paper_top1": 90.58, "paper_eo": 207532,
-                 "commands": [gt, tr.format(k="winft-paper", o="runs/cub/winft-b16",
+                 "commands": [gt, tr.format(k=WINFT_PAPER.name, o="runs/cub/winft-b16",
                                             gt=" --groundtruth runs/cub/gt-train"), ev.format(o="runs/cub/winft-b16")],
                  "gpu_hours": round(gpu_hours(cub_train, cub_tokens) + gpu_hours(5994, cub_tokens, factor=2.0), 1)})
     return rows

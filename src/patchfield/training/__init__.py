@@ -11,7 +11,8 @@ processes; nccl on GPUs, gloo on CPUs)::
         --groundtruth gt/train --data imagefolder --data-root /data/imagenet --out runs/awd_dip
     patchfield evaluate runs/awd_dip --data imagefolder --data-root /data/imagenet --groundtruth gt/val
 
-Kinds: ``vit``; ``awd`` (attention inside each image's window, docs/spec.md §7); ``awd-dip`` (inside
+Kinds (:data:`patchfield.models.KINDS`): ``vit``; ``awd`` (attention inside each image's window, docs/spec.md
+§7); ``awd-dip`` (inside
 ``S_p``, and the patches in ``D`` zeroed at every block, §4, §5); ``winft-paper`` and
 ``winft-restrict`` (window-free attention trained with ``L_total = λ1·L_CE + λ2·L_BCE`` against
 the store's ``w_gt``, §8; masked logits become 0 in paper mode, −∞ in restrict mode). The AWD
@@ -36,11 +37,9 @@ In Python: ``train(TrainConfig(...))``, ``evaluate(model, loader, kind)`` (top-1
 ``patchfield.loading.load_run(folder)``.
 """
 
-from ..loading import load_run  # load_run, read_run_info: only until study/reproduce.py imports them from there
-from ..runs import read_run_info
-from .build import build_model, forward_kind
+from .build import build_model
 from .checkpoint import export_run
-from .config import KINDS, TrainConfig
+from .config import TrainConfig
 from .data import EpochBatchSampler, SeededItems, make_loader
 from .evaluation import evaluate, evaluate_run
 from .loop import accumulate_gradients, build_optimizer, train
@@ -48,7 +47,6 @@ from .losses import total_loss
 from .schedule import WarmupCosine, build_scheduler, warmup_cosine_lr
 
 __all__ = [
-    "KINDS",
     "EpochBatchSampler",
     "SeededItems",
     "TrainConfig",
@@ -60,10 +58,7 @@ __all__ = [
     "evaluate",
     "evaluate_run",
     "export_run",
-    "forward_kind",
-    "load_run",
     "make_loader",
-    "read_run_info",
     "total_loss",
     "train",
     "warmup_cosine_lr",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..runs import MODEL_FILE, RUN_FILE, RUN_FORMAT, read_run_info  # noqa: F401 (read_run_info: for study/reproduce.py)
+from ..runs import MODEL_FILE, RUN_FILE, RUN_FORMAT
 from ..utils.io import atomic_write, write_json_atomic
 from .build import unwrap
 

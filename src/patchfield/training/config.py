@@ -1,4 +1,4 @@
-"""The training configuration, with the paper's recipe as defaults (SPEC §9, Appendix A.1)."""
+"""The training configuration, with the paper's recipe as defaults (docs/spec.md §9, Appendix A.1)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "OPTIMIZERS", "RECIPES", "TrainConfig", "RESUME_KEYS", "recipe_accumulation"]
+from ..models.kinds import VIT, Kind, as_kind
 
-#: Model kinds: plain ViT, AWD-ViT (fixed windows), AWD-ViT + DIP, WinfT in paper and restrict modes.
-KINDS = ("vit", "awd", "awd-dip", "winft-paper", "winft-restrict")
+__all__ = ["OPTIMIZERS", "RECIPES", "TrainConfig", "RESUME_KEYS", "recipe_accumulation"]
 
 #: Optimisers: the paper's SGD with momentum, and AdamW.
 OPTIMIZERS = ("sgd", "adamw")
 
-#: The paper's two recipes (Appendix A.1, SPEC §9) as :class:`TrainConfig` overrides, plus the
+#: The paper's two recipes (Appendix A.1, docs/spec.md §9) as :class:`TrainConfig` overrides, plus the
 #: global batch (``batch_size × accum_steps × processes``) they call for. ImageNet: batch 512 for
 #: 15 epochs. CUB-200-2011: 448×448 inputs, batch 16, lr 0.03, 20,000 steps; the paper gives no
 #: warm-up for CUB, the default 500 steps are kept.
@@ -54,13 +53,13 @@ RESUME_KEYS = (
 class TrainConfig:
     """Everything a training run depends on.
 
-    Defaults follow the paper's ImageNet recipe (SPEC §9): SGD with momentum 0.9, lr 0.01,
+    Defaults follow the paper's ImageNet recipe (docs/spec.md §9): SGD with momentum 0.9, lr 0.01,
     500 linear warm-up steps then a cosine decay, ``L_total = 1·L_CE + 1·L_BCE``. The paper's
     batch of 512 is ``batch_size × accum_steps × world size``.
 
     Attributes:
         model: timm architecture name (``vit_base_patch16_224``) or any name ``timm.create_model`` knows.
-        kind: one of :data:`KINDS`.
+        kind: the model kind, a :class:`~patchfield.models.Kind`; its name (``"awd-dip"``) is taken too.
         out: run folder (checkpoints, log, final ``model.safetensors`` + ``run.json``).
         data: data set name for :func:`patchfield.data.build_dataset` (``synthetic``, ``imagefolder``, ...).
         data_root: its folder, for folder data sets.
@@ -69,7 +68,7 @@ class TrainConfig:
         image_size: input size in pixels; ``None`` takes the model's.
         weights: optional local starting weights (timm or Hugging Face layout).
         model_kwargs: extra keyword arguments for ``timm.create_model`` (tiny configurations).
-        groundtruth: ground-truth store (SPEC §6); required by the AWD and WinfT kinds.
+        groundtruth: ground-truth store (docs/spec.md §6); required by the AWD and WinfT kinds.
         steps: optimiser steps; ``None`` derives them from ``epochs``.
         epochs: passes over the data when ``steps`` is ``None``.
         batch_size: images per micro-batch and process.
@@ -96,7 +95,7 @@ class TrainConfig:
     """
 
     model: str
-    kind: str = "vit"
+    kind: Kind = VIT
     out: str = "run"
     data: str = "synthetic"
     data_root: str | None = None
@@ -130,11 +129,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown kind {self.kind!r}: choose one of {', '.join(KINDS)}")
-        if self.kind != "vit" and not self.groundtruth:
+        self.kind = as_kind(self.kind)
+        if self.kind.uses_groundtruth and not self.groundtruth:
             raise ValueError(
-                f"kind {self.kind!r} needs --groundtruth STORE: the fields of a well-trained ViT (SPEC §7, §8); "
+                f"kind {self.kind.name!r} needs --groundtruth STORE: the fields of a well-trained ViT (docs/spec.md §7, §8); "
                 "build one with `patchfield groundtruth`"
             )
         positive = {"batch_size": self.batch_size, "accum_steps": self.accum_steps, "log_every": self.log_every}
@@ -158,18 +156,9 @@ class TrainConfig:
         if self.stop_after_steps is not None and self.stop_after_steps < 1:
             raise ValueError(f"stop_after_steps must be at least 1, got {self.stop_after_steps}")
 
-    @property
-    def uses_fields(self) -> bool:
-        """Whether the kind reads the ground-truth store (AWD masks or WinfT's ``w_gt``)."""
-        return self.kind != "vit"
-
-    @property
-    def winft_mode(self) -> str | None:
-        """``"paper"``/``"restrict"`` for the WinfT kinds, else ``None``."""
-        return self.kind.split("-", 1)[1] if self.kind.startswith("winft") else None
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as plain JSON values (the kind by its name)."""
+        return {**asdict(self), "kind": self.kind.name}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -14,9 +14,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..introspect import model_grid
+from ..models.kinds import VIT, Kind, as_kind, kind_by_name
 from ..utils.distributed import DistEnv, distributed_env
-from .build import forward_kind
-from .config import KINDS
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
 __all__ = ["evaluate", "evaluate_run"]
@@ -26,7 +25,7 @@ __all__ = ["evaluate", "evaluate_run"]
 def evaluate(
     model: nn.Module,
     loader: Any,
-    kind: str,
+    kind: Kind | str,
     *,
     device: str | torch.device | None = None,
     amp: bool | None = None,
@@ -36,23 +35,22 @@ def evaluate(
 
     ``E_O`` by kind: ``vit`` ``N²`` per image; ``awd`` the windows' ``O`` (docs/spec.md §3) and
     ``awd-dip`` ``Σ_p |S_p|`` (§5), both counted on the masks the loader hands in; WinfT the
-    ones of its predicted ``W`` (§8); see :func:`patchfield.training.forward_kind`. Under an initialised process
+    ones of its predicted ``W`` (§8); see :meth:`patchfield.models.Kind.forward`. Under an initialised process
     group the sums are all-reduced (each process passing its own shard).
 
     Args:
         model: a model of ``kind`` (see :func:`patchfield.training.build_model`).
         loader: iterable of ``(images, labels)`` or, for the AWD kinds, ``(images, labels, field_mask, dropped)``.
-        kind: one of :data:`patchfield.training.KINDS`.
+        kind: a :class:`~patchfield.models.Kind` (or its name, one of :data:`patchfield.models.KIND_NAMES`).
         device: where to run; ``None`` keeps the model's device.
         amp: bf16 autocast; ``None`` turns it on exactly on CUDA.
         progress: show a progress bar.
 
     Returns:
-        ``{"kind", "num_images", "top1", "top5", "top5_k", "eo", "eo_full", "eo_ratio", "grid"}``;
+        ``{"kind" (its name), "num_images", "top1", "top5", "top5_k", "eo", "eo_full", "eo_ratio", "grid"}``;
         ``top5_k`` is ``min(5, classes)``, ``eo_full`` is ``N²``.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
+    kind = as_kind(kind)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(dev).eval()
     grid = model_grid(model)
@@ -60,15 +58,15 @@ def evaluate(
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_amp else nullcontext
     sums = torch.zeros(4, dtype=torch.float64)  # top1, topk, n, interactions
     k = None
-    bar = tqdm(loader, unit="batch", desc=f"evaluate {kind}", file=sys.stderr, disable=not progress)
+    bar = tqdm(loader, unit="batch", desc=f"evaluate {kind.name}", file=sys.stderr, disable=not progress)
     for batch in bar:
         if batch is None:  # every image of the batch was unreadable (reported by the data set)
             continue
         images, labels, mask, dropped = split_batch(batch, dev)
-        if kind in ("awd", "awd-dip") and mask is None:
-            raise ValueError(f"evaluating kind {kind!r} needs the fields of the images: pass a ground-truth store")
+        if kind.attends_fields and mask is None:
+            raise ValueError(f"evaluating kind {kind.name!r} needs the fields of the images: pass a ground-truth store")
         with autocast():
-            logits, _, interactions = forward_kind(model, kind, images, mask, dropped)
+            logits, _, interactions = kind.forward(model, images, mask, dropped)
         if not bool(torch.isfinite(logits).all()):
             from ..errors import InputError
 
@@ -92,7 +90,7 @@ def evaluate(
     full = float(grid.n * grid.n)
     eo = sums[3].item() / count
     return {
-        "kind": kind, "num_images": int(count), "top1": sums[0].item() / count, "top5": sums[1].item() / count,
+        "kind": kind.name, "num_images": int(count), "top1": sums[0].item() / count, "top5": sums[1].item() / count,
         "top5_k": int(k), "eo": eo, "eo_full": full, "eo_ratio": eo / full, "grid": [grid.height, grid.width],
     }
 
@@ -109,7 +107,7 @@ def evaluate_run(
     run_dir: str | Path | None = None,
     model_name: str | None = None,
     weights: str | Path | None = None,
-    kind: str | None = None,
+    kind: Kind | str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     data: str = "synthetic",
     split: str = "val",
@@ -125,7 +123,8 @@ def evaluate_run(
     """Evaluate a finished run folder, or a timm model with local weights, on a data set.
 
     Either ``run_dir`` (``model.safetensors`` + ``run.json``) or ``model_name`` (with ``weights``
-    and ``kind``). The AWD kinds need ``groundtruth``: a store built on this data set and split.
+    and ``kind``, a :class:`~patchfield.models.Kind` or its name). The AWD kinds need ``groundtruth``: a
+    store built on this data set and split.
     Under ``torchrun`` every process evaluates every ``world_size``-th image and all return the
     totals over the whole data set.
     """
@@ -146,13 +145,15 @@ def _evaluate_run(env: DistEnv, *, run_dir, model_name, weights, kind, model_kwa
         run_dir, model_name = model_name, None  # --model RUN_DIR, as everywhere else
     if (run_dir is None) == (model_name is None):
         raise ValueError("give either a run folder or --model (with --weights and --kind), not both or neither")
+    kind = as_kind(kind) if kind is not None else None
     if run_dir is not None:
         model, info = load_run(run_dir)
-        kind = kind or info["kind"]
-        if kind != info["kind"]:
-            raise ValueError(f"{run_dir} holds a {info['kind']!r} model; --kind {kind!r} does not fit")
+        made = kind_by_name(info["kind"])
+        if kind is not None and kind != made:
+            raise ValueError(f"{run_dir} holds a {made.name!r} model; --kind {kind.name!r} does not fit")
+        kind = made
     else:
-        kind = kind or "vit"
+        kind = kind or VIT
         if weights is None:
             raise ValueError(f"no weights for {model_name}: pass --weights FILE (a local checkpoint) or a run folder")
         from ..loading import load_state_dict
@@ -161,9 +162,9 @@ def _evaluate_run(env: DistEnv, *, run_dir, model_name, weights, kind, model_kwa
         num_classes = sd["head.weight"].shape[0] if "head.weight" in sd else None
         model = build_model(model_name, kind, num_classes=num_classes, image_size=image_size, weights=weights,
                             model_kwargs=model_kwargs)
-        info = {"model": model_name, "kind": kind}
-    if kind in ("awd", "awd-dip") and groundtruth is None:
-        raise ValueError(f"a {kind!r} model needs --groundtruth STORE: the fields of this data set's images")
+        info = {"model": model_name, "kind": kind.name}
+    if kind.attends_fields and groundtruth is None:
+        raise ValueError(f"a {kind.name!r} model needs --groundtruth STORE: the fields of this data set's images")
     dev = env.device
     size = model_image_size(model)
     if image_size is not None and image_size != size:
@@ -173,8 +174,8 @@ def _evaluate_run(env: DistEnv, *, run_dir, model_name, weights, kind, model_kwa
     head = getattr(model, "num_classes", None)
     if classes is not None and head is not None and int(classes) != int(head):
         raise ValueError(f"the model predicts {head} classes but data set {data!r} has {classes}")
-    if groundtruth is not None and kind in ("awd", "awd-dip"):
-        dataset, _ = attach_fields(dataset, groundtruth, model_grid(model), dip=kind == "awd-dip")
+    if groundtruth is not None and kind.attends_fields:
+        dataset, _ = attach_fields(dataset, groundtruth, model_grid(model), dip=kind.dip_fields)
     if env.distributed:
         dataset = Subset(dataset, range(env.rank, len(dataset), env.world_size))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,

@@ -56,7 +56,7 @@ __all__ = [
     "source_accuracy",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Where ``patchfield pretrain`` writes, and where the shipped checkpoints live.
 PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "assets" / "pretrained"
@@ -253,6 +253,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     Returns the record (see the module docstring) with ``"out"`` (the folder) and ``"finished"``;
     a run stopped by ``stop_after_steps`` returns ``{"name", "out", "finished": False, "step"}``.
     """
+    from ..models.kinds import VIT
     from .config import TrainConfig
     from .loop import LOG_FILE, train
 
@@ -271,7 +272,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
             )
         return {**{k: info[k] for k in _RECORD_KEYS}, "out": str(out), "finished": True}
     tc = TrainConfig(
-        model=MODEL, kind="vit", out=str(out), data=cfg.source,
+        model=MODEL, kind=VIT, out=str(out), data=cfg.source,
         data_kwargs=_source_kwargs(cfg, cfg.train_images),
         model_kwargs={**pretrained_model_kwargs(cfg, patch), "num_classes": cfg.num_classes},
         steps=steps, batch_size=cfg.batch_size, optimizer=cfg.optimizer, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
@@ -324,5 +325,5 @@ def pretrain(cfg: PretrainConfig, jobs: int = 1) -> list[dict[str, Any]]:
             records = pool.starmap(_pretrain_in_process, tasks)
     else:
         records = [pretrain_one(cfg, p) for p in cfg.patches]
-    log.info("pretrain: %d patch size(s) in %.0fs", len(records), time.perf_counter() - t0)
+    logger.info("[pretrain] %d patch size(s) in %.0fs", len(records), time.perf_counter() - t0)
     return records
