@@ -86,3 +86,142 @@ def test_mask_and_photo_crops_align(crop_pct, interpolation):
         np.testing.assert_array_equal(m[sharp], crop[..., 0][sharp] > 127)
     with pytest.raises(ValueError, match="must be \\[H, W\\]"):
         p.mask(np.zeros((2, 3, 4)))
+
+
+# -- the ecosystem's pipelines, exactly (issue 21) ------------------------------------------------------------
+
+def _timm_reference(model, size=None):
+    """``timm.data.create_transform(**resolve_data_config(model=model))`` at the model's (or the given) size."""
+    from timm.data import create_transform, resolve_data_config
+
+    cfg = resolve_data_config(model=model)
+    h, w = model.patch_embed.img_size if size is None else size
+    return create_transform(**{**cfg, "input_size": (3, h, w)})
+
+
+def _pixels(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+
+
+def test_equals_timm_create_transform_on_every_square_size_and_random_shapes():
+    # every square size 100..1200 px (55 of them crashed at crop_pct 1.0) and 50 random shapes, for a crop_pct
+    # 1.0 and a 0.875 model, at a small input size so the check stays fast; then the random shapes at a
+    # non-square input size (timm's ResizeKeepRatio) and in timm's squash mode
+    model = tiny_vit()
+    pixels = _pixels()
+    rng = np.random.default_rng(1)
+    squares = [(s, s) for s in range(100, 1201)]
+    shapes = [tuple(int(v) for v in rng.integers(1, 1201, 2)) for _ in range(50)]
+    cases = [(1.0, "bicubic", "center", None, squares + shapes), (0.875, "bilinear", "center", None, squares + shapes),
+             (0.9, "bicubic", "squash", None, shapes), (0.875, "bicubic", "center", (24, 40), shapes)]
+    for crop_pct, interpolation, mode, size, photos in cases:
+        model.pretrained_cfg = {"mean": (0.1, 0.2, 0.3), "std": (0.4, 0.5, 0.6), "crop_pct": crop_pct,
+                                "interpolation": interpolation, "crop_mode": mode}
+        ours, ref = Preprocess.for_model(model, size=size), _timm_reference(model, size)
+        worst = max(float((ours(p)[0] - ref(p)).abs().max())
+                    for p in (Image.fromarray(pixels[:h, :w]) for h, w in photos))
+        assert worst <= 1e-6, (crop_pct, mode, size)
+
+
+def test_square_photos_at_crop_pct_one_and_the_models_full_size():
+    # the crash of issue 21: a square photo, crop_pct 1.0, 224 input ("box offset can't be negative")
+    model = tiny_vit(img_size=224, patch_size=16)
+    model.pretrained_cfg = {"crop_pct": 1.0, "interpolation": "bicubic"}
+    ours, ref = Preprocess.for_model(model), _timm_reference(model)
+    pixels = _pixels(2)
+    for s in (103, 333, 500, 999):  # sizes that failed before
+        photo = Image.fromarray(pixels[:s, :s])
+        x, crop = ours(photo)
+        assert x.shape == (3, 224, 224) and crop.shape == (224, 224, 3)
+        assert float((x - ref(photo)).abs().max()) <= 1e-6
+
+
+def test_masks_go_through_the_same_geometry_nearest():
+    from timm.data import create_transform
+
+    model = tiny_vit()
+    model.pretrained_cfg = {"crop_pct": 0.875, "interpolation": "bicubic"}
+    p = Preprocess.for_model(model)
+    for h, w in ((333, 500), (500, 333), (101, 101), (7, 3)):
+        mask = np.zeros((h, w), dtype=bool)
+        mask[h // 5: 3 * h // 4, w // 3: w - 1] = True
+        ref = create_transform(input_size=(3, 32, 32), interpolation="nearest", crop_pct=0.875,
+                               mean=(0,), std=(1,))(Image.fromarray(mask.astype(np.uint8) * 255))
+        np.testing.assert_array_equal(p.mask(mask).numpy(), ref[0].numpy() > 0.5)
+
+
+def test_torchvision_weights_settings_and_overrides():
+    from torchvision.transforms._presets import ImageClassification  # what torchvision weights' transforms() are
+
+    model = tiny_vit()
+    # torchvision weights' transforms(): resize 256 (short side), crop 224, bilinear, ImageNet mean/std
+    p = Preprocess.for_model(model, size=224, resize_size=256, interpolation="bilinear",
+                             mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    ref = ImageClassification(crop_size=224, resize_size=256)
+    pixels = _pixels(3)
+    for h, w in ((300, 451), (256, 256), (225, 224)):
+        photo = Image.fromarray(pixels[:h, :w])
+        assert float((p(photo)[0] - ref(photo)).abs().max()) <= 1e-6
+    assert p.data_kwargs()["pipeline"] is p  # data sets get the whole pipeline
+    assert "pipeline" not in Preprocess.for_model(model).data_kwargs()
+    q = Preprocess.for_model(model, crop_pct=1.0, interpolation="nearest", mean=(0, 0, 0), std=(1, 1, 1))
+    assert (q.crop_pct, q.interpolation, q.size) == (1.0, "nearest", (32, 32))
+    with pytest.raises(ValueError, match="crop_pct must be in"):
+        Preprocess.for_model(model, crop_pct=1.5)
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        Preprocess.for_model(model, interpolation="cubic")
+
+
+def _save_processors(root):
+    from transformers import BitImageProcessor, CLIPImageProcessor, SiglipImageProcessor, ViTImageProcessor
+
+    folders = {}
+    for cls, kw in [
+        (ViTImageProcessor, dict(size={"height": 32, "width": 32})),
+        (BitImageProcessor, dict(size={"shortest_edge": 37}, crop_size={"height": 32, "width": 32},
+                                 image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))),
+        (CLIPImageProcessor, dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
+        (SiglipImageProcessor, dict(size={"height": 32, "width": 32})),
+    ]:
+        folders[cls.__name__] = root / cls.__name__
+        cls(**kw).save_pretrained(folders[cls.__name__])
+    return folders
+
+
+def test_hugging_face_folders_get_their_image_processor(tmp_path):
+    from transformers import AutoImageProcessor
+
+    from patchfield.loading import load_model
+    from patchfield.preprocess import ProcessorPreprocess
+
+    folders = _save_processors(tmp_path)
+    hf = tiny_hf_vit()
+    hf.save_pretrained(folders["BitImageProcessor"])
+    model = load_model(str(folders["BitImageProcessor"]))
+    assert isinstance(Preprocess.for_model(model), ProcessorPreprocess)
+    assert not isinstance(Preprocess.for_model(tiny_hf_vit()), ProcessorPreprocess)  # no folder: the default
+    pixels = _pixels(4)
+    rng = np.random.default_rng(5)
+    shapes = [(333, 500), (500, 333), (101, 101), (64, 64), (3, 7)] + [tuple(rng.integers(8, 400, 2)) for _ in range(5)]
+    for name, folder in folders.items():
+        ours, ref = ProcessorPreprocess.from_folder(folder), AutoImageProcessor.from_pretrained(folder)
+        assert ours.size == (32, 32)
+        for h, w in shapes:
+            photo = Image.fromarray(pixels[:h, :w])
+            x, crop = ours(photo)
+            expected = ref(images=photo, return_tensors="pt")["pixel_values"][0]
+            assert float((x - expected).abs().max()) <= 1e-6, (name, h, w)
+            assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8
+            m = ours.mask(pixels[:h, :w, 0] > 127).numpy()
+            assert m.shape == (32, 32) and m.dtype == bool
+        block = np.zeros((90, 150), dtype=bool)
+        block[20:70, 40:120] = True
+        photo = Image.fromarray(np.where(block[..., None], 255, 0).astype(np.uint8).repeat(3, axis=2))
+        _, crop = ours(photo)
+        m = ours.mask(block).numpy()
+        sharp = (crop[..., 0] < 20) | (crop[..., 0] > 235)
+        np.testing.assert_array_equal(m[sharp], crop[..., 0][sharp] > 127)
+    bit = ProcessorPreprocess.from_folder(folders["BitImageProcessor"], size=48, interpolation="bilinear")
+    assert bit.size == (48, 48) and bit.interpolation == "bilinear"
+    with pytest.raises(ValueError, match="preprocessor_config.json says how"):
+        ProcessorPreprocess.from_folder(folders["ViTImageProcessor"], crop_pct=0.9)
