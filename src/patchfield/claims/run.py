@@ -7,6 +7,7 @@ analysis pass per image for the trained model and one per random initialisation 
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,12 +20,15 @@ from ..analysis import analyze_map
 from ..capture import capture_uncertainty, find_attention_modules
 from ..checks import check_alpha, check_beta, check_positive_int
 from ..grid import Grid, object_patches
+from ..images import SKIP_ERRORS, Skipped, skip_reason
 from .measures import MEASURES, claim_measures
 from .report import ClaimsReport
 
 __all__ = ["measure_claims", "random_copy"]
 
 SKIP_REASONS = ("missing", "unreadable", "no_mask", "degenerate_mask")
+
+log = logging.getLogger(__name__)
 
 
 def random_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -58,14 +62,24 @@ def random_copy(model: nn.Module, seed: int) -> nn.Module:
     return clone.to(first.device).eval()
 
 
-def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int], names: list[str], bar: tqdm):
-    """Yield ``(indices, images [B, 3, H, W], masks [B, H, W])``, counting images without a usable mask."""
+def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int], names: list[str], bar: tqdm,
+             failed: list[Skipped]):
+    """Yield ``(indices, images [B, 3, H, W], masks [B, H, W])``, counting images without a usable mask.
+
+    Each image is read inside its own guard: one that cannot be read or preprocessed is counted as
+    ``unreadable``, named with its reason in ``failed`` and logged, and the others go on."""
     name_of = getattr(dataset, "image_name", None)
     buf: list[tuple[int, torch.Tensor, torch.Tensor]] = []
     for i in range(count):
-        item = dataset[i]
+        try:
+            item = dataset[i]
+            reason = None if item is not None else getattr(dataset, "failures", {}).get(i, "unreadable image")
+        except SKIP_ERRORS as e:
+            item, reason = None, skip_reason(e)
         if item is None:
             skipped["unreadable"] += 1
+            failed.append(Skipped(name_of(i) if name_of else str(i), reason))
+            log.warning("claims: skipped %s: %s", failed[-1].image, reason)
             bar.update(1)
             continue
         image, mask = item
@@ -162,7 +176,8 @@ def measure_claims(
     grid: Grid | None = None
     dev = next(model.parameters()).device
     bar = tqdm(total=count, unit="img", desc="claims", file=sys.stderr, disable=not progress)
-    for batch in _batches(dataset, count, batch_size, skipped, names, bar):
+    failed: list[Skipped] = []
+    for batch in _batches(dataset, count, batch_size, skipped, names, bar, failed):
         images = torch.stack([b[1] for b in batch]).to(dev)
         masks = torch.stack([b[2] for b in batch])
         cap = capture_uncertainty(model, images)
@@ -202,4 +217,5 @@ def measure_claims(
         grid=(grid.height, grid.width),
         trained={s: {m: torch.cat(v) for m, v in d.items()} for s, d in trained.items()},
         random={s: {m: torch.cat(v) for m, v in d.items()} for s, d in random.items()},
+        extra={"skipped_images": [f.to_json() for f in failed]},
     )

@@ -117,11 +117,40 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="timm architecture name, Hugging Face model directory, or a `patchfield train` run folder",
     )
     parser.add_argument("--weights", help="local weights file (.safetensors/.pth/.bin) or HF directory")
-    parser.add_argument("--image-size", type=int, help="input size in pixels (position embeddings resampled)")
+    parser.add_argument("--image-size", "--input-size", dest="image_size", type=int,
+                        help="input size in pixels (position embeddings resampled)")
     parser.add_argument("--num-classes", type=int, help="classifier size (default: from the checkpoint)")
     parser.add_argument(
         "--random-weights", action="store_true", help="allow a randomly initialised model (no --weights)"
     )
+    add_preprocess_args(parser)
+
+
+def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
+    """Overrides of the model's own preprocessing (docs/preprocessing.md), for a checkpoint that does not record it."""
+    from ..preprocess import INTERPOLATIONS
+
+    parser.add_argument("--crop-pct", type=float, default=None,
+                        help="centre-crop fraction: the photo is resized to input / crop-pct, then cropped (default: "
+                             "the model's own; 1.0: resize the short side to the input)")
+    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="normalisation mean (default: the model's own)")
+    parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="normalisation std (default: the model's own)")
+    parser.add_argument("--interpolation", choices=list(INTERPOLATIONS),
+                        help="resampling of the photos (default: the model's own)")
+
+
+def preprocess_from_args(args: argparse.Namespace, model: nn.Module) -> Any:
+    """The model's preprocessing (:meth:`patchfield.preprocess.Preprocess.for_model`) with the command's
+    ``--crop-pct``/``--mean``/``--std``/``--interpolation`` overrides."""
+    from ..preprocess import Preprocess
+
+    std = getattr(args, "std", None)
+    if std is not None and min(std) <= 0:
+        raise ValueError(f"--std must be positive, got {' '.join(map(str, std))}")
+    return Preprocess.for_model(model, crop_pct=getattr(args, "crop_pct", None), mean=getattr(args, "mean", None),
+                                std=std, interpolation=getattr(args, "interpolation", None))
 
 
 def add_baseline_args(parser: argparse.ArgumentParser) -> None:

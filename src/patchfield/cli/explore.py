@@ -8,8 +8,15 @@ from pathlib import Path
 import torch
 
 from ..images import read_image
-from ..preprocess import Preprocess
-from ._common import add_baseline_args, add_model_args, awd_fields_from_args, check_rates, model_from_args, parse_device
+from ._common import (
+    add_baseline_args,
+    add_model_args,
+    awd_fields_from_args,
+    check_rates,
+    model_from_args,
+    parse_device,
+    preprocess_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     fields = awd_fields_from_args(args, model, device)
-    x, crop = Preprocess.for_model(model)(read_image(args.image))
+    x, crop = preprocess_from_args(args, model)(read_image(args.image))
     x = x[None].to(device)
     kwargs = fields(x) if fields else None  # an AWD-ViT's forward: within its baseline's fields
     with block_output_norms(model) as norms:  # the same forward: token norms for the artefact toggle

@@ -133,7 +133,13 @@ class _FileDataset(Dataset):
         image = self._open(index)
         if image is None:
             return None
-        x, _ = self.preprocess(image)
+        try:
+            x, _ = self.preprocess(image)
+        except (ValueError, OSError, RuntimeError, MemoryError) as e:  # one image never ends a run
+            self.load_failures += 1
+            self.failures[index] = f"{type(e).__name__}: {e}"
+            log.warning("%s: skipped %s: %s", self.name, self.path(index), self.failures[index])
+            return None
         return x, self.samples[index][1]
 
     def raw_image(self, index: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..analysis import Analysis, analyze_map
 from ..capture import capture_attention
 from ..checks import check_rates
-from ..images import ImageReadError, read_image
+from ..images import SKIP_ERRORS, Photo, Skipped, read_photo, skip_reason, to_rgb
 from ..preprocess import Preprocess
 from ..uncertainty import interaction_uncertainty
 from ..utils.io import write_json_atomic
@@ -54,12 +54,14 @@ class PaperFigures:
     """What :func:`write_paper_figures` wrote: ``index`` (``figures.json``), each image's ``fields.json``
     record (``fields``) and the images it could not read (``failed``)."""
 
-    index: dict[str, dict[str, str]] = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
 
-def _read_mask(mask: MaskLike, preprocess: Preprocess) -> torch.Tensor | None:
+def _read_mask(mask: MaskLike, preprocess: Preprocess, photo: Photo) -> torch.Tensor | None:
+    """A mask (in the photo's stored pixel grid) through the photo's EXIF orientation and geometry."""
     if mask is None:
         return None
     if isinstance(mask, (str, Path)):
@@ -71,7 +73,12 @@ def _read_mask(mask: MaskLike, preprocess: Preprocess) -> torch.Tensor | None:
             raise FileNotFoundError(f"mask file {mask} does not exist") from e
         except OSError as e:
             raise ValueError(f"mask file {mask} is not a readable image ({e})") from e
-    return preprocess.mask(mask)
+    if not isinstance(mask, Image.Image):
+        a = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if a.ndim != 2:
+            raise ValueError(f"a mask must be [H, W]; got shape {a.shape}")
+        mask = Image.fromarray((a != 0).astype(np.uint8) * 255)
+    return preprocess.mask(photo.orient(mask.convert("L")))
 
 
 def _load(image: ImageLike, mask: MaskLike, preprocess: Preprocess) -> tuple[torch.Tensor, np.ndarray, Any]:
@@ -90,9 +97,9 @@ def _load(image: ImageLike, mask: MaskLike, preprocess: Preprocess) -> tuple[tor
                 raise ValueError(f"the mask of an image tensor must be [{preprocess.size[0]}, {preprocess.size[1]}]; "
                                  f"got {tuple(m.shape)}")
         return x, crop, m
-    photo = read_image(image) if isinstance(image, (str, Path)) else image.convert("RGB")
-    x, crop = preprocess(photo)
-    return x, crop, _read_mask(mask, preprocess)
+    photo = read_photo(image) if isinstance(image, (str, Path)) else Photo(to_rgb(image))
+    x, crop = preprocess(photo.image)
+    return x, crop, _read_mask(mask, preprocess, photo)
 
 
 def _figures_of(res: Analysis, maps, i: int, crop: np.ndarray, mask, windows_l, opts: dict) -> dict[str, Callable]:
@@ -141,6 +148,7 @@ def write_paper_figures(
     only: Sequence[str] | None = None,
     svg: bool = False,
     progress: bool = True,
+    preprocess: Preprocess | None = None,
 ) -> PaperFigures:
     """Write every figure of the paper (Fig. 2-7, 12, 13) and ``fields.json`` for each image into ``out``.
 
@@ -164,6 +172,7 @@ def write_paper_figures(
             these prefixes.
         svg: also write SVG beside every PNG.
         progress: a progress bar on stderr.
+        preprocess: the photos' preprocessing (default ``Preprocess.for_model(model)``).
 
     Returns:
         :class:`PaperFigures`: the index written to ``figures.json`` and the images that could not be read
@@ -186,7 +195,7 @@ def write_paper_figures(
         raise ValueError("give one distinct name per image")
     out = Path(out)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    preprocess = Preprocess.for_model(model)
+    preprocess = Preprocess.for_model(model) if preprocess is None else preprocess
     opts = {"patches": list(patches) if patches else None, "betas": list(betas), "seed": int(seed)}
 
     def wanted(name: str) -> bool:
@@ -198,11 +207,13 @@ def write_paper_figures(
     for start in range(0, len(images), batch_size):
         xs, crops, mks, kept = [], [], [], []
         for k in range(start, min(start + batch_size, len(images))):
-            try:
+            try:  # one image never ends the run: it is skipped with its reason
                 x, crop, m = _load(images[k], masks[k], preprocess)
-            except ImageReadError as e:
-                logger.warning("skipped %s", e)
+            except SKIP_ERRORS as e:
+                label = str(images[k]) if isinstance(images[k], (str, Path)) else names[k]
+                logger.warning("skipped %s: %s", label, skip_reason(e))
                 result.failed.append(names[k])
+                result.skipped.append(Skipped(label, skip_reason(e)))
                 bar.update(1)
                 continue
             xs.append(x)
@@ -255,5 +266,6 @@ def write_paper_figures(
         fig = A.plot_pair_attention_dataset(torch.cat(inner_all), torch.cat(outer_all), layers)
         result.index["dataset"] = {
             "fig2_pair_attention_dataset": _save(fig, out, "fig2_pair_attention_dataset", svg)}
+    result.index["skipped"] = [s.to_json() for s in result.skipped]
     write_json_atomic(out / "figures.json", result.index)
     return result
