@@ -256,9 +256,22 @@ class Preprocess:
         x = torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
         return (x - self.mean) / self.std
 
+    def check_resizable(self, width: int, height: int) -> None:
+        """``ValueError`` when resizing a ``width`` x ``height`` photo's short side would pass Pillow's
+        ``Image.MAX_IMAGE_PIXELS`` (a photo of extreme aspect ratio, e.g. 1 x 100000 px)."""
+        short = self.resize_size or max(self.size) / self.crop_pct
+        scale = short / max(1, min(width, height))
+        if self.resize_mode == "shortest" and width * height * scale * scale > (Image.MAX_IMAGE_PIXELS or math.inf):
+            raise ValueError(f"a {width}x{height} photo is too elongated: resizing its short side to {short:.0f} px "
+                             f"would make more than {Image.MAX_IMAGE_PIXELS} pixels")
+
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """Normalised ``[3, H, W]`` tensor and the ``uint8`` crop ``[H, W, 3]``."""
-        image = image if image.mode == "RGB" else image.convert("RGB")
+        """Normalised ``[3, H, W]`` tensor and the ``uint8`` crop ``[H, W, 3]`` (any mode: ``images.to_rgb``)."""
+        if image.mode != "RGB":
+            from .images import to_rgb
+
+            image = to_rgb(image)
+        self.check_resizable(image.width, image.height)
         drawn = self.random_box(image.width, image.height, generator) if self.augment else None
         if drawn is not None:
             box, flip = drawn
@@ -384,7 +397,10 @@ class ProcessorPreprocess(Preprocess):
         return Image.fromarray(out[..., 0] if mask else out)
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        image = image if image.mode == "RGB" else image.convert("RGB")
+        if image.mode != "RGB":
+            from .images import to_rgb
+
+            image = to_rgb(image)
         return self._run(image, {}).float(), np.asarray(self.geometry(image), dtype=np.uint8)
 
 

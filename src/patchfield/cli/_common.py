@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,10 @@ def _positive_float(v: Any, name: str) -> Any:
 
 def _nonnegative_float(v: Any, name: str) -> Any:
     return checks.check_finite(v, name)
+
+
+def _finite(v: Any, name: str) -> Any:
+    return checks.check_finite(v, name, low=-math.inf)
 
 
 def _whole(v: Any, name: str) -> Any:
@@ -89,6 +94,8 @@ NUMERIC_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "limit": _positive,
     "random_inits": _positive,
     "crop_pct": _share,
+    "mean": _finite,  # the preprocessing overrides (add_preprocess_args), three values each
+    "std": _positive_float,
     "classes": _positive,
     "eval_images": _positive,
     "block": _whole,  # a block index, negative from the end
@@ -143,14 +150,15 @@ def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
 
 def preprocess_from_args(args: argparse.Namespace, model: nn.Module) -> Any:
     """The model's preprocessing (:meth:`patchfield.preprocess.Preprocess.for_model`) with the command's
-    ``--crop-pct``/``--mean``/``--std``/``--interpolation`` overrides."""
+    ``--image-size``/``--crop-pct``/``--mean``/``--std``/``--interpolation`` overrides (docs/preprocessing.md)."""
+    from ..introspect import is_huggingface
     from ..preprocess import Preprocess
 
-    std = getattr(args, "std", None)
-    if std is not None and min(std) <= 0:
-        raise ValueError(f"--std must be positive, got {' '.join(map(str, std))}")
-    return Preprocess.for_model(model, crop_pct=getattr(args, "crop_pct", None), mean=getattr(args, "mean", None),
-                                std=std, interpolation=getattr(args, "interpolation", None))
+    # timm models are built at --image-size (their patch embedding says it); a Hugging Face image processor is told
+    size = getattr(args, "image_size", None) if is_huggingface(model) else None
+    return Preprocess.for_model(model, size=size, crop_pct=getattr(args, "crop_pct", None),
+                                mean=getattr(args, "mean", None), std=getattr(args, "std", None),
+                                interpolation=getattr(args, "interpolation", None))
 
 
 def add_baseline_args(parser: argparse.ArgumentParser) -> None:

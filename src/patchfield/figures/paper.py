@@ -207,9 +207,11 @@ def write_paper_figures(
     for start in range(0, len(images), batch_size):
         xs, crops, mks, kept = [], [], [], []
         for k in range(start, min(start + batch_size, len(images))):
-            try:  # one image never ends the run: it is skipped with its reason
+            try:  # one photo never ends the run: it is skipped with its reason (a tensor's misfit is a mistake)
                 x, crop, m = _load(images[k], masks[k], preprocess)
             except SKIP_ERRORS as e:
+                if isinstance(images[k], torch.Tensor):
+                    raise
                 label = str(images[k]) if isinstance(images[k], (str, Path)) else names[k]
                 logger.warning("skipped %s: %s", label, skip_reason(e))
                 result.failed.append(names[k])
