@@ -159,3 +159,28 @@ def test_analyze_claims_and_stats_skip_bad_files_by_name_and_exit_1(corpus, tmp_
     assert _skipped_names(claims["skipped_images"]) == set(bad)
     assert claims["skipped"]["unreadable"] == len(bad)
     assert claims["images"] + claims["skipped"]["degenerate_mask"] == len(good)
+
+
+def test_figures_faithfulness_and_groundtruth_skip_bad_files_by_name_and_exit_1(corpus, tmp_path):
+    root, good, bad = corpus
+    model = ["--model", DEMO_VIT]
+    files = [str(root / n) for n in sorted([*good[:3], *bad])]
+
+    out = tmp_path / "figures"
+    assert main(["figures", *files, *model, "--only", "fields", "--out", str(out)]) == 1
+    assert _skipped_names(json.loads((out / "figures.json").read_text())["skipped"]) == set(bad)
+
+    out = tmp_path / "faithfulness"
+    assert main(["faithfulness", *files, *model, "--methods", "random", "--steps", "2", "--out", str(out)]) == 1
+    assert _skipped_names(json.loads((out / "faithfulness.json").read_text())["skipped"]) == set(bad)
+
+    folder = tmp_path / "classes"
+    (folder / "a").mkdir(parents=True)
+    for n in files:
+        (folder / "a" / Path(n).name).write_bytes(Path(n).read_bytes())
+    out = tmp_path / "gt"
+    assert main(["groundtruth", *model, "--data", "imagefolder", "--data-root", str(folder), "--alpha", "0.1",
+                 "--beta", "0.2", "--device", "cpu", "--no-progress", "--out", str(out)]) == 1
+    skipped = {Path(e["image"]).name: e for e in json.loads((out / "manifest.json").read_text())["skipped"]}
+    assert set(skipped) == set(bad)
+    assert skipped["truncated.jpg"]["indexed"] and not skipped["empty.jpg"]["indexed"]  # stored invalid / dropped

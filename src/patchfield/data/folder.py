@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,12 +44,16 @@ def _header_problem(path: Path) -> str | None:
     try:
         if path.stat().st_size == 0:
             return "empty file"
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - parsing the header is the check
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # as images.read_photo: refused
+            with Image.open(path) as im:
+                im.size  # noqa: B018 - parsing the header is the check
         return None
     except FileNotFoundError:
         return "no such file"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return f"too many pixels, refused as a possible decompression bomb ({e})"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         return f"not a readable image ({e})"
 
 

@@ -60,7 +60,7 @@ class PaperFigures:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _read_mask(mask: MaskLike, preprocess: Preprocess, photo: Photo) -> torch.Tensor | None:
+def _read_mask(mask: MaskLike, preprocess: Preprocess, photo: Photo | None = None) -> torch.Tensor | None:
     """A mask (in the photo's stored pixel grid) through the photo's EXIF orientation and geometry."""
     if mask is None:
         return None
@@ -78,7 +78,7 @@ def _read_mask(mask: MaskLike, preprocess: Preprocess, photo: Photo) -> torch.Te
         if a.ndim != 2:
             raise ValueError(f"a mask must be [H, W]; got shape {a.shape}")
         mask = Image.fromarray((a != 0).astype(np.uint8) * 255)
-    return preprocess.mask(photo.orient(mask.convert("L")))
+    return preprocess.mask(photo.orient(mask.convert("L")) if photo is not None else mask.convert("L"))
 
 
 def _load(image: ImageLike, mask: MaskLike, preprocess: Preprocess) -> tuple[torch.Tensor, np.ndarray, Any]:
@@ -190,6 +190,9 @@ def write_paper_figures(
     masks = [None] * len(images) if masks is None else list(masks)
     if len(masks) != len(images):
         raise ValueError(f"give one mask per image: {len(masks)} masks for {len(images)} images")
+    missing = [m for m in masks if isinstance(m, (str, Path)) and not Path(m).is_file()]
+    if missing:  # a mistake in the call, not an image to skip
+        raise FileNotFoundError(f"mask file {missing[0]} does not exist")
     names = [f"image_{k:03d}" for k in range(len(images))] if names is None else [str(n) for n in names]
     if len(names) != len(images) or len(set(names)) != len(names):
         raise ValueError("give one distinct name per image")
@@ -268,6 +271,7 @@ def write_paper_figures(
         fig = A.plot_pair_attention_dataset(torch.cat(inner_all), torch.cat(outer_all), layers)
         result.index["dataset"] = {
             "fig2_pair_attention_dataset": _save(fig, out, "fig2_pair_attention_dataset", svg)}
-    result.index["skipped"] = [s.to_json() for s in result.skipped]
+    if result.skipped:
+        result.index["skipped"] = [s.to_json() for s in result.skipped]
     write_json_atomic(out / "figures.json", result.index)
     return result
