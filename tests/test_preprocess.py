@@ -230,3 +230,26 @@ def test_hugging_face_folders_get_their_image_processor(tmp_path):
     assert bit.size == (48, 48) and bit.interpolation == "bilinear"
     with pytest.raises(ValueError, match="preprocessor_config.json says how"):
         ProcessorPreprocess.from_folder(folders["ViTImageProcessor"], crop_pct=0.9)
+
+
+def test_analyze_on_a_hugging_face_folder_uses_its_processor(tmp_path):
+    from transformers import AutoImageProcessor, BitImageProcessor
+
+    from patchfield.loading import load_model
+
+    folder = tmp_path / "dinov2_like"
+    tiny_hf_vit().save_pretrained(folder)
+    BitImageProcessor(size={"shortest_edge": 37}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_photo(45, 70, seed=3)).save(photo)
+    out = tmp_path / "out"
+    assert main(["analyze", str(photo), "--model", str(folder), "--alpha", "0.2", "--beta", "0.1", "--no-figures",
+                 "--out", str(out)]) == 0
+    x = AutoImageProcessor.from_pretrained(folder)(images=Image.open(photo).convert("RGB"),
+                                                   return_tensors="pt")["pixel_values"]
+    expected = pf.analyze(load_model(str(folder)), x, 0.2, 0.1).to_json(0)
+    record = json.loads((out / "photo" / "fields.json").read_text())
+    assert record["windows"] == expected["windows"]
+    np.testing.assert_allclose(record["column_variance"], expected["column_variance"], rtol=1e-5, atol=1e-9)
+    assert json.loads((out / "analyze.json").read_text()) == {"images": [{"image": str(photo), "folder": "photo"}],
+                                                              "skipped": []}
