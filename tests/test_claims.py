@@ -503,9 +503,10 @@ def test_cli_on_cub_and_mask_folder(user_model, coco_folder, tmp_path, one_threa
     base = ["claims", "--model", "test_vit", "--weights", str(user_model), "--image-size", "64", "--random-inits", "1",
             "--no-progress"]
     assert main([*base, "--data", "cub", "--data-root", str(info["root"]), "--split", "val",
-                 "--out", str(tmp_path / "cub")]) == 0
+                 "--out", str(tmp_path / "cub")]) == 1  # an image was skipped (issue 21)
     report = json.loads((tmp_path / "cub" / "claims.json").read_text())
     assert report["skipped"]["unreadable"] == 1  # id 6, a test image, is corrupt
+    assert len(report["skipped_images"]) == 1 and report["skipped_images"][0]["reason"]
     assert report["images"] + report["skipped"]["degenerate_mask"] == 3  # test ids 2, 4, 8
     (tmp_path / "masks").mkdir()
     Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "masks" / "img0.png")  # all object

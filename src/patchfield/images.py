@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from .preprocess import Preprocess
 
 __all__ = ["SKIP_ERRORS", "ImageBatch", "ImageReadError", "Photo", "Skipped", "read_batches", "read_image",
-           "read_photo", "skip_reason", "to_rgb"]
+           "read_photo", "skip_reason", "stored_geometry", "to_rgb"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,26 @@ def read_photo(path: str | Path) -> Photo:
         reason = " ".join(str(e).split()) or type(e).__name__
         raise ImageReadError(path, f"corrupt or truncated image data ({reason})") from None
     return Photo(rgb, orientation if orientation in _ORIENT else 1)
+
+
+def stored_geometry(path: str | Path) -> tuple[tuple[int, int], int]:
+    """``((width, height), EXIF orientation)`` of an image file from its header alone (no pixel decoding).
+
+    Raises:
+        ImageReadError: the file cannot be opened as an image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                return im.size, orientation if orientation in _ORIENT else 1
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageReadError(path, f"too many pixels, refused as a possible decompression bomb ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(path, f"not a readable image ({' '.join(str(e).split())})") from None
 
 
 def read_image(path: str | Path) -> Image.Image:

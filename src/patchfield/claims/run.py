@@ -217,5 +217,6 @@ def measure_claims(
         grid=(grid.height, grid.width),
         trained={s: {m: torch.cat(v) for m, v in d.items()} for s, d in trained.items()},
         random={s: {m: torch.cat(v) for m, v in d.items()} for s, d in random.items()},
-        extra={"skipped_images": [f.to_json() for f in failed]},
+        extra={"skipped_images": [Skipped(str(image), str(why)).to_json()
+                                  for image, why in getattr(dataset, "dropped", [])] + [f.to_json() for f in failed]},
     )

@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..images import ImageReadError, Photo, read_photo
+from ..images import ImageReadError, Photo, read_photo, stored_geometry
 from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from .transforms import DEFAULT_CROP_PCT, Preprocess
 
@@ -289,9 +289,11 @@ class CUBDataset(_FileDataset):
         Raises:
             ValueError: the image has neither, or its file cannot be read.
         """
-        photo = self._photo(index)  # masks are in the stored pixel grid: they get the photo's EXIF orientation
-        if photo is None:
-            raise ValueError(f"{self.path(index)} is not a readable image ({self.failures.get(index)})")
+        try:  # masks are in the stored pixel grid: they get the photo's EXIF orientation
+            (width, height), orientation = stored_geometry(self.path(index))
+        except ImageReadError as e:
+            raise ValueError(str(e)) from None
+        photo = Photo(Image.new("1", (1, 1)), orientation)  # only its orientation is used
         seg = self.segmentation_path(index)
         if seg is not None:
             try:
@@ -302,7 +304,6 @@ class CUBDataset(_FileDataset):
         box = self.bounding_box(index)
         if box is None:
             raise ValueError(f"{self.path(index)} has no segmentation and no bounding box")
-        width, height = photo.stored.size
         x, y, w, h = box
         ys, xs = np.mgrid[0:height, 0:width]
         m = (xs + 0.5 >= x) & (xs + 0.5 <= x + w) & (ys + 0.5 >= y) & (ys + 0.5 <= y + h)

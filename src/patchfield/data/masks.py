@@ -8,7 +8,8 @@ The protocol (any object works, e.g. a ``torch.utils.data.Dataset``):
   decode (or raise ``ValueError``/``OSError``: the image is skipped with the error as its reason).
 - optional ``ds.skipped``: ``{"missing": int, ...}``, images left out before indexing (counted in reports);
 - optional ``ds.image_name(i)``: a name for the per-image table;
-- optional ``ds.failures``: ``{index: reason}`` of the images that gave ``None``.
+- optional ``ds.failures``: ``{index: reason}`` of the images that gave ``None``;
+- optional ``ds.dropped``: ``[(image, reason)]`` of files left out before indexing (named in reports).
 
 :class:`WithMasks` adapts patchfield's own data sets that have ``object_mask(i)`` (``synthetic``, ``cub``);
 :class:`MaskFolder` reads ``--data-root`` images and ``--mask-root`` PNGs with the same stems; COCO-format
@@ -58,6 +59,12 @@ class WithMasks(Dataset):
     @property
     def failures(self) -> dict[int, str]:
         return getattr(self.dataset, "failures", {})
+
+    @property
+    def dropped(self) -> list[tuple[str, str]]:
+        """``(image, reason)`` of the files left out when the data set was indexed (bad headers)."""
+        found = getattr(self.dataset, "skipped", None)
+        return list(found) if isinstance(found, list) else []
 
     def __len__(self) -> int:
         return len(self.dataset)
