@@ -184,3 +184,15 @@ def test_figures_faithfulness_and_groundtruth_skip_bad_files_by_name_and_exit_1(
     skipped = {Path(e["image"]).name: e for e in json.loads((out / "manifest.json").read_text())["skipped"]}
     assert set(skipped) == set(bad)
     assert skipped["truncated.jpg"]["indexed"] and not skipped["empty.jpg"]["indexed"]  # stored invalid / dropped
+
+
+def test_an_extremely_elongated_photo_is_refused_by_the_preprocessing():
+    from conftest import tiny_vit
+
+    from patchfield.preprocess import MAX_RESIZED_PIXELS, Preprocess
+
+    p = Preprocess.for_model(tiny_vit())  # short side to 32 / 0.875 = 36 px
+    long = MAX_RESIZED_PIXELS // 36 // 36 + 100
+    with pytest.raises(ValueError, match="too elongated"):
+        p(Image.new("RGB", (long, 1)))  # 36 x (36 * long) px would pass the limit
+    assert p(Image.new("RGB", (1000, 1)))[0].shape == (3, 32, 32)

@@ -172,7 +172,7 @@ def read_image(path: str | Path) -> Image.Image:
 
 
 #: What an image's own guard catches: the image is skipped with the reason, the run goes on.
-SKIP_ERRORS = (ImageReadError, ValueError, OSError, RuntimeError, MemoryError)
+SKIP_ERRORS = (ImageReadError, ValueError, OSError, RuntimeError, MemoryError, Image.DecompressionBombError)
 
 
 def skip_reason(error: BaseException) -> str:

@@ -34,8 +34,8 @@ from torch import nn
 from .introspect import input_spec, is_huggingface, unwrap
 
 __all__ = [
-    "DEFAULT_CROP_PCT", "INTERPOLATIONS", "RESIZE_MODES", "InputSpec", "Preprocess", "ProcessorPreprocess",
-    "as_size", "model_data_config",
+    "DEFAULT_CROP_PCT", "INTERPOLATIONS", "MAX_RESIZED_PIXELS", "RESIZE_MODES", "InputSpec", "Preprocess",
+    "ProcessorPreprocess", "as_size", "model_data_config",
 ]
 
 DEFAULT_CROP_PCT = 0.875
@@ -46,6 +46,8 @@ INTERPOLATIONS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest
 #: aspect ratio (the short side to ``size / crop_pct``), ``squash`` resizes both sides to ``size / crop_pct``,
 #: ``border`` fits the long side and pads.
 RESIZE_MODES = {"shortest": "center", "squash": "squash", "border": "border"}
+#: The most pixels the resize before the crop may make (~300 MB of RGB): more is a photo of extreme aspect ratio.
+MAX_RESIZED_PIXELS = 100_000_000
 #: The file a Hugging Face model folder keeps its image processor in.
 PROCESSOR_CONFIG = "preprocessor_config.json"
 
@@ -257,13 +259,13 @@ class Preprocess:
         return (x - self.mean) / self.std
 
     def check_resizable(self, width: int, height: int) -> None:
-        """``ValueError`` when resizing a ``width`` x ``height`` photo's short side would pass Pillow's
-        ``Image.MAX_IMAGE_PIXELS`` (a photo of extreme aspect ratio, e.g. 1 x 100000 px)."""
+        """``ValueError`` when resizing a ``width`` x ``height`` photo's short side would make more than
+        :data:`MAX_RESIZED_PIXELS` (a photo of extreme aspect ratio, e.g. 1 x 100000 px)."""
         short = self.resize_size or max(self.size) / self.crop_pct
         scale = short / max(1, min(width, height))
-        if self.resize_mode == "shortest" and width * height * scale * scale > (Image.MAX_IMAGE_PIXELS or math.inf):
+        if self.resize_mode == "shortest" and width * height * scale * scale > MAX_RESIZED_PIXELS:
             raise ValueError(f"a {width}x{height} photo is too elongated: resizing its short side to {short:.0f} px "
-                             f"would make more than {Image.MAX_IMAGE_PIXELS} pixels")
+                             f"would make more than {MAX_RESIZED_PIXELS} pixels")
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Normalised ``[3, H, W]`` tensor and the ``uint8`` crop ``[H, W, 3]`` (any mode: ``images.to_rgb``)."""

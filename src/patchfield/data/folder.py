@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..images import ImageReadError, Photo, read_photo, stored_geometry
+from ..images import SKIP_ERRORS, ImageReadError, Photo, read_photo, skip_reason, stored_geometry
 from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from .transforms import DEFAULT_CROP_PCT, Preprocess
 
@@ -140,9 +140,9 @@ class _FileDataset(Dataset):
             return None
         try:
             x, _ = self.preprocess(image)
-        except (ValueError, OSError, RuntimeError, MemoryError) as e:  # one image never ends a run
+        except SKIP_ERRORS as e:  # one image never ends a run
             self.load_failures += 1
-            self.failures[index] = f"{type(e).__name__}: {e}"
+            self.failures[index] = skip_reason(e)
             log.warning("%s: skipped %s: %s", self.name, self.path(index), self.failures[index])
             return None
         return x, self.samples[index][1]
