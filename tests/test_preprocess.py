@@ -168,6 +168,7 @@ def test_torchvision_weights_settings_and_overrides():
         photo = Image.fromarray(pixels[:h, :w])
         assert float((p(photo)[0] - ref(photo)).abs().max()) <= 1e-6
     assert p.data_kwargs()["pipeline"] is p  # data sets get the whole pipeline
+
     assert "pipeline" not in Preprocess.for_model(model).data_kwargs()
     q = Preprocess.for_model(model, crop_pct=1.0, interpolation="nearest", mean=(0, 0, 0), std=(1, 1, 1))
     assert (q.crop_pct, q.interpolation, q.size) == (1.0, "nearest", (32, 32))
@@ -253,3 +254,27 @@ def test_analyze_on_a_hugging_face_folder_uses_its_processor(tmp_path):
     np.testing.assert_allclose(record["column_variance"], expected["column_variance"], rtol=1e-5, atol=1e-9)
     assert json.loads((out / "analyze.json").read_text()) == {"images": [{"image": str(photo), "folder": "photo"}],
                                                               "skipped": []}
+
+
+def test_a_familys_input_spec_with_resize_size_and_a_crop_pct_override(monkeypatch):
+    # how a family without timm's data config plugs in: input_spec gives torchvision weights' settings
+    import patchfield.preprocess as pp
+
+    spec = {"size": (224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "crop_pct": 0.875,
+            "interpolation": "bilinear", "resize_size": 256}
+    monkeypatch.setattr(pp, "input_spec", lambda model: spec)
+    model = tiny_vit()
+    assert Preprocess.for_model(model).resize_size == 256
+    p = Preprocess.for_model(model, crop_pct=1.0)  # the user's crop_pct replaces the family's resize size
+    assert (p.resize_size, p.crop_pct) == (None, 1.0)
+    photo = Image.fromarray(_pixels(6)[:300, :400])
+    ref = _timm_reference_of(p)
+    assert float((p(photo)[0] - ref(photo)).abs().max()) <= 1e-6
+
+
+def _timm_reference_of(p):
+    from timm.data import create_transform
+
+    s = p.spec
+    return create_transform(input_size=(3, *s.size), interpolation=s.interpolation, mean=s.mean, std=s.std,
+                            crop_pct=s.crop_pct)

@@ -196,6 +196,8 @@ class Preprocess:
         if folder is not None and not augment:
             return ProcessorPreprocess.from_folder(folder, size=size, **overrides)
         spec = InputSpec.of(input_spec(model))
+        if "crop_pct" in overrides and "resize_size" not in overrides:
+            overrides["resize_size"] = None  # a given crop_pct replaces the family's resize size (torchvision's 256)
         if "mean" in overrides or "std" in overrides:
             overrides = {**overrides, **{k: tuple(float(v) for v in overrides[k])
                                          for k in ("mean", "std") if k in overrides}}
