@@ -590,7 +590,6 @@ def test_cli_end_to_end_on_a_coco_folder(user_model, coco_folder, tmp_path, caps
     ("inits0", "--random-inits must be a whole number of at least 1"),
     ("no_masks", "has an object mask"),
     ("no_attention", "attention"),
-    ("bad_size", "masks must have their image's size"),
 ])
 def test_cli_bad_input_one_line_exit_2(case, match, user_model, coco_folder, tmp_path, capsys, one_thread):
     out = tmp_path / "out"
@@ -601,9 +600,6 @@ def test_cli_bad_input_one_line_exit_2(case, match, user_model, coco_folder, tmp
         ann.write_text(json.dumps({"info": {}}))
     elif case == "no_masks":
         ann.write_text(json.dumps({**data, "annotations": []}))
-    elif case == "bad_size":
-        data["images"][0]["width"] = 40
-        ann.write_text(json.dumps(data))
     else:
         ann = coco_folder / "instances.json"
     args[args.index("--annotations") + 1] = str(ann)
@@ -620,6 +616,21 @@ def test_cli_bad_input_one_line_exit_2(case, match, user_model, coco_folder, tmp
     assert not (out / "claims.json").exists()
 
 
+def test_cli_an_image_whose_annotations_misstate_its_size_is_skipped(user_model, coco_folder, tmp_path, one_thread):
+    # one image never ends a run (issue 21): it is named with its reason in claims.json and the exit code is 1
+    out, ann = tmp_path / "out", tmp_path / "ann.json"
+    data = json.loads((coco_folder / "instances.json").read_text())
+    data["images"][0]["width"] = 40
+    ann.write_text(json.dumps(data))
+    args = _cli(user_model, coco_folder, out, "--no-progress", "--random-inits", "1")
+    args[args.index("--annotations") + 1] = str(ann)
+    assert main(args) == 1
+    report = json.loads((out / "claims.json").read_text())
+    (entry,) = report["skipped_images"]
+    assert entry["image"] == data["images"][0]["file_name"] and "masks must have their image's size" in entry["reason"]
+    assert report["skipped"]["unreadable"] == 1
+
+
 def test_cli_on_cub_and_mask_folder(user_model, coco_folder, tmp_path, one_thread):
     from fixtures_data import write_cub
 
@@ -627,9 +638,10 @@ def test_cli_on_cub_and_mask_folder(user_model, coco_folder, tmp_path, one_threa
     base = ["claims", "--model", "test_vit", "--weights", str(user_model), "--image-size", "64", "--random-inits", "1",
             "--no-progress"]
     assert main([*base, "--data", "cub", "--data-root", str(info["root"]), "--split", "val",
-                 "--out", str(tmp_path / "cub")]) == 0
+                 "--out", str(tmp_path / "cub")]) == 1  # an image was skipped (issue 21)
     report = json.loads((tmp_path / "cub" / "claims.json").read_text())
     assert report["skipped"]["unreadable"] == 1  # id 6, a test image, is corrupt
+    assert len(report["skipped_images"]) == 1 and report["skipped_images"][0]["reason"]
     assert report["images"] + report["skipped"]["degenerate_mask"] == 3  # test ids 2, 4, 8
     (tmp_path / "masks").mkdir()
     Image.fromarray(np.full((32, 32), 255, np.uint8)).save(tmp_path / "masks" / "img0.png")  # all object

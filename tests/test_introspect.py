@@ -22,7 +22,8 @@ def test_input_spec_timm_follows_the_built_size_not_pretrained_cfg():
 
     m = timm.create_model("vit_tiny_patch16_224", img_size=48, patch_size=8, depth=1, num_classes=3)
     spec = input_spec(m)
-    assert set(spec) == {"size", "mean", "std", "crop_pct", "interpolation"}
+    assert set(spec) == {"size", "mean", "std", "crop_pct", "interpolation", "resize_mode"}
+    assert spec["resize_mode"] == "shortest"  # timm's crop_mode "center"
     assert spec["size"] == (48, 48)  # pretrained_cfg still says 224
     assert spec["mean"] == (0.5, 0.5, 0.5) and spec["std"] == (0.5, 0.5, 0.5)  # augreg ViT statistics
     assert spec["crop_pct"] == 0.9 and spec["interpolation"] == "bicubic"
@@ -33,7 +34,7 @@ def test_input_spec_without_pretrained_cfg_and_hf():
     assert spec["size"] == (32, 32) and spec["mean"] == (0.485, 0.456, 0.406) and spec["crop_pct"] == 0.875
     hf = input_spec(tiny_hf_vit())
     assert hf == {"size": (32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 1.0,
-                  "interpolation": "bilinear"}
+                  "interpolation": "bilinear", "resize_mode": "squash"}  # ViTImageProcessor's defaults
 
 
 def test_grid_and_prefix_tokens():

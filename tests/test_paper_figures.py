@@ -34,7 +34,9 @@ def test_tensors_files_and_masks(tmp_path, one_thread):
     assert written.index["a"] == {n: f"{n}.png" for n in ("fig2_pair_attention", "fig5_indiscriminative",
                                                            "fig13_winft_windows")}
     assert set(written.index["b"]) == {"fig5_indiscriminative", "fig13_winft_windows"}  # no mask: no Fig. 2
-    assert set(written.index) == {"a", "b", "c", "dataset"}
+    assert set(written.index) == {"a", "b", "c", "dataset", "skipped"}
+    assert written.index["skipped"] == [{"image": str(tmp_path / "broken.png"),
+                                         "reason": "not an image Pillow can read"}]
     assert json.loads((out / "figures.json").read_text()) == written.index
     assert set(PAPER_FIGURES) >= set(written.index["a"])
     # fields.json: the analysis of exactly the tensors drawn (files through the preprocessing rule)

@@ -167,10 +167,12 @@ def input_spec(model: nn.Module) -> dict[str, Any]:
 
     timm: ``size`` is the patch embedding's configured image size (the size the model was built
     for, which ``pretrained_cfg`` does not follow when ``img_size`` is overridden); mean, std,
-    crop ratio and interpolation come from ``timm.data.resolve_data_config`` (the model's
-    ``pretrained_cfg``, ImageNet defaults without one). Hugging Face ViTs: ``config.image_size``,
-    the ViT image processor's mean/std 0.5, no crop (``crop_pct`` 1.0), bilinear. torchvision, open_clip and
-    registered families: their :meth:`~patchfield.families.ViTFamily.input_spec` (docs/families.md).
+    crop ratio, interpolation and resize mode (timm's ``crop_mode``) come from
+    ``timm.data.resolve_data_config`` (the model's ``pretrained_cfg``, ImageNet defaults without one).
+    Hugging Face ViTs: ``config.image_size``, the ViT image processor's defaults: mean/std 0.5, both
+    sides resized to the size (``resize_mode`` ``squash``, no crop), bilinear (a model folder with
+    ``preprocessor_config.json`` gets its own processor instead, :mod:`patchfield.preprocess`). torchvision,
+    open_clip and registered families: their :meth:`~patchfield.families.ViTFamily.input_spec` (docs/families.md).
     """
     model = unwrap(model)
     family = model_family(model)
@@ -187,12 +189,13 @@ def input_spec(model: nn.Module) -> dict[str, Any]:
             "std": tuple(float(v) for v in cfg["std"]),
             "crop_pct": float(cfg["crop_pct"]),
             "interpolation": str(cfg["interpolation"]),
+            "resize_mode": {"squash": "squash", "border": "border"}.get(cfg.get("crop_mode"), "shortest"),
         }
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "image_size"):
         return {
             "size": _pair(config.image_size), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-            "crop_pct": 1.0, "interpolation": "bilinear",
+            "crop_pct": 1.0, "interpolation": "bilinear", "resize_mode": "squash",
         }
     return {"size": (224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 0.875,
             "interpolation": "bicubic"}

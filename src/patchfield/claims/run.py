@@ -9,6 +9,7 @@ background patches' tendencies are kept (float32 ``[images, N, 2]`` per setting 
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from ..analysis import analyze_map
 from ..capture import capture_uncertainty, find_attention_modules
 from ..checks import check_alpha, check_beta, check_positive_int
 from ..grid import Grid, object_patches
+from ..images import SKIP_ERRORS, Skipped, skip_reason
 from ..introspect import model_family, unwrap
 from .measures import MEASURES, claim_measures, derangement, object_centroids, patch_variance, tendency_cosine
 from .report import ClaimsReport
@@ -28,6 +30,8 @@ from .report import ClaimsReport
 __all__ = ["measure_claims", "random_copy"]
 
 SKIP_REASONS = ("missing", "unreadable", "no_mask", "degenerate_mask")
+
+log = logging.getLogger(__name__)
 
 
 def random_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -63,14 +67,24 @@ def random_copy(model: nn.Module, seed: int) -> nn.Module:
     return clone.to(first.device).eval()
 
 
-def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int], names: list[str], bar: tqdm):
-    """Yield ``(indices, images [B, 3, H, W], masks [B, H, W])``, counting images without a usable mask."""
+def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int], names: list[str], bar: tqdm,
+             failed: list[Skipped]):
+    """Yield ``(indices, images [B, 3, H, W], masks [B, H, W])``, counting images without a usable mask.
+
+    Each image is read inside its own guard: one that cannot be read or preprocessed is counted as
+    ``unreadable``, named with its reason in ``failed`` and logged, and the others go on."""
     name_of = getattr(dataset, "image_name", None)
     buf: list[tuple[int, torch.Tensor, torch.Tensor]] = []
     for i in range(count):
-        item = dataset[i]
+        try:
+            item = dataset[i]
+            reason = None if item is not None else getattr(dataset, "failures", {}).get(i, "unreadable image")
+        except SKIP_ERRORS as e:
+            item, reason = None, skip_reason(e)
         if item is None:
             skipped["unreadable"] += 1
+            failed.append(Skipped(name_of(i) if name_of else str(i), reason))
+            log.warning("claims: skipped %s: %s", failed[-1].image, reason)
             bar.update(1)
             continue
         image, mask = item
@@ -190,7 +204,8 @@ def measure_claims(
     grid: Grid | None = None
     dev = next(model.parameters()).device
     bar = tqdm(total=count, unit="img", desc="claims", file=sys.stderr, disable=not progress)
-    for batch in _batches(dataset, count, batch_size, skipped, names, bar):
+    failed: list[Skipped] = []
+    for batch in _batches(dataset, count, batch_size, skipped, names, bar, failed):
         images = torch.stack([b[1] for b in batch]).to(dev)
         masks = torch.stack([b[2] for b in batch])
         cap = capture_uncertainty(model, images)
@@ -242,4 +257,6 @@ def measure_claims(
         grid=(grid.height, grid.width),
         trained=trained_m,
         random=random_m,
+        extra={"skipped_images": [Skipped(str(image), str(why)).to_json()
+                                  for image, why in getattr(dataset, "dropped", [])] + [f.to_json() for f in failed]},
     )

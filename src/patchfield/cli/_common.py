@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,10 @@ def _positive_float(v: Any, name: str) -> Any:
 
 def _nonnegative_float(v: Any, name: str) -> Any:
     return checks.check_finite(v, name)
+
+
+def _finite(v: Any, name: str) -> Any:
+    return checks.check_finite(v, name, low=-math.inf)
 
 
 def _whole(v: Any, name: str) -> Any:
@@ -88,6 +93,8 @@ NUMERIC_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "limit": _positive,
     "random_inits": _positive,
     "crop_pct": _share,
+    "mean": _finite,  # the preprocessing overrides (add_preprocess_args), three values each
+    "std": _positive_float,
     "classes": _positive,
     "eval_images": _positive,
     "block": _whole,  # a block index, negative from the end
@@ -117,11 +124,41 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
              "torchvision:vit_b_16 (torchvision: read from --weights) or open_clip:ViT-B-16 (docs/families.md)",
     )
     parser.add_argument("--weights", help="local weights file (.safetensors/.pth/.bin) or HF directory")
-    parser.add_argument("--image-size", type=int, help="input size in pixels (position embeddings resampled)")
+    parser.add_argument("--image-size", "--input-size", dest="image_size", type=int,
+                        help="input size in pixels (position embeddings resampled)")
     parser.add_argument("--num-classes", type=int, help="classifier size (default: from the checkpoint)")
     parser.add_argument(
         "--random-weights", action="store_true", help="allow a randomly initialised model (no --weights)"
     )
+    add_preprocess_args(parser)
+
+
+def add_preprocess_args(parser: argparse.ArgumentParser) -> None:
+    """Overrides of the model's own preprocessing (docs/preprocessing.md), for a checkpoint that does not record it."""
+    from ..preprocess import INTERPOLATIONS
+
+    parser.add_argument("--crop-pct", type=float, default=None,
+                        help="centre-crop fraction: the photo is resized to input / crop-pct, then cropped (default: "
+                             "the model's own; 1.0: resize the short side to the input)")
+    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="normalisation mean (default: the model's own)")
+    parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="normalisation std (default: the model's own)")
+    parser.add_argument("--interpolation", choices=list(INTERPOLATIONS),
+                        help="resampling of the photos (default: the model's own)")
+
+
+def preprocess_from_args(args: argparse.Namespace, model: nn.Module) -> Any:
+    """The model's preprocessing (:meth:`patchfield.preprocess.Preprocess.for_model`) with the command's
+    ``--image-size``/``--crop-pct``/``--mean``/``--std``/``--interpolation`` overrides (docs/preprocessing.md)."""
+    from ..introspect import is_huggingface
+    from ..preprocess import Preprocess
+
+    # timm models are built at --image-size (their patch embedding says it); a Hugging Face image processor is told
+    size = getattr(args, "image_size", None) if is_huggingface(model) else None
+    return Preprocess.for_model(model, size=size, crop_pct=getattr(args, "crop_pct", None),
+                                mean=getattr(args, "mean", None), std=getattr(args, "std", None),
+                                interpolation=getattr(args, "interpolation", None))
 
 
 def add_baseline_args(parser: argparse.ArgumentParser) -> None:

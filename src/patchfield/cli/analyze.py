@@ -1,4 +1,5 @@
-"""``patchfield analyze``: per image, ``fields.json`` and the basic figures."""
+"""``patchfield analyze``: per image, ``fields.json`` and the basic figures; ``analyze.json`` lists the images
+analysed and those ``skipped`` (``[{"image", "reason"}]``; exit code 1 when any was)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ from tqdm import tqdm
 from ..analysis import analyze
 from ..checks import check_rates
 from ..devices import parse_device
-from ..images import read_batches
-from ..preprocess import Preprocess
+from ..images import Skipped, read_batches, skip_reason
 from ..utils.io import write_json_atomic
-from ._common import add_baseline_args, add_model_args, awd_fields_from_args, model_from_args
+from ._common import add_baseline_args, add_model_args, awd_fields_from_args, model_from_args, preprocess_from_args
 
 log = logging.getLogger("patchfield.analyze")
 
@@ -87,15 +87,16 @@ def run(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     fields = awd_fields_from_args(args, model, device, amp=args.amp)
-    preprocess = Preprocess.for_model(model)
-    failed: list[str] = []
+    preprocess = preprocess_from_args(args, model)
+    failed: list[Skipped] = []
+    analysed: list[dict[str, str]] = []
     names = _unique_names(args.images)
     jobs = list(zip(args.images, names))
     bar = tqdm(total=len(jobs), unit="img", desc="analyze", file=sys.stderr)
     for chunk in read_batches(jobs, preprocess, args.batch_size):
         for (path, _), e in chunk.failed:
-            print(f"skipped {e}", file=sys.stderr)
-            failed.append(str(path))
+            print(f"skipped {path}: {skip_reason(e)}", file=sys.stderr)
+            failed.append(Skipped(str(path), skip_reason(e)))
             bar.update(1)
         if chunk.images is None:
             continue
@@ -116,9 +117,11 @@ def run(args: argparse.Namespace) -> int:
 
                 record["figures"] = write_basic_figures(result, i, crops[i], folder)
             write_json_atomic(folder / "fields.json", record)
+            analysed.append({"image": str(path), "folder": name})
             bar.update(1)
     bar.close()
+    write_json_atomic(args.out / "analyze.json", {"images": analysed, "skipped": [f.to_json() for f in failed]})
     done = len(jobs) - len(failed)
-    tail = f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""
+    tail = f"; {len(failed)} failed: {', '.join(f.image for f in failed)}" if failed else ""
     print(f"analysed {done} image(s) into {args.out}{tail}")
     return 1 if failed else 0

@@ -12,11 +12,12 @@ Writes ``per_image.csv``, ``claims.png``, ``claims.md`` and, last, ``claims.json
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..checks import check_rates
 from ..devices import parse_device
-from ._common import add_model_args, model_from_args
+from ._common import add_model_args, model_from_args, preprocess_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,9 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-inits", type=int, default=3,
                    help="random-weights controls of the same architecture (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first random initialisation")
-    p.add_argument("--crop-pct", type=float, default=None,
-                   help="file-backed data: centre-crop fraction (default: the model's own; 1.0: resize the short "
-                        "side to the input)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,7 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..claims import measure_claims
     from ..data.registry import build_mask_dataset
-    from ..preprocess import Preprocess
 
     for alpha in args.alpha:
         check_rates(alpha, *args.beta, prefix="--")
@@ -60,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out} is a file, not a folder")
     device = parse_device(args.device)
     model = model_from_args(args)
-    geometry = Preprocess.for_model(model).data_kwargs()
-    if args.crop_pct is not None:
-        geometry["crop_pct"] = args.crop_pct
-    h, w = Preprocess.for_model(model).size
+    preprocess = preprocess_from_args(args, model)  # the model's own, with --crop-pct/--mean/--std/--interpolation
+    geometry = preprocess.data_kwargs()
+    h, w = preprocess.size
     size = h if args.data == "synthetic" and h == w else (h, w)
     dataset = build_mask_dataset(
         args.data, args.split, size, args.data_root, annotations=args.annotations, mask_root=args.mask_root,
@@ -81,4 +77,7 @@ def run(args: argparse.Namespace) -> int:
         verdicts = ", ".join(f"{k}: {c['verdict']}" for k, c in setting["claims"].items())
         print(f"  alpha={setting['alpha']:g} beta={setting['beta']:g}: {verdicts}")
     print(f"report: {paths['claims.md']}")
-    return 0
+    unreadable = report.extra.get("skipped_images", [])
+    for entry in unreadable:
+        print(f"skipped {entry['image']}: {entry['reason']}", file=sys.stderr)
+    return 1 if unreadable else 0

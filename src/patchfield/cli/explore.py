@@ -10,8 +10,7 @@ import torch
 from ..checks import check_rates
 from ..devices import parse_device
 from ..images import read_image
-from ..preprocess import Preprocess
-from ._common import add_baseline_args, add_model_args, awd_fields_from_args, model_from_args
+from ._common import add_baseline_args, add_model_args, awd_fields_from_args, model_from_args, preprocess_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     fields = awd_fields_from_args(args, model, device)
-    x, crop = Preprocess.for_model(model)(read_image(args.image))
+    x, crop = preprocess_from_args(args, model)(read_image(args.image))
     x = x[None].to(device)
     kwargs = fields(x) if fields else None  # an AWD-ViT's forward: within its baseline's fields
     with block_output_norms(model) as norms:  # the same forward: token norms for the artefact toggle

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from ..devices import parse_device
-from ..images import ImageReadError, read_image
+from ..images import SKIP_ERRORS, Skipped, read_image, skip_reason
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import add_model_args, model_from_args
+from ._common import add_model_args, model_from_args, preprocess_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _batches(args: argparse.Namespace, preprocess: Preprocess):
-    """Image batches and their count, from files or a data set."""
+    """Image batches, their count and the images skipped (:class:`patchfield.images.Skipped`; a data set's are
+    known once its batches are read), from files or a data set."""
     if args.images and args.data:
         raise ValueError("give image files or --data, not both")
     if args.images:
@@ -44,9 +45,9 @@ def _batches(args: argparse.Namespace, preprocess: Preprocess):
         for path in args.images:
             try:
                 tensors.append(preprocess(read_image(path))[0])
-            except ImageReadError as e:
-                print(f"skipped {e}", file=sys.stderr)
-                failed.append(str(path))
+            except SKIP_ERRORS as e:
+                print(f"skipped {path}: {skip_reason(e)}", file=sys.stderr)
+                failed.append(Skipped(str(path), skip_reason(e)))
         if not tensors:
             raise ValueError("none of the images could be read")
         batches = [torch.stack(tensors[i:i + args.batch_size]) for i in range(0, len(tensors), args.batch_size)]
@@ -64,7 +65,21 @@ def _batches(args: argparse.Namespace, preprocess: Preprocess):
     ds = build_dataset(args.data, args.split, h if h == w else (h, w), args.root, **kw)
     if args.num_images:
         ds = Subset(ds, range(min(args.num_images, len(ds))))
-    return DataLoader(ds, batch_size=args.batch_size, collate_fn=collate_skip), len(ds), []
+    return DataLoader(ds, batch_size=args.batch_size, collate_fn=collate_skip), len(ds), _DatasetSkips(ds)
+
+
+class _DatasetSkips:
+    """The images a folder data set skipped: at construction (bad headers) and while read (``failures``)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = getattr(dataset, "dataset", dataset)  # through a Subset
+
+    def __iter__(self):
+        ds = self.dataset
+        found = [Skipped(str(rel), why) for rel, why in (getattr(ds, "skipped", None) or [])]
+        found += [Skipped(str(ds.path(i)) if hasattr(ds, "path") else str(i), why)
+                  for i, why in sorted(getattr(ds, "failures", {}).items())]
+        return iter(found)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,10 +93,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
-    batches, total, failed = _batches(args, Preprocess.for_model(model))
+    batches, total, skips = _batches(args, preprocess_from_args(args, model))
     result = evaluate_faithfulness(model, batches, methods=args.methods, steps=args.steps, baseline=args.baseline,
                                    seed=args.seed, device=device, total=total)
-    write_json_atomic(args.out / "faithfulness.json", {"model": args.model, **result.to_json()})
+    failed = list(skips)
+    for entry in failed if args.data else []:
+        print(f"skipped {entry.image}: {entry.reason}", file=sys.stderr)
+    write_json_atomic(args.out / "faithfulness.json", {"model": args.model, **result.to_json(),
+                                                        "skipped": [f.to_json() for f in failed]})
     fig = plot_faithfulness(result)
     save_figure(fig, args.out / "faithfulness.png")
     if args.svg:

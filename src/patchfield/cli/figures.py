@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..checks import check_rates
 from ..devices import parse_device
-from ._common import add_model_args, model_from_args
+from ._common import add_model_args, model_from_args, preprocess_from_args
 from .analyze import _unique_names
 
 
@@ -72,7 +72,6 @@ def _synthetic(count: int, preprocess):
 
 def run(args: argparse.Namespace) -> int:
     from ..figures import write_paper_figures
-    from ..preprocess import Preprocess
 
     check_rates(args.alpha, args.beta, *args.betas, prefix="--")
     if args.batch_size < 1:
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     winft = _winft(args)
     if winft is not None:
         winft = winft.to(device)
-    preprocess = Preprocess.for_model(model)
+    preprocess = preprocess_from_args(args, model)
     images: list = list(args.images)
     masks: list = list(args.mask) if args.mask else [None] * len(images)
     names = _unique_names(args.images)
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     written = write_paper_figures(
         model, images, masks, winft, args.out, names=names, alpha=args.alpha, beta=args.beta, betas=args.betas,
         patches=args.patches, seed=args.seed, fig2_dataset=fig2, batch_size=args.batch_size, only=args.only,
-        svg=args.svg,
+        svg=args.svg, preprocess=preprocess,
     )
     if winft is None:
         print("Fig. 13 skipped: give --winft-model (and --winft-weights) to draw WinfT's predicted masks",

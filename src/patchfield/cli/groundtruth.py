@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from ._common import add_model_args, json_dict, model_from_args
+from ._common import add_model_args, json_dict, model_from_args, preprocess_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,10 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import build_dataset
     from ..groundtruth import build_groundtruth
-    from ..preprocess import Preprocess
 
     model = model_from_args(args)
-    preprocess = Preprocess.for_model(model)
+    preprocess = preprocess_from_args(args, model)
     height, width = preprocess.size
     dataset = build_dataset(args.data, args.split, height if height == width else (height, width),
                             root=args.data_root, **{**preprocess.data_kwargs(), **args.data_kwargs})
@@ -56,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
 
+    skipped = store.manifest.get("skipped", [])
     if int(os.environ.get("RANK", "0")) == 0:
         failed = store.manifest["failed"]
         tail = f"; {len(failed)} unreadable image(s) recorded as invalid" if failed else ""
+        for entry in skipped:
+            print(f"skipped {entry['image']}: {entry['reason']}", file=sys.stderr)
         print(f"ground truth of {len(store)} image(s) in {args.out}: grid {store.grid.height}x{store.grid.width}, "
               f"E_O {store.expected_interactions():.1f}{tail}")
-    return 0
+    return 1 if skipped else 0

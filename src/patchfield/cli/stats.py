@@ -11,10 +11,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..devices import parse_device
-from ..images import read_batches
-from ..preprocess import Preprocess
+from ..images import read_batches, skip_reason
 from ..utils.io import write_json_atomic
-from ._common import model_from_args
+from ._common import add_preprocess_args, model_from_args, preprocess_from_args
 
 
 class _ModelAction(argparse.Action):
@@ -42,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, help="input size in pixels for every model")
     p.add_argument("--num-classes", type=int, help="classifier size (default: from the checkpoint)")
     p.add_argument("--random-weights", action="store_true", help="allow models without --weights (untrained)")
+    add_preprocess_args(p)
     p.add_argument("--beta", type=float, default=0.2, help="share of patches in D for the overlap [0, 1)")
     p.add_argument("--block", type=int, default=-1, help="block whose output norms define artefacts (default: last)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -67,7 +67,7 @@ def _model_stats(args, model_name: str, weights: str | None, label: str, names: 
     spec_args = argparse.Namespace(model=model_name, weights=weights, image_size=args.image_size,
                                    num_classes=args.num_classes, random_weights=args.random_weights)
     model = model_from_args(spec_args).to(args.torch_device)
-    preprocess = Preprocess.for_model(model)
+    preprocess = preprocess_from_args(args, model)
     folder = args.out / label
     records: list[dict] = []
     first = None
@@ -76,7 +76,7 @@ def _model_stats(args, model_name: str, weights: str | None, label: str, names: 
     for chunk in read_batches(jobs, preprocess, args.batch_size):
         bar.update(len(chunk.items) + len(chunk.failed))
         for (path, _), e in chunk.failed:
-            failed[str(path)] = str(e)
+            failed[str(path)] = skip_reason(e)
         if chunk.images is None:
             continue
         crops, kept = chunk.crops, chunk.items
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     names = _unique_names(args.images)
     failed: dict[str, str] = {}
     models = [_model_stats(args, m, w, label, names, failed) for (m, w), label in zip(pairs, labels)]
-    result = {"models": models}
+    result = {"models": models, "skipped": [{"image": k, "reason": v} for k, v in failed.items()]}
     if len(models) > 1 and not args.no_figures:
         from ..drawing import save_figure
         from ..figures.stats import plot_comparison
@@ -150,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
         result["comparison"] = str(save_figure(plot_comparison([(m["label"], m) for m in models]),
                                                args.out / "comparison.png"))
     write_json_atomic(args.out / "stats.json", result)
-    for why in failed.values():
-        print(f"skipped {why}", file=sys.stderr)
+    for image, why in failed.items():
+        print(f"skipped {image}: {why}", file=sys.stderr)
     done = len(args.images) - len(failed)
     print(f"statistics of {len(models)} model(s) on {done} image(s) in {args.out / 'stats.json'}"
           + (f"; {len(failed)} failed" if failed else ""))

@@ -131,7 +131,7 @@ class CocoMasks(MaskedFiles):
     def __init__(self, root: str | Path, annotations: str | Path, image_size: int | Sequence[int] = 224,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  crop_pct: float = DEFAULT_CROP_PCT, category: Sequence[str | int] | None = None,
-                 interpolation: str = "bicubic") -> None:
+                 interpolation: str = "bicubic", pipeline: Any = None) -> None:
         root, path = Path(root), Path(annotations)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder (--data-root) {root} is not a folder")
@@ -158,7 +158,7 @@ class CocoMasks(MaskedFiles):
                 import pycocotools  # noqa: F401
             except ImportError as e:
                 raise ImportError(_NEEDS_PYCOCOTOOLS) from e
-        super().__init__(root, files, image_size, mean, std, crop_pct, interpolation)
+        super().__init__(root, files, image_size, mean, std, crop_pct, interpolation, pipeline)
         self.skipped = {"missing": missing}
 
     def raw_mask(self, index: int, image: Image.Image) -> np.ndarray | None:

@@ -1,14 +1,16 @@
 """File-backed data sets: ImageFolder (the ImageNet layout) and CUB-200-2011's own layout.
 
-Unreadable images are never skipped silently. Two stages catch them:
+Images are read by :func:`patchfield.images.read_photo` (odd modes, alpha, EXIF orientation) and preprocessed by
+:class:`patchfield.preprocess.Preprocess` (or the ``pipeline`` given). Unreadable images are never skipped
+silently. Two stages catch them:
 
 1. At construction (``validate=True``, the default) every file's header is read; files that are
    missing, empty or not images are dropped from the index, listed in :attr:`skipped`
    (``(relative path, reason)``) and named in one ``WARNING`` on the ``patchfield.data`` logger.
    Indices, lengths and :meth:`fingerprint` refer to the validated list.
 2. An image whose header is fine but whose pixel data fails to decode (truncated file) makes
-   ``dataset[i]`` return ``None``; the failure is logged by name and counted in
-   :attr:`load_failures` (per process). :func:`patchfield.data.collate_skip` drops these
+   ``dataset[i]`` return ``None``; the failure is logged by name, counted in :attr:`load_failures` and its
+   reason kept in :attr:`failures` (index -> reason; per process). :func:`patchfield.data.collate_skip` drops these
    ``None`` samples from a batch, so use it as the ``DataLoader``'s ``collate_fn``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..images import SKIP_ERRORS, ImageReadError, Photo, read_photo, skip_reason, stored_geometry
 from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from ..preprocess import DEFAULT_CROP_PCT, Preprocess
 
@@ -40,12 +44,16 @@ def _header_problem(path: Path) -> str | None:
     try:
         if path.stat().st_size == 0:
             return "empty file"
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - parsing the header is the check
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # as images.read_photo: refused
+            with Image.open(path) as im:
+                im.size  # noqa: B018 - parsing the header is the check
         return None
     except FileNotFoundError:
         return "no such file"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return f"too many pixels, refused as a possible decompression bomb ({e})"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         return f"not a readable image ({e})"
 
 
@@ -57,15 +65,24 @@ class _FileDataset(Dataset):
 
     def __init__(self, root: str | Path, samples: list[tuple[str, int]], classes: list[str],
                  image_size: int | Sequence[int], mean: Sequence[float], std: Sequence[float],
-                 crop_pct: float, augment: bool, validate: bool, interpolation: str = "bicubic") -> None:
+                 crop_pct: float, augment: bool, validate: bool, interpolation: str = "bicubic",
+                 pipeline: Preprocess | None = None) -> None:
         self.root = Path(root)
         self.classes = classes
         self.num_classes = len(classes)
-        self.preprocess = Preprocess(image_size, mean, std, crop_pct, augment, interpolation)
+        if pipeline is not None:  # the model's whole pipeline (Preprocess.data_kwargs()); its size rules
+            self.evaluation = pipeline
+            self.preprocess = Preprocess.from_spec(pipeline.spec, augment=True) if augment else pipeline
+        else:
+            self.preprocess = Preprocess(image_size, mean, std, crop_pct, augment, interpolation)
+            self.evaluation = Preprocess(image_size, mean, std, crop_pct, interpolation=interpolation)
         self.image_size = self.preprocess.size
+        if pipeline is not None:
+            mean, std = self.preprocess.mean.flatten().tolist(), self.preprocess.std.flatten().tolist()
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.skipped: list[tuple[str, str]] = []
         self.load_failures = 0
+        self.failures: dict[int, str] = {}
         if validate:
             kept = []
             it = tqdm(samples, desc=f"checking {self.name} images", unit="img", disable=len(samples) < 5000)
@@ -92,6 +109,8 @@ class _FileDataset(Dataset):
     def fingerprint(self) -> str:
         """A short hash of the validated file list, labels and preprocessing (not of ``root``)."""
         interp = "" if self.preprocess.interpolation == "bicubic" else f"|{self.preprocess.interpolation}"
+        if "pipeline" in self.evaluation.data_kwargs():
+            interp += f"|{self.evaluation.describe()}"
         h = hashlib.sha256(f"{self.name}|{self.image_size}|{self.preprocess.crop_pct}|{self.mean}|{self.std}{interp}"
                            .encode())
         for rel, label in self.samples:
@@ -101,23 +120,31 @@ class _FileDataset(Dataset):
     def path(self, index: int) -> Path:
         return self.root / self.samples[index][0]
 
-    def _open(self, index: int) -> Image.Image | None:
-        rel = self.samples[index][0]
+    def _photo(self, index: int) -> Photo | None:
         try:
-            with Image.open(self.root / rel) as im:
-                im.load()
-                return im.convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            return read_photo(self.path(index))
+        except ImageReadError as e:
             self.load_failures += 1
-            log.warning("%s: skipped unreadable image %s (%s)", self.name, self.root / rel, e)
+            self.failures[index] = e.reason
+            log.warning("%s: skipped unreadable image %s", self.name, e)
             return None
+
+    def _open(self, index: int) -> Image.Image | None:
+        photo = self._photo(index)
+        return None if photo is None else photo.image
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         """``(image [3, H, W], label)``, or ``None`` when the file fails to decode (see module doc)."""
         image = self._open(index)
         if image is None:
             return None
-        x, _ = self.preprocess(image)
+        try:
+            x, _ = self.preprocess(image)
+        except SKIP_ERRORS as e:  # one image never ends a run
+            self.load_failures += 1
+            self.failures[index] = skip_reason(e)
+            log.warning("%s: skipped %s: %s", self.name, self.path(index), self.failures[index])
+            return None
         return x, self.samples[index][1]
 
     def raw_image(self, index: int) -> np.ndarray:
@@ -128,9 +155,8 @@ class _FileDataset(Dataset):
         """
         image = self._open(index)
         if image is None:
-            raise ValueError(f"{self.path(index)} is not a readable image")
-        p = self.preprocess
-        return Preprocess(self.image_size, self.mean, self.std, p.crop_pct, interpolation=p.interpolation)(image)[1]
+            raise ValueError(f"{self.path(index)} is not a readable image ({self.failures.get(index)})")
+        return self.evaluation(image)[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, len={len(self)}, classes={self.num_classes})"
@@ -154,7 +180,7 @@ class ImageFolderDataset(_FileDataset):
     def __init__(self, root: str | Path, image_size: int | Sequence[int] = 224,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  crop_pct: float = DEFAULT_CROP_PCT, augment: bool = False, validate: bool = True,
-                 interpolation: str = "bicubic") -> None:
+                 interpolation: str = "bicubic", pipeline: Preprocess | None = None) -> None:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"ImageFolder root {root} is not a folder (expected root/<class>/<image>)")
@@ -169,7 +195,8 @@ class ImageFolderDataset(_FileDataset):
         ]
         if not samples:
             raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<class>/")
-        super().__init__(root, samples, classes, image_size, mean, std, crop_pct, augment, validate, interpolation)
+        super().__init__(root, samples, classes, image_size, mean, std, crop_pct, augment, validate, interpolation,
+                         pipeline)
 
 
 def _read_table(path: Path, columns: int) -> dict[int, list[str]]:
@@ -207,7 +234,7 @@ class CUBDataset(_FileDataset):
     def __init__(self, root: str | Path, split: str = "train", image_size: int | Sequence[int] = 448,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  crop_pct: float = DEFAULT_CROP_PCT, augment: bool = False, validate: bool = True,
-                 interpolation: str = "bicubic") -> None:
+                 interpolation: str = "bicubic", pipeline: Preprocess | None = None) -> None:
         root = Path(root)
         if split not in ("train", "test", "val"):
             raise ValueError(f"CUB split must be 'train' or 'test' (or 'val' = test), got {split!r}")
@@ -238,7 +265,8 @@ class CUBDataset(_FileDataset):
         self._boxes = {k: tuple(float(x) for x in v[:4]) for k, v in boxes.items()}
         seg = [d for d in (root / "segmentations", root.parent / "segmentations") if d.is_dir()]
         self._seg_root = seg[0] if seg else None
-        super().__init__(root, samples, classes, image_size, mean, std, crop_pct, augment, validate, interpolation)
+        super().__init__(root, samples, classes, image_size, mean, std, crop_pct, augment, validate, interpolation,
+                         pipeline)
 
     def image_id(self, index: int) -> int:
         """CUB's own 1-based image id."""
@@ -261,17 +289,22 @@ class CUBDataset(_FileDataset):
         Raises:
             ValueError: the image has neither, or its file cannot be read.
         """
+        try:  # masks are in the stored pixel grid: they get the photo's EXIF orientation
+            (width, height), orientation = stored_geometry(self.path(index))
+        except ImageReadError as e:
+            raise ValueError(str(e)) from None
+        photo = Photo(Image.new("1", (1, 1)), orientation)  # only its orientation is used
         seg = self.segmentation_path(index)
         if seg is not None:
-            with Image.open(seg) as im:
-                m = np.asarray(im.convert("L")) >= 128
-            return self.preprocess.mask(Image.fromarray((m * 255).astype(np.uint8)))
+            try:
+                m = np.asarray(read_photo(seg).stored.convert("L")) >= 128
+            except ImageReadError as e:
+                raise ValueError(f"segmentation {e}") from None
+            return self.evaluation.mask(photo.orient(Image.fromarray((m * 255).astype(np.uint8))))
         box = self.bounding_box(index)
         if box is None:
             raise ValueError(f"{self.path(index)} has no segmentation and no bounding box")
-        with Image.open(self.path(index)) as im:
-            width, height = im.size
         x, y, w, h = box
         ys, xs = np.mgrid[0:height, 0:width]
         m = (xs + 0.5 >= x) & (xs + 0.5 <= x + w) & (ys + 0.5 >= y) & (ys + 0.5 <= y + h)
-        return self.preprocess.mask(Image.fromarray((m * 255).astype(np.uint8)))
+        return self.evaluation.mask(photo.orient(Image.fromarray((m * 255).astype(np.uint8))))

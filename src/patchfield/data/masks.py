@@ -5,9 +5,11 @@ The protocol (any object works, e.g. a ``torch.utils.data.Dataset``):
 - ``len(ds)`` and ``ds[i]`` giving ``(image, mask)``: ``image`` a normalised float ``[3, H, W]`` tensor as
   the model takes it, ``mask`` a bool ``[H, W]`` tensor (True = object) through the same geometry as the
   image, or ``None`` when the image has no mask; ``ds[i]`` may be ``None`` for an image that fails to
-  decode.
+  decode (or raise ``ValueError``/``OSError``: the image is skipped with the error as its reason).
 - optional ``ds.skipped``: ``{"missing": int, ...}``, images left out before indexing (counted in reports);
-- optional ``ds.image_name(i)``: a name for the per-image table.
+- optional ``ds.image_name(i)``: a name for the per-image table;
+- optional ``ds.failures``: ``{index: reason}`` of the images that gave ``None``;
+- optional ``ds.dropped``: ``[(image, reason)]`` of files left out before indexing (named in reports).
 
 :class:`WithMasks` adapts patchfield's own data sets that have ``object_mask(i)`` (``synthetic``, ``cub``);
 :class:`MaskFolder` reads ``--data-root`` images and ``--mask-root`` PNGs with the same stems; COCO-format
@@ -25,6 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from ..images import ImageReadError, read_photo
 from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from ..preprocess import DEFAULT_CROP_PCT, Preprocess
 from .folder import IMAGE_EXTENSIONS
@@ -53,6 +56,16 @@ class WithMasks(Dataset):
         self.dataset = dataset
         self.skipped = {"unreadable": len(getattr(dataset, "skipped", []) or [])}
 
+    @property
+    def failures(self) -> dict[int, str]:
+        return getattr(self.dataset, "failures", {})
+
+    @property
+    def dropped(self) -> list[tuple[str, str]]:
+        """``(image, reason)`` of the files left out when the data set was indexed (bad headers)."""
+        found = getattr(self.dataset, "skipped", None)
+        return list(found) if isinstance(found, list) else []
+
     def __len__(self) -> int:
         return len(self.dataset)
 
@@ -79,14 +92,20 @@ class MaskedFiles(Dataset):
         files: relative image paths.
         image_size, mean, std, crop_pct, interpolation: the model's input (evaluation geometry, see
             :class:`Preprocess`; ``Preprocess.for_model(model).data_kwargs()`` gives them).
+        pipeline: the model's whole pipeline instead (``data_kwargs()`` gives it where the four do not suffice).
+
+    Photos are read by :func:`patchfield.images.read_photo`; a mask (in the stored pixel grid, as COCO
+    annotations and mask files are) gets the photo's EXIF orientation, then the photo's geometry.
     """
 
     def __init__(self, root: str | Path, files: list[str], image_size: int | Sequence[int],
-                 mean: Sequence[float], std: Sequence[float], crop_pct: float, interpolation: str = "bicubic") -> None:
+                 mean: Sequence[float], std: Sequence[float], crop_pct: float, interpolation: str = "bicubic",
+                 pipeline: Preprocess | None = None) -> None:
         self.root = Path(root)
         self.files = files
-        self.preprocess = Preprocess(image_size, mean, std, crop_pct, interpolation=interpolation)
+        self.preprocess = pipeline or Preprocess(image_size, mean, std, crop_pct, interpolation=interpolation)
         self.skipped: dict[str, int] = {}
+        self.failures: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -101,13 +120,13 @@ class MaskedFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         path = self.root / self.files[index]
         try:
-            with Image.open(path) as im:
-                im.load()
-                image = im.convert("RGB")
-        except _UNREADABLE:
+            photo = read_photo(path)
+        except ImageReadError as e:
+            self.failures[index] = e.reason
             return None
+        image = photo.stored
         mask = self.raw_mask(index, image)
-        x, _ = self.preprocess(image)
+        x, _ = self.preprocess(photo.image)
         if mask is None:
             return x, None
         if mask.shape != (image.height, image.width):
@@ -115,7 +134,7 @@ class MaskedFiles(Dataset):
                 f"the mask of {path} is {mask.shape[1]}x{mask.shape[0]} pixels but the image is "
                 f"{image.width}x{image.height}; masks must have their image's size"
             )
-        return x, self.preprocess.mask(Image.fromarray(mask.astype(np.uint8) * 255))
+        return x, self.preprocess.mask(photo.orient(Image.fromarray(mask.astype(np.uint8) * 255)))
 
 
 class MaskFolder(MaskedFiles):
@@ -131,7 +150,8 @@ class MaskFolder(MaskedFiles):
 
     def __init__(self, root: str | Path, mask_root: str | Path, image_size: int | Sequence[int] = 224,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 crop_pct: float = DEFAULT_CROP_PCT, interpolation: str = "bicubic") -> None:
+                 crop_pct: float = DEFAULT_CROP_PCT, interpolation: str = "bicubic",
+                 pipeline: Preprocess | None = None) -> None:
         root, mask_root = Path(root), Path(mask_root)
         for what, folder in (("image folder (--data-root)", root), ("mask folder (--mask-root)", mask_root)):
             if not folder.is_dir():
@@ -148,7 +168,7 @@ class MaskFolder(MaskedFiles):
                 f"none of the {len(files)} images under {root} has a mask: expected PNGs with the same stems under "
                 f"{mask_root} (e.g. {self.mask_path(files[0])})"
             )
-        super().__init__(root, files, image_size, mean, std, crop_pct, interpolation)
+        super().__init__(root, files, image_size, mean, std, crop_pct, interpolation, pipeline)
 
     def mask_path(self, rel: str) -> Path:
         return self.mask_root / Path(rel).with_suffix(".png")
@@ -160,5 +180,5 @@ class MaskFolder(MaskedFiles):
         try:
             with Image.open(path) as im:
                 return mask_array(im)
-        except _UNREADABLE as e:
+        except (*_UNREADABLE, Image.DecompressionBombError) as e:
             raise ValueError(f"mask {path} is not a readable image ({e})") from None

@@ -54,7 +54,7 @@ def build_dataset(name: str, split: str = "train", image_size: int | Sequence[in
     10
     """
     if name not in ("imagefolder", "cub"):
-        kw.pop("crop_pct", None), kw.pop("interpolation", None)
+        kw.pop("crop_pct", None), kw.pop("interpolation", None), kw.pop("pipeline", None)
     if name == "synthetic":
         from .synthetic import SyntheticShapes
 
@@ -130,7 +130,7 @@ def build_mask_dataset(name: str, split: str = "val", image_size: int | Sequence
     if category and name != "coco":
         raise ValueError("--category applies to --data coco only")
     if name == "synthetic":
-        kw.pop("crop_pct", None), kw.pop("interpolation", None)
+        kw.pop("crop_pct", None), kw.pop("interpolation", None), kw.pop("pipeline", None)
         count = {"num_images": num_images} if num_images is not None else {}
         return WithMasks(build_dataset("synthetic", split, image_size, **count, **kw))
     if name == "cub":

@@ -25,7 +25,7 @@ from ..analysis import Analysis, analyze_map
 from ..capture import AttentionMaps, capture_attention
 from ..checks import check_rates
 from ..drawing import save_figure
-from ..images import ImageReadError, read_image
+from ..images import SKIP_ERRORS, Photo, Skipped, read_photo, skip_reason, to_rgb
 from ..preprocess import Preprocess
 from ..uncertainty import interaction_uncertainty
 from ..utils.io import write_json_atomic
@@ -48,12 +48,14 @@ class PaperFigures:
     """What :func:`write_paper_figures` wrote: ``index`` (``figures.json``), each image's ``fields.json``
     record (``fields``) and the images it could not read (``failed``)."""
 
-    index: dict[str, dict[str, str]] = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
 
-def _read_mask(mask: MaskLike, preprocess: Preprocess) -> torch.Tensor | None:
+def _read_mask(mask: MaskLike, preprocess: Preprocess, photo: Photo | None = None) -> torch.Tensor | None:
+    """A mask (in the photo's stored pixel grid) through the photo's EXIF orientation and geometry."""
     if mask is None:
         return None
     if isinstance(mask, (str, Path)):
@@ -65,7 +67,12 @@ def _read_mask(mask: MaskLike, preprocess: Preprocess) -> torch.Tensor | None:
             raise FileNotFoundError(f"mask file {mask} does not exist") from e
         except OSError as e:
             raise ValueError(f"mask file {mask} is not a readable image ({e})") from e
-    return preprocess.mask(mask)
+    if not isinstance(mask, Image.Image):
+        a = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if a.ndim != 2:
+            raise ValueError(f"a mask must be [H, W]; got shape {a.shape}")
+        mask = Image.fromarray((a != 0).astype(np.uint8) * 255)
+    return preprocess.mask(photo.orient(mask.convert("L")) if photo is not None else mask.convert("L"))
 
 
 def _load(image: ImageLike, mask: MaskLike, preprocess: Preprocess) -> tuple[torch.Tensor, np.ndarray, Any]:
@@ -84,9 +91,9 @@ def _load(image: ImageLike, mask: MaskLike, preprocess: Preprocess) -> tuple[tor
                 raise ValueError(f"the mask of an image tensor must be [{preprocess.size[0]}, {preprocess.size[1]}]; "
                                  f"got {tuple(m.shape)}")
         return x, crop, m
-    photo = read_image(image) if isinstance(image, (str, Path)) else image.convert("RGB")
-    x, crop = preprocess(photo)
-    return x, crop, _read_mask(mask, preprocess)
+    photo = read_photo(image) if isinstance(image, (str, Path)) else Photo(to_rgb(image))
+    x, crop = preprocess(photo.image)
+    return x, crop, _read_mask(mask, preprocess, photo)
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,9 @@ def _checked_inputs(images: Sequence[ImageLike], masks: Sequence[MaskLike] | Non
     names = [f"image_{k:03d}" for k in range(len(images))] if names is None else [str(n) for n in names]
     if len(names) != len(images) or len(set(names)) != len(names):
         raise ValueError("give one distinct name per image")
+    missing = [m for m in masks if isinstance(m, (str, Path)) and not Path(m).is_file()]
+    if missing:  # a mistake in the call, not an image to skip
+        raise FileNotFoundError(f"mask file {missing[0]} does not exist")
     return images, masks, names
 
 
@@ -283,6 +293,7 @@ def write_paper_figures(
     only: Sequence[str] | None = None,
     svg: bool = False,
     progress: bool = True,
+    preprocess: Preprocess | None = None,
 ) -> PaperFigures:
     """Write every figure of the paper (Fig. 2-7, 12, 13) and ``fields.json`` for each image into ``out``.
 
@@ -306,6 +317,7 @@ def write_paper_figures(
             these prefixes.
         svg: also write SVG beside every PNG.
         progress: a progress bar on stderr.
+        preprocess: the photos' preprocessing (default ``Preprocess.for_model(model)``).
 
     Returns:
         :class:`PaperFigures`: the index written to ``figures.json`` and the images that could not be read
@@ -320,7 +332,7 @@ def write_paper_figures(
     images, masks, names = _checked_inputs(images, masks, names)
     out = Path(out)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    preprocess = Preprocess.for_model(model)
+    preprocess = Preprocess.for_model(model) if preprocess is None else preprocess
     options = _Options(list(patches) if patches else None, list(betas), int(seed))
 
     def wanted(name: str) -> bool:
@@ -332,11 +344,15 @@ def write_paper_figures(
     for start in range(0, len(images), batch_size):
         loaded = []
         for k in range(start, min(start + batch_size, len(images))):
-            try:
+            try:  # one photo never ends the run: it is skipped with its reason (a tensor's misfit is a mistake)
                 loaded.append((k, *_load(images[k], masks[k], preprocess)))
-            except ImageReadError as e:
-                logger.warning("skipped %s", e)
+            except SKIP_ERRORS as e:
+                if isinstance(images[k], torch.Tensor):
+                    raise
+                label = str(images[k]) if isinstance(images[k], (str, Path)) else names[k]
+                logger.warning("skipped %s: %s", label, skip_reason(e))
                 result.failed.append(names[k])
+                result.skipped.append(Skipped(label, skip_reason(e)))
                 bar.update(1)
         if not loaded:
             continue
@@ -362,5 +378,7 @@ def write_paper_figures(
     fig = pairs.figure() if wanted("fig2_pair_attention_dataset") else None
     if fig is not None:
         result.index["dataset"] = {"fig2_pair_attention_dataset": _save(fig, out, "fig2_pair_attention_dataset", svg)}
+    if result.skipped:
+        result.index["skipped"] = [s.to_json() for s in result.skipped]
     write_json_atomic(out / "figures.json", result.index)
     return result

@@ -365,6 +365,22 @@ def _finish_shard(parts: dict[str, list], grid: Grid) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _failure_reason(dataset: Dataset, index: int) -> str:
+    """Why image ``index`` could not be read (the reader's reason, read again here: workers keep theirs)."""
+    known = getattr(dataset, "failures", {}).get(index)
+    if known:
+        return known
+    path_of = getattr(dataset, "path", None)
+    if callable(path_of):
+        from ..images import SKIP_ERRORS, read_photo, skip_reason
+
+        try:
+            read_photo(path_of(index))
+        except SKIP_ERRORS as e:
+            return skip_reason(e)
+    return "unreadable image"
+
+
 def _write_manifest(out: Path, settings: dict[str, Any], num_shards: int, n: int, name: str | None,
                     dataset: Dataset) -> None:
     shards, failed, grid, total, valid_count = [], [], None, 0, 0
@@ -390,6 +406,11 @@ def _write_manifest(out: Path, settings: dict[str, Any], num_shards: int, n: int
     if failed:
         log.warning("groundtruth: %d unreadable image(s) recorded as invalid (no field): %s", len(failed),
                     ", ".join(names) if names else ", ".join(map(str, failed)))
+    skipped = [{"image": str(rel), "reason": str(why), "indexed": False}
+               for rel, why in (getattr(dataset, "skipped", None) if isinstance(getattr(dataset, "skipped", None),
+                                                                                   list) else [])]
+    skipped += [{"image": name, "reason": _failure_reason(dataset, i), "indexed": True}
+                for i, name in zip(failed, names or map(str, failed))]
     manifest = {
         "format": FORMAT, "version": VERSION, "grid": grid, "num_patches": grid[0] * grid[1],
         "alpha": settings["alpha"], "beta": settings["beta"], "num_images": n,
@@ -397,7 +418,7 @@ def _write_manifest(out: Path, settings: dict[str, Any], num_shards: int, n: int
                     "split": getattr(dataset, "split", None)},
         "fingerprint": settings["fingerprint"], "model": settings["model"], "shard_size": settings["shard_size"],
         "weights": settings["weights"], "model_config": settings["model_config"],
-        "shards": shards, "failed": failed, "failed_files": names,
+        "shards": shards, "failed": failed, "failed_files": names, "skipped": skipped,
         "expected_interactions": total / valid_count if valid_count else None,
         "bytes_per_image": grid[0] * grid[1] * 4 + -(-grid[0] * grid[1] // 8),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

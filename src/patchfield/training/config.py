@@ -132,8 +132,8 @@ class TrainConfig:
         self.kind = as_kind(self.kind)
         if self.kind.uses_groundtruth and not self.groundtruth:
             raise ValueError(
-                f"kind {self.kind.name!r} needs --groundtruth STORE: the fields of a well-trained ViT (docs/spec.md §7, §8); "
-                "build one with `patchfield groundtruth`"
+                f"kind {self.kind.name!r} needs --groundtruth STORE: the fields of a well-trained ViT "
+                "(docs/spec.md §7, §8); build one with `patchfield groundtruth`"
             )
         positive = {"batch_size": self.batch_size, "accum_steps": self.accum_steps, "log_every": self.log_every}
         for name, value in positive.items():
