@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from ..utils.io import write_json_atomic
-from .checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE, read_run_info
+from ..runs import MODEL_FILE, RUN_FILE, read_run_info
 
 __all__ = [
     "MODEL",
@@ -250,6 +250,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     Returns the record (see the module docstring) with ``"out"`` (the folder) and ``"finished"``;
     a run stopped by ``stop_after_steps`` returns ``{"name", "out", "finished": False, "step"}``.
     """
+    from .checkpoint import CHECKPOINT
     from .config import TrainConfig
     from .loop import LOG_FILE, train
 
