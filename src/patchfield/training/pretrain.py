@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
-from ..utils.io import write_json_atomic
 from ..runs import MODEL_FILE, RUN_FILE, read_run_info
+from ..utils.io import write_json_atomic
 
 __all__ = [
     "MODEL",
