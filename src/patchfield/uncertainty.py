@@ -92,6 +92,11 @@ def interaction_uncertainty(
     return per_head.var(dim=-3, correction=0)
 
 
+#: Elements of the update's scratch tensor: whole layers at 224 px (batch 16, 12 heads: 7.4M), four
+#: chunks at 384 px. Bigger chunks waste memory; many small ones cost per-call overhead on shared CPUs.
+_UPDATE_CHUNK = 1 << 24
+
+
 @dataclass
 class LayerStatistics:
     """What :meth:`UncertaintyAccumulator.finish` returns.
@@ -112,7 +117,7 @@ class UncertaintyAccumulator:
 
     Keeps the first layer's map and Welford's mean and sum of squared deviations of the later
     layers from it: three ``[..., k, N, N]`` tensors in float32 (float64 for float64 inputs), plus
-    one of the same size for the update, whatever the number of layers. ``U`` meets SPEC §2's
+    a scratch of at most 2²⁴ elements for the update, whatever the number of layers. ``U`` meets SPEC §2's
     bound in float32, bf16 and fp16 (see the module docstring for how). Results are float32
     (float64 for float64 inputs), as :func:`interaction_uncertainty`.
 
@@ -152,15 +157,22 @@ class UncertaintyAccumulator:
             return
         if a.shape != self._shift.shape:
             raise ValueError(f"layer attention shape {tuple(a.shape)} differs from {tuple(self._shift.shape)}")
+        n1, n2 = a.shape[-2:]
+        rows = self._shift.view(-1, n1, n2)
+        step = max(1, _UPDATE_CHUNK // (n1 * n2))  # matrices per chunk: the scratch stays small
         if self._step is None:
             with torch.inference_mode(False):
-                self._step = torch.empty_like(self._shift)
+                self._step = torch.empty((min(step, rows.shape[0]), n1, n2), dtype=rows.dtype, device=rows.device)
         self.count += 1
         n = self.count
-        e = torch.sub(a, self._shift, out=self._step)  # exact near A_0 (see the module docstring)
-        e.sub_(self._mean)
-        self._m2.addcmul_(e, e, value=(n - 1) / n)
-        self._mean.add_(e, alpha=1.0 / n)
+        a = a.reshape(-1, n1, n2)
+        mean, m2 = self._mean.view(-1, n1, n2), self._m2.view(-1, n1, n2)
+        for i in range(0, rows.shape[0], step):
+            j = min(i + step, rows.shape[0])
+            e = torch.sub(a[i:j], rows[i:j], out=self._step[: j - i])  # exact near A_0 (module docstring)
+            e.sub_(mean[i:j])
+            m2[i:j].addcmul_(e, e, value=(n - 1) / n)
+            mean[i:j].add_(e, alpha=1.0 / n)
 
     def _check(self) -> None:
         if self._finished:
