@@ -15,10 +15,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..analysis import analyze_map
 from ..capture import capture_uncertainty, find_attention_modules
 from ..checks import check_alpha, check_beta, check_positive_int
+from ..dip import indiscriminative_patches
+from ..field import responsive_field
 from ..grid import Grid, object_patches
+from ..windows import adaptive_windows
 from .measures import MEASURES, claim_measures
 from .report import ClaimsReport
 
@@ -91,10 +93,16 @@ def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int],
 
 def _measure(U: torch.Tensor, grid: Grid, obj: torch.Tensor,
              settings: list[tuple[float, float]]) -> dict[tuple[float, float], dict[str, torch.Tensor]]:
-    """Every setting's per-image measures from one uncertainty map (CPU float64)."""
+    """Every setting's per-image measures from one uncertainty map (CPU float64).
+
+    The windows depend on ``alpha`` alone and ``D`` on ``beta`` alone, so each is computed once per value
+    (what :func:`patchfield.analyze_map` gives, without repeating it for every pair).
+    """
+    windows = {a: adaptive_windows(U, a, grid) for a in dict.fromkeys(a for a, _ in settings)}
+    dropped = {b: indiscriminative_patches(U, b) for b in dict.fromkeys(b for _, b in settings)}
     out = {}
     for alpha, beta in settings:
-        _, _, field = analyze_map(U, grid, alpha, beta)
+        field = responsive_field(windows[alpha], dropped[beta])
         out[(alpha, beta)] = {k: v.cpu() for k, v in claim_measures(field, obj.to(U.device)).items()}
     return out
 
