@@ -138,7 +138,7 @@ def analyze(
         forward_kwargs: keyword arguments of the model's forward (an AWD-ViT's ``field_mask``,
             ``dropped``); see :func:`patchfield.capture_attention`.
         amp: run the model's forward under bf16 autocast on the images' device (faster on GPUs);
-            the attention statistics are still accumulated in float64 (docs/spec.md §2), the windows and
+            the attention statistics are still accumulated to docs/spec.md §2's precision, the windows and
             fields computed outside autocast.
     """
     check_rates(alpha, beta)

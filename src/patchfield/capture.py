@@ -513,8 +513,10 @@ def capture_uncertainty(
 ) -> UncertaintyCapture:
     """Streaming capture: compute ``U`` layer by layer without holding ``[B, L, k, T, T]``.
 
-    Memory is that of one layer's attention plus two float64 ``[B, k, N, N]`` accumulators, so
-    large images and batches fit. Same arguments as :func:`capture_attention`.
+    Memory is that of one layer's attention plus four float32 ``[B, k, N, N]`` tensors (the
+    first layer's map, Welford's mean and squared deviations, one for the update), so large
+    images and batches fit; ``U`` still meets SPEC §2's bound (see :mod:`patchfield.uncertainty`).
+    Same arguments as :func:`capture_attention`.
     """
     acc = UncertaintyAccumulator(renormalize=renormalize)
 
@@ -523,10 +525,11 @@ def capture_uncertainty(
         acc.update(attn[..., p:, p:])
 
     logits, s = _run(model, images, layers, forward_kwargs, update)
+    stats = acc.finish()
     return UncertaintyCapture(
-        U=acc.result(),
-        mean_attention=acc.mean,
-        layer_variance=acc.layer_variance(),
+        U=stats.U,
+        mean_attention=stats.mean,
+        layer_variance=stats.layer_variance,
         grid=s.grid,
         num_prefix_tokens=s.num_prefix_tokens,
         layers=tuple(s.indices),

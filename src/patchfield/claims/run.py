@@ -18,12 +18,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..analysis import analyze_map
 from ..capture import capture_uncertainty, find_attention_modules
 from ..checks import check_alpha, check_beta, check_positive_int
+from ..dip import indiscriminative_patches
+from ..field import responsive_field
 from ..grid import Grid, object_patches
 from ..images import SKIP_ERRORS, Skipped, skip_reason
 from ..introspect import model_family, unwrap
+from ..windows import adaptive_windows
 from .measures import MEASURES, claim_measures, derangement, object_centroids, patch_variance, tendency_cosine
 from .report import ClaimsReport
 
@@ -114,11 +116,17 @@ Setting = tuple[float, float]
 def _measure(U: torch.Tensor, grid: Grid, obj: torch.Tensor, variance: torch.Tensor, settings: list[Setting],
              tendencies: dict[Setting, list[torch.Tensor]]) -> dict[Setting, dict[str, torch.Tensor]]:
     """Every setting's per-image measures from one uncertainty map (CPU float64); appends each setting's
-    background tendencies (zero elsewhere and where there is none) to ``tendencies`` for the shuffled null."""
+    background tendencies (zero elsewhere and where there is none) to ``tendencies`` for the shuffled null.
+
+    The windows depend on ``alpha`` alone and ``D`` on ``beta`` alone, so each is computed once per value
+    (what :func:`patchfield.analyze_map` gives, without repeating it for every pair).
+    """
+    windows = {a: adaptive_windows(U, a, grid) for a in dict.fromkeys(a for a, _ in settings)}
+    dropped = {b: indiscriminative_patches(U, b) for b in dict.fromkeys(b for _, b in settings)}
     out = {}
     obj = obj.to(U.device)
     for alpha, beta in settings:
-        _, _, field = analyze_map(U, grid, alpha, beta)
+        field = responsive_field(windows[alpha], dropped[beta])
         out[(alpha, beta)] = {k: v.cpu() for k, v in claim_measures(field, obj, variance=variance).items()}
         keep = (~obj & (field.magnitude > 0))[..., None]
         tendencies[(alpha, beta)].append(torch.where(keep, field.tendency, 0.0).to(torch.float32).cpu())

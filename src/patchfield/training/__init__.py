@@ -37,14 +37,33 @@ In Python: ``train(TrainConfig(...))``, ``evaluate(model, loader, kind)`` (top-1
 ``patchfield.loading.load_run(folder)``.
 """
 
-from .build import build_model
-from .checkpoint import export_run
-from .config import TrainConfig
-from .data import EpochBatchSampler, SeededItems, make_loader
-from .evaluation import evaluate, evaluate_run
-from .loop import accumulate_gradients, build_optimizer, train
-from .losses import total_loss
-from .schedule import WarmupCosine, build_scheduler, warmup_cosine_lr
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+# names load with their submodule on first use: the command line's parsers read ``training.config``
+# without importing timm (``build``) or the training loop
+_EXPORTS = {
+    "build_model": "build",
+    "export_run": "checkpoint",
+    "TrainConfig": "config",
+    "EpochBatchSampler": "data", "SeededItems": "data", "make_loader": "data",
+    "evaluate": "evaluation", "evaluate_run": "evaluation",
+    "accumulate_gradients": "loop", "build_optimizer": "loop", "train": "loop",
+    "total_loss": "losses",
+    "WarmupCosine": "schedule", "build_scheduler": "schedule", "warmup_cosine_lr": "schedule",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from .build import build_model
+    from .checkpoint import export_run
+    from .config import TrainConfig
+    from .data import EpochBatchSampler, SeededItems, make_loader
+    from .evaluation import evaluate, evaluate_run
+    from .loop import accumulate_gradients, build_optimizer, train
+    from .losses import total_loss
+    from .schedule import WarmupCosine, build_scheduler, warmup_cosine_lr
 
 __all__ = [
     "EpochBatchSampler",

@@ -38,7 +38,6 @@ import torch
 
 from ..runs import MODEL_FILE, RUN_FILE, read_run_info
 from ..utils.io import write_json_atomic
-from .checkpoint import CHECKPOINT
 
 __all__ = [
     "MODEL",
@@ -254,6 +253,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     a run stopped by ``stop_after_steps`` returns ``{"name", "out", "finished": False, "step"}``.
     """
     from ..models.kinds import VIT
+    from .checkpoint import CHECKPOINT
     from .config import TrainConfig
     from .loop import LOG_FILE, train
 
