@@ -25,13 +25,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .preprocess import Preprocess
+if TYPE_CHECKING:
+    from .preprocess import Preprocess
 
 __all__ = ["SKIP_ERRORS", "ImageBatch", "ImageReadError", "Photo", "Skipped", "read_batches", "read_image",
            "read_photo", "skip_reason", "stored_geometry", "to_rgb"]

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .images import to_rgb
 from .introspect import input_spec, is_huggingface, unwrap
 
 __all__ = [
@@ -272,8 +273,6 @@ class Preprocess:
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Normalised ``[3, H, W]`` tensor and the ``uint8`` crop ``[H, W, 3]`` (any mode: ``images.to_rgb``)."""
         if image.mode != "RGB":
-            from .images import to_rgb
-
             image = to_rgb(image)
         self.check_resizable(image.width, image.height)
         drawn = self.random_box(image.width, image.height, generator) if self.augment else None
@@ -402,8 +401,6 @@ class ProcessorPreprocess(Preprocess):
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> tuple[torch.Tensor, np.ndarray]:
         if image.mode != "RGB":
-            from .images import to_rgb
-
             image = to_rgb(image)
         return self._run(image, {}).float(), np.asarray(self.geometry(image), dtype=np.uint8)
 
