@@ -138,7 +138,12 @@ def add_baseline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _store_manifest(run: str) -> dict[str, Any] | None:
-    """The manifest of the ground-truth store a run folder was trained with, when it can still be read."""
+    """The ``alpha``, ``beta`` (and ``weights``, the baseline's hash, while the store can still be read) of the
+    ground-truth store a run folder was trained with; ``None`` when neither run.json nor the store gives them.
+
+    run.json's ``groundtruth`` is the record ``patchfield train`` writes (``path``, ``alpha``, ``beta`` ...) or, in
+    older run folders, the store's path alone; the store's manifest, when readable, completes it.
+    """
     from pathlib import Path
 
     from ..groundtruth.store import MANIFEST
@@ -146,11 +151,21 @@ def _store_manifest(run: str) -> dict[str, Any] | None:
 
     if not is_run_directory(run):
         return None
-    store = read_run_info(run).get("groundtruth")
-    manifest = Path(store) / MANIFEST if store else None
-    if manifest is None or not manifest.is_file():
+    record = read_run_info(run).get("groundtruth")
+    if isinstance(record, str):
+        record = {"path": record}
+    if not isinstance(record, dict):
         return None
-    return json.loads(manifest.read_text())
+    found = {k: record[k] for k in ("alpha", "beta") if isinstance(record.get(k), (int, float))}
+    path = record.get("path")
+    if isinstance(path, str) and path:
+        try:
+            stored = json.loads((Path(path) / MANIFEST).read_text())
+        except (OSError, ValueError):  # the store moved, or its manifest is unreadable: run.json's rates stand
+            stored = None
+        if isinstance(stored, dict):
+            found.update({k: stored[k] for k in ("alpha", "beta", "weights") if k in stored})
+    return found or None
 
 
 def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any,
@@ -179,11 +194,12 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
         raise ValueError(f"{args.model} is an AWD-ViT: it attends within the windows of the ViT it was trained from; "
                          "give that ViT with --baseline RUN_FOLDER (or a timm name with --baseline-weights FILE)")
     store = _store_manifest(args.model)
-    alpha = args.fields_alpha if args.fields_alpha is not None else float(store["alpha"]) if store else None
-    beta = args.fields_beta if args.fields_beta is not None else float(store["beta"]) if store else None
+    alpha = args.fields_alpha if args.fields_alpha is not None else store.get("alpha") if store else None
+    beta = args.fields_beta if args.fields_beta is not None else store.get("beta") if store else None
     if alpha is None or beta is None:
         raise ValueError(f"the ground-truth store of {args.model} cannot be read: give the α and β it was built with, "
                          "--fields-alpha A --fields-beta B")
+    alpha, beta = float(alpha), float(beta)
     kind = read_run_info(args.model)["kind"] if is_run_directory(args.model) else "awd-dip"
     spec = argparse.Namespace(model=args.baseline, weights=args.baseline_weights, image_size=args.image_size,
                               num_classes=None, random_weights=False)
