@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
+
 __all__ = ["MODEL_FILE", "RUN_FILE", "RUN_FORMAT", "is_run_directory", "read_run_info"]
 
 MODEL_FILE = "model.safetensors"
@@ -30,7 +32,7 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the folder is not a finished run.
-        ValueError: ``run.json`` is not a patchfield run description.
+        InputError: ``run.json`` is not a patchfield run description (a ``ValueError``).
     """
     run_dir = Path(run_dir)
     path = run_dir / RUN_FILE
@@ -41,9 +43,9 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
         )
     try:
         info = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON ({e}): restore it, or train the run again") from e
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         fmt = info.get("format") if isinstance(info, dict) else None
-        raise ValueError(f"{path} is not a patchfield run description (format {fmt!r})")
+        raise InputError(f"{path} is not a patchfield run description (format {fmt!r})")
     return info

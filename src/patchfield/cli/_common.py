@@ -168,6 +168,40 @@ def _store_manifest(run: str) -> dict[str, Any] | None:
     return found or None
 
 
+def _check_baseline(baseline: str, weights: str | None) -> None:
+    """``ValueError`` unless ``--baseline`` is a model folder (and then without ``--baseline-weights``) or a name
+    with ``--baseline-weights``."""
+    from ..loading import is_model_directory
+
+    if weights is None and not is_model_directory(baseline):
+        raise ValueError(f"--baseline {baseline}: {_not_a_model_folder(baseline)}; give the ViT the AWD-ViT was "
+                         "trained from as its run folder (or a timm name with --baseline-weights FILE)")
+    if weights is not None and is_model_directory(baseline):
+        raise ValueError(f"--baseline {baseline} is a model folder that holds its own weights: leave "
+                         f"--baseline-weights {weights} out")
+
+
+def _not_a_model_folder(path: str) -> str:
+    """Why ``path`` is not a folder :func:`patchfield.loading.load_model` reads by itself."""
+    from pathlib import Path
+
+    from ..runs import MODEL_FILE, RUN_FILE
+
+    if not Path(path).exists():
+        return "no such folder"
+    if not Path(path).is_dir():
+        return "a file, not a run folder or Hugging Face model directory"
+    return (f"not a finished run folder ({RUN_FILE} and {MODEL_FILE}) or a Hugging Face model directory "
+            "(config.json)")
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """``--model`` given as a path (a separator, a leading dot, or something there), not a timm name."""
+    from pathlib import Path
+
+    return "/" in name or "\\" in name or name.startswith(".") or Path(name).exists()
+
+
 def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any,
                          amp: bool = False) -> Callable[[Any], dict[str, Any]] | None:
     """For an AWD-ViT ``--model``: a function ``images -> forward_kwargs`` from ``--baseline`` (its fields, at the
@@ -193,6 +227,7 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
     if args.baseline is None:
         raise ValueError(f"{args.model} is an AWD-ViT: it attends within the windows of the ViT it was trained from; "
                          "give that ViT with --baseline RUN_FOLDER (or a timm name with --baseline-weights FILE)")
+    _check_baseline(args.baseline, args.baseline_weights)
     store = _store_manifest(args.model)
     alpha = args.fields_alpha if args.fields_alpha is not None else store.get("alpha") if store else None
     beta = args.fields_beta if args.fields_beta is not None else store.get("beta") if store else None
@@ -226,6 +261,9 @@ def model_from_args(args: argparse.Namespace) -> nn.Module:
     """
     from ..loading import is_model_directory, load_model
 
+    if args.weights is None and not is_model_directory(args.model) and _looks_like_a_path(args.model):
+        raise ValueError(f"--model {args.model}: {_not_a_model_folder(args.model)}; give a run folder, a Hugging Face "
+                         "model directory, or a timm name with --weights FILE")
     if args.weights is None and not args.random_weights and not is_model_directory(args.model):
         raise ValueError(
             f"no weights for {args.model}: pass --weights FILE (a local .safetensors/.pth/.bin in timm or "

@@ -36,8 +36,9 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError, one_line
 from ..utils.io import write_json_atomic
-from .checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE, read_run_info
+from .checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE, load_run, read_run_info
 
 __all__ = [
     "MODEL",
@@ -225,7 +226,7 @@ def find_pretrained(root: str | Path | None = None) -> list[Path]:
         return []
     found = []
     for run_file in sorted(base.glob(f"*/{RUN_FILE}")):
-        if (run_file.parent / MODEL_FILE).is_file() and "source_top1" in json.loads(run_file.read_text()):
+        if (run_file.parent / MODEL_FILE).is_file() and "source_top1" in read_run_info(run_file.parent):
             found.append(run_file.parent)
     return found
 
@@ -266,6 +267,11 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
                 f"{out} holds a finished pretraining with other settings ({'; '.join(differ)}): remove the folder "
                 "to train again, or choose another --out"
             )
+        try:  # finished means its weights load too: an empty or truncated model.safetensors is no pretraining
+            load_run(out)
+        except InputError as e:
+            raise InputError(f"{out} is recorded as a finished pretraining but cannot be loaded: remove the folder "
+                             f"to pretrain it again ({one_line(e)})") from e
         return {**{k: info[k] for k in _RECORD_KEYS}, "out": str(out), "finished": True}
     tc = TrainConfig(
         model=MODEL, kind="vit", out=str(out), data=cfg.source,
