@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..analysis import analyze_map
 from ..capture import capture_uncertainty, find_attention_modules
-from ..checks import check_alpha, check_beta, check_positive_int
+from ..checks import check_alpha, check_beta, check_positive_int, check_random_inits
 from ..grid import Grid, object_patches
 from .measures import MEASURES, claim_measures
 from .report import ClaimsReport
@@ -99,6 +99,43 @@ def _measure(U: torch.Tensor, grid: Grid, obj: torch.Tensor,
     return out
 
 
+def _pass(net: nn.Module, dataset: Any, count: int, batch_size: int, settings: list[tuple[float, float]], bar: tqdm,
+          skipped: dict[str, int] | None = None, names: list[str] | None = None, kept_names: list[str] | None = None,
+          grid: Grid | None = None) -> tuple[dict[tuple[float, float], dict[str, torch.Tensor]], Grid | None]:
+    """One model over the first ``count`` images: per setting and measure, the values of the images measured
+    (those whose object covers some but not all patches), and the patch grid.
+
+    The trained model's pass (``grid`` unknown) counts what it skips into ``skipped`` and names the images it
+    measures in ``kept_names``; a random control's pass (``grid`` given) measures the same images, decided by
+    the same masks.
+    """
+    skipped = skipped if skipped is not None else dict.fromkeys(SKIP_REASONS, 0)
+    names = names if names is not None else []
+    out: dict[tuple[float, float], dict[str, list[torch.Tensor]]] = {s: {m: [] for m in MEASURES} for s in settings}
+    dev = next(net.parameters()).device
+    for batch in _batches(dataset, count, batch_size, skipped, names, bar):
+        images = torch.stack([b[1] for b in batch]).to(dev)
+        masks = torch.stack([b[2] for b in batch])
+        cap = capture_uncertainty(net, images) if grid is None else None
+        grid = cap.grid if cap is not None else grid
+        obj = object_patches(masks, grid)
+        n_obj = obj.sum(-1)
+        keep = (n_obj > 0) & (n_obj < grid.n)
+        if kept_names is not None:
+            skipped["degenerate_mask"] += int((~keep).sum())
+            first = len(names) - len(batch)
+            kept_names += [names[first + j] for j in torch.nonzero(keep).flatten().tolist()]
+        if bool(keep.any()):
+            k_dev = keep.to(dev)
+            U = cap.U[k_dev] if cap is not None else capture_uncertainty(net, images[k_dev]).U
+            measured = _measure(U, grid, obj[keep], settings)
+            for s in settings:
+                for m in MEASURES:
+                    out[s][m].append(measured[s][m])
+        bar.update(len(batch))
+    return {s: {m: torch.cat(v) if v else torch.empty(0) for m, v in d.items()} for s, d in out.items()}, grid
+
+
 @torch.no_grad()
 def measure_claims(
     model: nn.Module,
@@ -120,8 +157,9 @@ def measure_claims(
         model: a timm ViT-family model or a Hugging Face ViT (eval mode), trained.
         dataset: ``(image, mask)`` pairs, the protocol of :mod:`patchfield.data.masks`.
         alphas, betas: the settings; every ``(alpha, beta)`` pair is measured from one forward per image.
-        random_inits: random-weights controls (same architecture, seeds ``seed, seed + 1, ...``); at least 1,
-            every claim is compared with them.
+        random_inits: random-weights controls (same architecture, seeds ``seed, seed + 1, ...``), from 1 to
+            :data:`patchfield.checks.MAX_RANDOM_INITS` (100); every claim is compared with them. They are built
+            one at a time, each after the previous one's pass over the data, so memory does not grow with them.
         batch_size: images per forward.
         device: where to run (the model is moved there); default the model's own device.
         seed: seed of the first random initialisation.
@@ -141,49 +179,30 @@ def measure_claims(
     betas = [check_beta(b) for b in betas]
     if not alphas or not betas:
         raise ValueError("give at least one alpha and one beta")
-    if int(random_inits) < 1:
-        raise ValueError(
-            f"random_inits (--random-inits) must be at least 1, got {random_inits}: every claim is compared with the "
-            "same architecture under random weights"
-        )
+    random_inits = check_random_inits(random_inits, "random_inits (--random-inits)")
     batch_size = check_positive_int(batch_size, "batch size")
     find_attention_modules(model)  # a model without readable attention fails here, before any work
     if device is not None:
         model = model.to(device)
     model.eval()
-    controls = [random_copy(model, seed + k) for k in range(int(random_inits))]
     settings = [(a, b) for a in dict.fromkeys(alphas) for b in dict.fromkeys(betas)]
     count = len(dataset) if limit is None else min(len(dataset), check_positive_int(limit, "limit"))
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     names: list[str] = []
     kept_names: list[str] = []
-    trained: dict[tuple[float, float], dict[str, list[torch.Tensor]]] = {s: {m: [] for m in MEASURES} for s in settings}
-    random = copy.deepcopy(trained)
-    grid: Grid | None = None
-    dev = next(model.parameters()).device
-    bar = tqdm(total=count, unit="img", desc="claims", file=sys.stderr, disable=not progress)
-    for batch in _batches(dataset, count, batch_size, skipped, names, bar):
-        images = torch.stack([b[1] for b in batch]).to(dev)
-        masks = torch.stack([b[2] for b in batch])
-        cap = capture_uncertainty(model, images)
-        grid = cap.grid
-        obj = object_patches(masks, grid)
-        n_obj = obj.sum(-1)
-        keep = (n_obj > 0) & (n_obj < grid.n)
-        skipped["degenerate_mask"] += int((~keep).sum())
-        first = len(names) - len(batch)
-        kept_names += [names[first + j] for j in torch.nonzero(keep).flatten().tolist()]
-        if bool(keep.any()):
-            k_dev = keep.to(dev)
-            x, o = images[k_dev], obj[keep]
-            per_trained = _measure(cap.U[k_dev], grid, o, settings)
-            per_init = [_measure(capture_uncertainty(net, x).U, grid, o, settings) for net in controls]
-            for s in settings:
-                for m in MEASURES:
-                    trained[s][m].append(per_trained[s][m])
-                    random[s][m].append(torch.stack([r[s][m] for r in per_init]).nanmean(0))  # mean over inits
-        bar.update(len(batch))
+    bar = tqdm(total=count * (1 + int(random_inits)), unit="img", desc="claims", file=sys.stderr,
+               disable=not progress)
+    # the trained model, then each random control built in turn (one model in memory besides the trained one):
+    # a pass over the data each, measuring the images the trained pass kept
+    trained, grid = _pass(model, dataset, count, batch_size, settings, bar, skipped, names, kept_names)
+    per_init = []
+    for k in range(int(random_inits) if kept_names else 0):
+        control = random_copy(model, seed + k)
+        per_init.append(_pass(control, dataset, count, batch_size, settings, bar, grid=grid)[0])
+        del control
     bar.close()
+    random = {s: {m: torch.stack([r[s][m] for r in per_init]).nanmean(0) for m in MEASURES} for s in settings} \
+        if per_init else {}
     with_image = count - skipped["unreadable"]
     if with_image > 0 and skipped["no_mask"] == with_image:
         raise ValueError(f"none of the {with_image} images read has an object mask; check the masks or annotations")
@@ -200,6 +219,6 @@ def measure_claims(
         random_inits=int(random_inits),
         seed=int(seed),
         grid=(grid.height, grid.width),
-        trained={s: {m: torch.cat(v) for m, v in d.items()} for s, d in trained.items()},
-        random={s: {m: torch.cat(v) for m, v in d.items()} for s, d in random.items()},
+        trained=trained,
+        random=random,
     )

@@ -87,7 +87,7 @@ NUMERIC_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "lambda_bce": _nonnegative_float,
     # options of the claims, stats and pretrain subcommands
     "limit": _positive,
-    "random_inits": _positive,
+    "random_inits": checks.check_random_inits,
     "crop_pct": _share,
     "classes": _positive,
     "eval_images": _positive,
