@@ -100,3 +100,68 @@ def test_status_reads_the_studys_own_plan(tmp_path, capsys):
     assert main(["reproduce", "--out", str(out), "--status"]) == 0  # no --quick: the folder says what it is
     said = capsys.readouterr().out
     assert f"synthetic: 0 of {planned} runs done" in said and "fashion-mnist" not in said
+
+
+def test_an_output_folder_is_wholly_from_one_run_or_says_it_is_not(tmp_path, monkeypatch, capsys, one_thread):
+    """Issue 20, item 8: a rerun clears the previous run's files first; a run that fails (or is killed) leaves
+    outputs.json saying "complete": false, and the next run clears what it wrote."""
+    import patchfield.cli.stats as stats_cli
+
+    run, photo, out = _run(tmp_path / "vit"), _png(tmp_path / "p.png"), tmp_path / "out"
+    (out / "notes.txt").parent.mkdir()
+    (out / "notes.txt").write_text("mine")  # not written by patchfield: left alone
+    assert main(["stats", str(photo), "--model", str(run), "--beta", "0.2", "--out", str(out)]) == 0
+    first = json.loads((out / "outputs.json").read_text())
+    assert first["complete"] and first["command"] == "stats"
+    assert first["files"] == ["stats.json", "vit/entropy.png", "vit/mean_distance.png", "vit/p/artefacts.png",
+                              "vit/p/norm_histogram.png"]
+    real = stats_cli.write_json_atomic
+
+    def full_disk(path, data, **kw):
+        raise OSError(28, f"No space left on device while writing {path}")
+
+    monkeypatch.setattr(stats_cli, "write_json_atomic", full_disk)  # the second run dies before its stats.json
+    assert main(["stats", str(photo), "--model", str(run), "--beta", "0.5", "--out", str(out)]) == 1
+    record = json.loads((out / "outputs.json").read_text())
+    assert record["complete"] is False and "files" not in record
+    assert not (out / "stats.json").exists()  # the first run's stats.json is not left beside the new figures
+    assert (out / "vit" / "entropy.png").is_file() and (out / "notes.txt").read_text() == "mine"
+    monkeypatch.setattr(stats_cli, "write_json_atomic", real)
+    assert main(["stats", str(photo), "--model", str(run), "--beta", "0.5", "--no-figures", "--out", str(out)]) == 0
+    assert json.loads((out / "outputs.json").read_text())["files"] == ["stats.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "outputs.json", "stats.json"]  # the failed run's
+    assert json.loads((out / "stats.json").read_text())["models"][0]["beta"] == 0.5  # figures are gone too
+
+
+def test_claims_that_cannot_write_claims_json_say_so(tmp_path, monkeypatch, one_thread):
+    import patchfield.claims.report as report_mod
+
+    argv = ["claims", "--model", str(_run(tmp_path / "vit")), "--data", "synthetic", "--limit", "4",
+            "--random-inits", "1", "--no-progress", "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    real = report_mod.write_json_atomic
+
+    def refuse(path, data, **kw):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(report_mod, "write_json_atomic", refuse)
+    assert main([*argv[:-1], str(tmp_path / "out")]) == 1
+    record = json.loads((tmp_path / "out" / "outputs.json").read_text())
+    assert record["complete"] is False and not (tmp_path / "out" / "claims.json").exists()
+    monkeypatch.setattr(report_mod, "write_json_atomic", real)
+
+
+def test_a_forged_outputs_record_deletes_nothing_outside_the_folder(tmp_path):
+    from patchfield.utils.io import one_run_outputs, write_json_atomic
+
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (out / "link").symlink_to(tmp_path, target_is_directory=True)
+    (out / "outputs.json").write_text(json.dumps({"files": ["../victim.txt", str(victim), "link/victim.txt"]}))
+    with one_run_outputs(out, "test"):
+        write_json_atomic(out / "sub" / "a.json", {"x": 1})
+    assert victim.read_text() == "keep"
+    record = json.loads((out / "outputs.json").read_text())
+    assert record["complete"] and record["files"] == ["sub/a.json"] and not (out / ".outputs.journal").exists()
