@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser datasets reproduce pretrain gpu-check
+.PHONY: demo test lint bench clean browser datasets reproduce pretrain gpu-check docs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/lint-imports
 
 # Headless Chromium for the explorer's browser test: Debian's package when missing and we are root;
 # where it cannot be installed the build goes on and the browser test is skipped with its reason.
@@ -32,8 +33,15 @@ datasets:
 	    || echo "could not install dataset-fashion-mnist: its tests are skipped"; \
 	else echo "no root apt-get: Fashion-MNIST tests are skipped"; fi
 
+# The suite also executes the example notebooks (tests/test_notebooks.py) and builds and checks the wheel
+# (tests/test_wheel.py); the docs are built strictly, so a broken link or a missing API name fails.
 test: $(STAMP) lint browser datasets
 	$(PY) -m pytest -q
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
+
+# The documentation site (mkdocs.yml, docs/) into site/; open site/index.html.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 demo: $(STAMP)
 	$(PY) -m patchfield demo --out demo_out
@@ -62,7 +70,7 @@ pretrain: $(STAMP)
 	$(PY) -m patchfield pretrain --jobs 2
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) demo_out site
 
 # The hostile corpus (issues 11 and 20): bad values for every option, broken run folders and weights, malformed
 # COCO files, damaged study folders, unsafe image names, interrupted output folders, and the AWD and WinfT runs

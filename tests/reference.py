@@ -1,4 +1,4 @@
-"""Plain, slow float64 references for every formula of SPEC.md, written with explicit loops.
+"""Plain, slow float64 references for every formula of docs/spec.md, written with explicit loops.
 
 Independent of patchfield's vectorised code on purpose: tests compare the two.
 """
@@ -11,7 +11,7 @@ import numpy as np
 
 
 def ref_uncertainty(attn: np.ndarray) -> np.ndarray:
-    """attn [L, k, N, N] -> U [N, N] (SPEC §2), loops over layers and heads."""
+    """attn [L, k, N, N] -> U [N, N] (docs/spec.md §2), loops over layers and heads."""
     L, k, N, _ = attn.shape
     a = attn.astype(np.float64)
     layer_var = np.zeros((k, N, N))

@@ -18,7 +18,7 @@ def test_analyze_amp_keeps_float_statistics(images, one_thread, monkeypatch):
     model = peaky(tiny_vit())
     want = capture_uncertainty(peaky(tiny_vit()).double(), images.double()).U
     off = pf.analyze(model, images, 0.1, 0.2)
-    assert float((off.U.double() - want).norm() / want.norm()) < 1e-5  # float32 (SPEC §2)
+    assert float((off.U.double() - want).norm() / want.norm()) < 1e-5  # float32 (docs/spec.md §2)
     got = pf.analyze(model, images, 0.1, 0.2, amp=True)
     assert got.U.dtype == torch.float32  # bf16 attention, float statistics
     rel = float((got.U.double() - want).norm() / want.norm())

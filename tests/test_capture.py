@@ -1,4 +1,4 @@
-"""Attention capture from timm and Hugging Face ViTs (SPEC §1)."""
+"""Attention capture from timm and Hugging Face ViTs (docs/spec.md §1)."""
 
 from __future__ import annotations
 

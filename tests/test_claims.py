@@ -12,12 +12,27 @@ from conftest import tiny_hf_vit, tiny_vit
 from PIL import Image
 
 from patchfield import Grid, Windows, analyze, responsive_field
-from patchfield.claims import MEASURES, ClaimsReport, claim_measures, measure_claims, random_copy
+from patchfield.claims import MEASURES, ClaimsReport, claim_measures, claims_table, measure_claims, random_copy
+from patchfield.claims.measures import (
+    content_null_share,
+    derangement,
+    object_centroids,
+    patch_variance,
+)
 from patchfield.cli import main
 from patchfield.data import CocoMasks, MaskFolder, build_mask_dataset
 from patchfield.data.coco import polygon_mask
 from patchfield.grid import object_patches
-from patchfield.verdicts import equivalent, mean_interval, paired_comparison, t_quantile, verdict
+from patchfield.verdicts import (
+    VERDICTS,
+    combine_verdicts,
+    equivalent,
+    holm,
+    mean_interval,
+    paired_comparison,
+    t_quantile,
+    verdict,
+)
 
 G = Grid(3, 4)  # 3 rows, 4 columns: patch p at x = p % 4, y = p // 4
 
@@ -76,6 +91,76 @@ def test_tendency_to_object_hand_worked():
     assert claim_measures(f, _patches(2, 3, 6, 7))["cos_center"].item() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_content_only_null_hand_worked():
+    # object: patches 2, 3, 6, 7; eight patches are flat (variance 0): seven on the background and object patch 6
+    bg = ~_patches(2, 3, 6, 7)
+    v = torch.zeros(1, G.n, dtype=torch.float64)
+    v[0, [8, 2, 3, 7]] = torch.tensor([1.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+
+    def share(k: int) -> float:
+        return content_null_share(v, torch.tensor([k]), bg).item()
+
+    assert share(3) == pytest.approx(7 / 8)  # three of the eight tied flat patches: 7/8 background in expectation
+    assert share(8) == pytest.approx(7 / 8)  # all eight flat patches
+    assert share(9) == pytest.approx((7 + 0.5) / 9)  # one of patches 8 (background) and 2 (object), tied at 1.0
+    assert share(10) == pytest.approx(8 / 10)
+    assert math.isnan(share(0))  # no D: undefined
+    distinct = torch.arange(G.n, dtype=torch.float64)[None]
+    assert content_null_share(distinct, torch.tensor([3]), bg).item() == pytest.approx(2 / 3)  # patches 0, 1, 2
+    # through claim_measures: as many patches as D (three here), from the variance of the image's pixels
+    image = torch.zeros(1, 3, 6, 8)  # 2x2 pixels per patch
+    image[0, :, 0:2, 4:8] = torch.tensor([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])  # patches 2, 3: textured
+    image[0, 1, 2, 6] = 4.0  # patch 7: one bright pixel in one channel
+    image[0, 0, 4:6, 0:2] = 0.5  # patch 8: flat, but not black
+    var = patch_variance(image, G)
+    assert var[0, [2, 3]].tolist() == [0.25, 0.25] and var[0, 7].item() == pytest.approx(3.0 / 3)
+    assert var[0, [0, 1, 4, 5, 6, 8, 9, 10, 11]].tolist() == [0.0] * 9
+    f = responsive_field(Windows.full(G, (1,)), _patches(0, 5, 7))
+    m = claim_measures(f, _patches(2, 3, 6, 7), variance=var)
+    assert m["background_share_content"].item() == pytest.approx(8 / 9)  # 3 of 9 flat patches, 8 on the background
+
+
+def test_patch_variance_against_a_loop_on_non_divisible_sizes():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 7, 10, generator=gen)
+    got = patch_variance(x, G)
+    for b in range(2):
+        for p in range(G.n):
+            pixels = [(r, c) for r in range(7) for c in range(10)
+                      if math.floor((r + 0.5) * 3 / 7) * 4 + math.floor((c + 0.5) * 4 / 10) == p]
+            per_channel = [np.var([float(x[b, ch, r, c]) for r, c in pixels]) for ch in range(3)]
+            assert got[b, p].item() == pytest.approx(np.mean(per_channel), abs=1e-12)
+
+
+def test_shuffled_centroid_null_hand_worked():
+    # patch 8 at (0, 2) has tendency (1, -1)/sqrt(2) (as in the tendency test); image a's object is patches 2, 3
+    # (centroid (2.5, 0)), image b's patches 0, 1 (centroid (0.5, 0)); two images: the derangement swaps them
+    f = responsive_field(_windows({8: (0, 1, 1, 2)}))
+    centroids = object_centroids(torch.cat([_patches(2, 3), _patches(0, 1)]), G)
+    assert centroids.tolist() == [[2.5, 0.0], [0.5, 0.0]]
+    partner = derangement(2, torch.Generator().manual_seed(0))
+    assert partner.tolist() == [1, 0]
+    a = claim_measures(f, _patches(2, 3), shuffled_target=centroids[partner][:1])
+    b = claim_measures(f, _patches(0, 1), shuffled_target=centroids[partner][1:])
+    assert a["cos_shuffled"].item() == pytest.approx((0.5 + 2) / (math.sqrt(2) * math.hypot(0.5, 2)), abs=1e-6)
+    assert b["cos_shuffled"].item() == pytest.approx(a["cos_object"].item(), abs=1e-12)  # toward a's centroid
+    assert math.isnan(claim_measures(f, _patches(2, 3))["cos_shuffled"].item())  # no partner given
+
+
+def test_derangement_is_seeded_uniform_and_leaves_the_global_rng():
+    state = torch.random.get_rng_state()
+    for n in range(2, 9):
+        perm = derangement(n, torch.Generator().manual_seed(n))
+        assert sorted(perm.tolist()) == list(range(n)) and all(perm[i] != i for i in range(n))
+        assert torch.equal(perm, derangement(n, torch.Generator().manual_seed(n)))
+    gen = torch.Generator().manual_seed(0)
+    seen = {tuple(derangement(3, gen).tolist()) for _ in range(50)}
+    assert seen == {(1, 2, 0), (2, 0, 1)}  # both derangements of 3, nothing else
+    assert torch.equal(state, torch.random.get_rng_state())
+    with pytest.raises(ValueError, match="at least 2"):
+        derangement(1, gen)
+
+
 def test_undefined_measures_are_nan():
     f = responsive_field(Windows.full(G, (1,)))  # beta = 0: D is empty
     m = claim_measures(f, _patches(2, 3))
@@ -84,8 +169,8 @@ def test_undefined_measures_are_nan():
         claim_measures(f, torch.zeros(1, 5, dtype=torch.bool))
 
 
-def _reference(f, obj) -> dict[str, list[float]]:
-    """Every measure by plain float64 loops over images and patches."""
+def _reference(f, obj, variance, shuffled) -> dict[str, list[float]]:
+    """Every measure by plain float64 loops over images and patches (``variance`` without ties)."""
     out = {k: [] for k in MEASURES}
     g = f.grid
     for b in range(obj.shape[0]):
@@ -111,7 +196,11 @@ def _reference(f, obj) -> dict[str, list[float]]:
         out["window_background"].append(mean([area[p] for p in bg_idx]))
         cx = sum(pos[p][0] for p in obj_idx) / len(obj_idx)
         cy = sum(pos[p][1] for p in obj_idx) / len(obj_idx)
-        for key, (tx, ty) in (("cos_object", (cx, cy)), ("cos_center", ((g.width - 1) / 2, (g.height - 1) / 2))):
+        lowest = sorted(range(g.n), key=lambda p: float(variance[b, p]))[:len(in_d)]
+        out["background_share_content"].append(mean([0.0 if o[p] else 1.0 for p in lowest]))
+        targets = (("cos_object", (cx, cy)), ("cos_center", ((g.width - 1) / 2, (g.height - 1) / 2)),
+                   ("cos_shuffled", tuple(float(v) for v in shuffled[b])))
+        for key, (tx, ty) in targets:
             cosines = []
             for p in bg_idx:
                 dx, dy = tx - pos[p][0], ty - pos[p][1]
@@ -133,8 +222,11 @@ def test_measures_match_float64_loops():
     f = responsive_field(w, torch.rand(b, G.n, generator=gen) < 0.3)
     obj = torch.rand(b, G.n, generator=gen) < 0.4
     obj[:, 0], obj[:, 11] = True, False  # some but not all patches
-    got = claim_measures(f, obj)
-    want = _reference(f, obj)
+    variance = torch.rand(b, G.n, generator=gen, dtype=torch.float64)  # continuous: no ties
+    shuffled = torch.rand(b, 2, generator=gen, dtype=torch.float64) * torch.tensor([3.0, 2.0])
+    shuffled[0] = torch.tensor([1.0, 1.0])  # on a patch: that patch has no direction and is left out
+    got = claim_measures(f, obj, variance=variance, shuffled_target=shuffled)
+    want = _reference(f, obj, variance, shuffled)
     for k in MEASURES:
         np.testing.assert_allclose(got[k].numpy(), np.array(want[k]), rtol=0, atol=1e-12, equal_nan=True, err_msg=k)
 
@@ -208,42 +300,83 @@ def _values(**over: list[float]) -> dict[str, list[float]]:
 
 def test_report_verdicts_and_schema():
     trained = _values(dip_background=[0.9, 0.95, 0.85, 0.9], background_share=[0.6, 0.7, 0.65, 0.6],
+                      background_share_content=[0.95, 0.97, 0.9, 0.92],
                       size_object=[3.0, 2.0, 3.0, 2.5], size_background=[6.0, 5.0, 6.5, 5.0],
-                      cos_object=[0.2, 0.1, 0.3, 0.2], cos_center=[0.5, 0.6, 0.55, 0.5])
+                      cos_object=[0.2, 0.1, 0.3, 0.2], cos_center=[0.5, 0.6, 0.55, 0.5],
+                      cos_shuffled=[0.0, -0.1, 0.1, 0.05])
     random = _values(dip_background=[0.6, 0.7, 0.6, 0.65], size_object=[4.0, 4.0, 4.5, 4.0],
                      size_background=[4.5, 4.0, 5.0, 4.5], cos_object=[0.2, 0.1, 0.25, 0.3])
     rep = _report(trained, random)
     out = json.loads(json.dumps(rep.to_json()))
-    assert {"model", "images", "skipped", "random_inits", "settings"} <= set(out)
+    assert {"model", "images", "skipped", "random_inits", "settings", "verdict_meanings", "holm_tests"} <= set(out)
     assert set(out["skipped"]) == {"missing", "unreadable", "no_mask", "degenerate_mask"}
     claims = out["settings"][0]["claims"]
     assert out["settings"][0]["alpha"] == 0.1 and out["settings"][0]["beta"] == 0.2
-    assert claims["dip_on_background"]["verdict"] == "supported"
-    assert claims["field_size"]["verdict"] == "supported"
-    assert claims["tendency_to_object"]["verdict"] == "contradicted"  # below the geometric null
+    assert list(claims) == ["dip_on_background", "dip_on_background_content", "field_size", "tendency_to_object",
+                            "tendency_to_object_shuffled"]
+    words = {k: (c["verdict_vs_chance"], c["verdict_vs_random"], c["verdict"]) for k, c in claims.items()}
+    assert words == {
+        "dip_on_background": ("supported", "supported", "supported"),
+        "dip_on_background_content": ("contradicted", "supported", "contradicted"),  # below the low-variance null
+        "field_size": ("supported", "supported", "supported"),
+        "tendency_to_object": ("contradicted", "not supported", "contradicted"),  # below the geometric null
+        "tendency_to_object_shuffled": ("supported", "not supported", "not supported"),  # level with random
+    }
     dip = claims["dip_on_background"]
-    assert set(dip) == {"trained", "random", "null", "vs_null", "vs_random", "verdict"}
+    assert set(dip) == {"trained", "random", "null", "vs_null", "vs_random", "verdict", "verdict_vs_chance",
+                        "verdict_vs_random"}
+    assert set(dip["vs_null"]) == {"diff", "ci95", "n", "p", "p_holm"}
     assert dip["trained"] == {"mean": pytest.approx(0.9), "std": pytest.approx(np.std([.9, .95, .85, .9], ddof=1)),
                               "n": 4}
     assert dip["vs_random"]["diff"] == pytest.approx(0.9 - 0.6375)
+    content = claims["dip_on_background_content"]
+    assert content["null"]["mean"] == pytest.approx(0.935) and content["vs_null"]["diff"] == pytest.approx(-0.035)
+    assert content["vs_random"] == dip["vs_random"]  # one claim, one comparison with random weights
+    shuffled = claims["tendency_to_object_shuffled"]
+    assert shuffled["vs_null"]["diff"] == pytest.approx(0.1875) and shuffled["null"]["mean"] == pytest.approx(0.0125)
     size = claims["field_size"]
     assert set(size["trained"]) == {"object", "background"} and "null" not in size["trained"]
     gaps_t, gaps_r = np.array([3.0, 3.0, 3.5, 2.5]), np.array([0.5, 0.0, 0.5, 0.5])
     assert size["vs_random"]["diff"] == pytest.approx((gaps_t - gaps_r).mean())
     assert size["vs_null"]["diff"] == pytest.approx(gaps_t.mean())
+    # Holm over the 8 distinct comparisons: 5 nulls, 3 random-weights comparisons (shared by a claim's rows)
+    tests = [c["vs_null"] for c in claims.values()] + [claims[k]["vs_random"] for k in
+                                                      ("dip_on_background", "field_size", "tendency_to_object")]
+    assert out["holm_tests"] == 8
+    assert [c["p_holm"] for c in tests] == pytest.approx(holm([c["p"] for c in tests]))
+    assert all(c["p"] <= c["p_holm"] <= 1.0 for c in tests)
     # not supported: above the null, level with random weights
     rep = _report(trained, {**trained, "dip_background": [0.92, 0.93, 0.84, 0.91]})
-    assert rep.to_json()["settings"][0]["claims"]["dip_on_background"]["verdict"] == "not supported"
+    dip = rep.to_json()["settings"][0]["claims"]["dip_on_background"]
+    assert (dip["verdict_vs_chance"], dip["verdict_vs_random"], dip["verdict"]) == \
+        ("supported", "not supported", "not supported")
     md = rep.to_markdown()
-    assert "What the verdicts mean" in md and md.count("| **") == 3
+    assert "What the verdicts mean" in md and "p_holm" in md and "8 distinct comparisons" in md
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 5 and all(line.count("|") == 10 for line in table)
+    assert "| **supported** | " in table[1] and table[1].endswith("| not supported |")
     rows = rep.per_image()
     assert len(rows) == 4 and rows[2]["trained_size_object"] == 3.0 and rows[2]["random_size_object"] == 3.0
+
+
+def test_claims_table_renders_an_older_claims_json_as_before():
+    """A claims.json written before the two verdicts (the study's committed per-seed files): 6 columns, 3 claims."""
+    old = {"trained": {"mean": 0.9, "std": 0.1, "n": 3}, "random": {"mean": 0.8, "std": 0.1, "n": 3},
+           "null": {"mean": 0.7, "std": 0.1, "n": 3}, "vs_null": {"diff": 0.2, "ci95": [0.1, 0.3], "n": 3},
+           "vs_random": {"diff": 0.1, "ci95": [0.05, 0.15], "n": 3}, "verdict": "supported"}
+    lines = claims_table({"dip_on_background": old, "tendency_to_object": {**old, "verdict": "not supported"}})
+    assert lines[0] == ("| claim | trained | random weights | null | trained − null; trained − random (95% CI) "
+                        "| verdict |")
+    assert len(lines) == 4 and lines[2].endswith("| +0.200 [+0.100, +0.300]; +0.100 [+0.050, +0.150] | "
+                                                 "**supported** |")
 
 
 def test_nan_becomes_null_in_json():
     rep = _report(_values(dip_background=[float("nan")] * 4), _values())
     dip = rep.to_json()["settings"][0]["claims"]["dip_on_background"]
     assert dip["trained"]["mean"] is None and dip["verdict"] == "not supported"
+    assert dip["vs_null"]["p"] is None and dip["vs_null"]["p_holm"] is None  # no test: out of Holm's family
+    assert dip["verdict_vs_chance"] == dip["verdict_vs_random"] == "not supported"
     json.dumps(rep.to_json(), allow_nan=False)
     assert rep.to_csv().splitlines()[1].split(",")[3] == ""  # trained_dip_background, undefined
 
@@ -279,7 +412,9 @@ def test_own_data_set_counts_skipped_images(one_thread):
     # the same numbers as claim_measures on analyze's fields for those images
     res = analyze(model, x[[0, 4, 5]], 0.1, 0.2)
     obj = object_patches(torch.stack([half, half.flip(0).T, half]), res.grid)
-    want = claim_measures(res.field, obj)
+    partner = derangement(3, torch.Generator().manual_seed(0))  # the default: a generator seeded with `seed`
+    want = claim_measures(res.field, obj, variance=patch_variance(x[[0, 4, 5]], res.grid),
+                          shuffled_target=object_centroids(obj, res.grid)[partner])
     for m in MEASURES:
         torch.testing.assert_close(rep.trained[(0.1, 0.2)][m], want[m], equal_nan=True)
     with pytest.raises(ValueError, match="mask is"):
@@ -503,3 +638,35 @@ def test_cli_on_cub_and_mask_folder(user_model, coco_folder, tmp_path, one_threa
     assert main([*base, "--data", "masks", "--data-root", str(coco_folder), "--mask-root", str(tmp_path / "masks"),
                  "--out", str(tmp_path / "m")]) == 2  # the only mask covers every patch: nothing to measure
     assert not (tmp_path / "m" / "claims.json").exists()
+
+
+# ---------------------------------------------------------------- the shipped demo model, end to end
+
+
+def test_cli_on_the_demo_model_writes_both_verdicts(tmp_path, one_thread):
+    from patchfield.demo import demo_models_dir
+
+    out = tmp_path / "demo"
+    assert main(["claims", "--model", str(demo_models_dir() / "vit"), "--data", "synthetic", "--limit", "4",
+                 "--random-inits", "1", "--batch-size", "4", "--no-progress", "--out", str(out)]) == 0
+    report = json.loads((out / "claims.json").read_text())
+    assert report["grid"] == [8, 8] and report["images"] >= 2
+    assert "vs chance" in report["verdict_meanings"] and "derived" in report["verdict_meanings"]
+    claims = report["settings"][0]["claims"]
+    assert set(claims) == {"dip_on_background", "dip_on_background_content", "field_size", "tendency_to_object",
+                           "tendency_to_object_shuffled"}
+    family = {}
+    for key, c in claims.items():
+        assert {c["verdict_vs_chance"], c["verdict_vs_random"], c["verdict"]} <= set(VERDICTS), key
+        assert c["verdict"] == combine_verdicts(c["verdict_vs_chance"], c["verdict_vs_random"])
+        for which in ("vs_null", "vs_random"):
+            cmp = c[which]
+            lo, hi = cmp["ci95"]
+            assert lo <= cmp["diff"] <= hi and 0.0 <= cmp["p"] <= cmp["p_holm"] <= 1.0, (key, which)
+            family[(cmp["diff"], cmp["p"])] = cmp["p_holm"]
+    assert report["holm_tests"] == len(family) == 8
+    assert claims["dip_on_background_content"]["null"]["n"] == claims["dip_on_background"]["trained"]["n"]
+    md = (out / "claims.md").read_text()
+    assert "verdict vs chance" in md and "shuffled" in md and "content only" in md
+    header = (out / "per_image.csv").read_text().splitlines()[0].split(",")
+    assert "trained_background_share_content" in header and "random_cos_shuffled" in header

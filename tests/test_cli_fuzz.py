@@ -1,4 +1,4 @@
-"""Fuzz test of the command line: every subcommand with random combinations of bad values (issue 11).
+"""Fuzz test of the command line: every subcommand with random combinations of bad values.
 
 Each case must end with exit code 1 or 2, exactly one ``error:`` line on stderr, no traceback, and no
 output that looks complete. The cases are drawn from a seeded generator and bounded in number, so the

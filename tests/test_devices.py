@@ -70,7 +70,7 @@ def test_mps_where_torch_has_it(monkeypatch):
 
 def test_distributed_env_sets_the_indexed_device(monkeypatch):
     """The training set-up asks set_device for cuda:<LOCAL_RANK>, never a bare "cuda"."""
-    from patchfield.training import distributed
+    from patchfield.utils import distributed
 
     _fake_cuda(monkeypatch, 2)
     seen = []
@@ -98,7 +98,7 @@ def test_a_callers_process_group_is_left_alone(tmp_path, monkeypatch, one_thread
     import torch.distributed as dist
 
     from patchfield.training import TrainConfig, train
-    from patchfield.training.distributed import all_reduce_sum, distributed_env
+    from patchfield.utils.distributed import all_reduce_sum, distributed_env
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     store = dist.FileStore(str(tmp_path / "store"), 1)

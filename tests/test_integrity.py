@@ -1,4 +1,4 @@
-"""Files that cannot be silently corrupted, and one line instead of a traceback (issue 11), item by item."""
+"""Files that cannot be silently corrupted, and one line instead of a traceback, item by item."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_second_writer_fails_at_once_naming_the_holder(tmp_path, capsys, one_thr
 
 
 def test_two_groundtruth_processes_on_one_store_never_mix(tmp_path):
-    """The issue's case: two `groundtruth` runs with different --alpha on one --out, started together."""
+    """Two `groundtruth` runs with different --alpha on one --out, started together."""
     from patchfield.groundtruth import GroundTruthStore
 
     out = tmp_path / "gt"

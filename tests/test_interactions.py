@@ -1,4 +1,4 @@
-"""One count of interactions: count_interactions(mask) agrees with every other E_O in the project (SPEC §3, §5, §8)."""
+"""One count of interactions: count_interactions(mask) agrees with every other E_O (docs/spec.md §3, §5, §8)."""
 
 from __future__ import annotations
 

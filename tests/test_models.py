@@ -1,4 +1,4 @@
-"""AWD-ViT, AWD+DIP and WinfT as in-place patches of timm ViTs (SPEC §4, §7, §8)."""
+"""AWD-ViT, AWD+DIP and WinfT as in-place patches of timm ViTs (docs/spec.md §4, §7, §8)."""
 
 from __future__ import annotations
 

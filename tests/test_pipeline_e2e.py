@@ -98,7 +98,7 @@ def test_vit_learns(pipeline):
 def test_awd_interactions_are_the_stores(pipeline):
     val = GroundTruthStore(pipeline / "gt_val")
     awd, dip = _json(pipeline / "awd.json"), _json(pipeline / "awd-dip.json")
-    # AWD attends inside the windows: E_O is their O (SPEC §3); AWD+DIP inside S_p: sum |S_p| (§5)
+    # AWD attends inside the windows: E_O is their O (docs/spec.md §3); AWD+DIP inside S_p: sum |S_p| (§5)
     assert awd["eo"] == pytest.approx(float(val.window_interactions.mean()), abs=1e-9)
     assert dip["eo"] == pytest.approx(float(val.interactions.mean()), abs=1e-9)
     assert 16 <= dip["eo"] < awd["eo"] < N2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from patchfield.drawing import upsample
 from patchfield.figures import patch_mask
-from patchfield.figures._draw import upsample
 from patchfield.grid import Grid, object_patches
 from patchfield.metrics.faithfulness import _pixel_patches
 
@@ -40,7 +40,7 @@ def test_call_sites_agree_on_random_rectangles():
         assert object_patches(mask, grid).tolist() == expected
         assert patch_mask(mask, grid).tolist() == expected  # figures/attention (Fig. 2)
         cells = _pixel_patches(grid, (h, w))  # metrics/faithfulness (deletion/insertion)
-        drawn = upsample(np.arange(grid.n), grid, (h, w))  # figures/_draw (every heat map)
+        drawn = upsample(np.arange(grid.n), grid, (h, w))  # drawing.upsample (every heat map)
         assert np.array_equal(drawn, cells.numpy())
         inside = torch.zeros(grid.n, dtype=torch.float64).index_add_(0, cells.flatten(), mask.flatten().double())
         share = inside / torch.bincount(cells.flatten(), minlength=grid.n).double()

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from patchfield.cli import main
 from patchfield.data import FormulaContours, build_dataset
 from patchfield.data.formula import polygon_radius
-from patchfield.training import build_model, load_run
+from patchfield.loading import load_run
+from patchfield.training import build_model
 from patchfield.training.pretrain import (
     MODEL,
     QUICK,

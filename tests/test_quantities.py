@@ -1,4 +1,4 @@
-"""SPEC §2-§6 against hand-worked examples and a plain float64 reference."""
+"""docs/spec.md §2-§6 against hand-worked examples and a plain float64 reference."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_full_attention_interactions_match_paper(image, patch, expected):
 
 
 def test_dip_scales_full_interactions_by_one_minus_beta():
-    # SPEC §4: with full windows, Σ|S_p| = N·(N − |D|) + |D|.
+    # docs/spec.md §4: with full windows, Σ|S_p| = N·(N − |D|) + |D|.
     g = Grid(14, 14)
     U = torch.rand(2, g.n, g.n)
     d = indiscriminative_patches(U, 0.2)
@@ -264,7 +264,7 @@ def test_nan_and_non_distributions_rejected():
 
 
 def _near_uniform_attention(layers: int, dtype: torch.dtype) -> torch.Tensor:
-    """[B, L, k, N, N] rows near 1/N that change little from layer to layer (SPEC §2's hard case)."""
+    """[B, L, k, N, N] rows near 1/N that change little from layer to layer (docs/spec.md §2's hard case)."""
     g = torch.Generator().manual_seed(0)
     base = 0.05 * torch.randn(2, 1, 4, 64, 64, generator=g, dtype=torch.float64)
     drift = 0.002 * torch.randn(2, layers, 4, 64, 64, generator=g, dtype=torch.float64)

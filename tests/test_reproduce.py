@@ -214,7 +214,7 @@ def test_session_clock_counts_a_session_that_never_ends(tmp_path):
 
 def test_report_only_refuses_an_older_study(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "results.json").write_text(json.dumps({"config": {}, "runs": []}))  # before issue 10
+    (tmp_path / "runs" / "results.json").write_text(json.dumps({"config": {}, "runs": []}))  # an older study's format
     assert main(["reproduce", "--out", str(tmp_path / "runs"), "--doc", str(tmp_path / "r.md"), "--report-only"]) == 2
     assert "older patchfield" in capsys.readouterr().err and not (tmp_path / "r.md").exists()
 
@@ -237,7 +237,7 @@ def test_status_reads_the_study_folder(study, tmp_path, capsys):
     assert f"synthetic: {len(results['rows'])} of {len(results['rows'])} runs done" in out
 
 
-def test_default_study_runs_the_protocol_of_issue_10():
+def test_default_study_runs_the_protocol():
     from patchfield.study.reproduce import StudyConfig, _all_seeds, study_rows
 
     cfg = StudyConfig()
@@ -269,7 +269,7 @@ def test_budget_times_a_step_of_every_kind_it_trains(study):
 
 
 def test_the_committed_study_is_consistent_with_its_own_rows():
-    """docs/reproduction.json (the committed run): the issue's keys, E_O rules, and table verdicts that the
+    """docs/reproduction.json (the committed run): its keys, E_O rules, and table verdicts that the
     committed statistics recompute from its rows, each in the markdown's summary."""
     from pathlib import Path
 

@@ -191,7 +191,7 @@ def test_run_layout_and_log(tmp_path, one_thread):
     assert info["num_classes"] == 4 and info["model_kwargs"] == TINY and info["steps"] == 6
     # the final weights load with patchfield.load_model and with load_run
     import patchfield as pf
-    from patchfield.training import load_run
+    from patchfield.loading import load_run
 
     plain = pf.load_model("vit_tiny_patch16_224", out / "model.safetensors", **TINY)
     model, _ = load_run(out)

@@ -1,9 +1,10 @@
 """patchfield: visualize, quantify and train on the patch interactions of Vision Transformers.
 
 Implements "Visualizing and Understanding Patch Interactions in Vision Transformer"
-(Ma et al.); ``SPEC.md`` fixes every quantity's meaning.
+(Ma et al.); ``docs/spec.md`` fixes every quantity's meaning.
 """
 
+from ._version import __version__ as __version__
 from .analysis import Analysis, analyze, analyze_map, awd_forward_kwargs
 from .capture import (
     AttentionMaps,
@@ -17,6 +18,7 @@ from .capture import (
 from .claims import ClaimsReport, measure_claims
 from .dip import column_variance, indiscriminative_patches, patch_keep_mask
 from .encoding import FieldCode, decode_field, encode_field
+from .explorer import explore
 from .field import ResponsiveField, responsive_field
 from .grid import Grid
 from .interactions import count_interactions
@@ -25,8 +27,6 @@ from .models import apply_awd, apply_winft, remove_patch, window_bce_loss
 from .stats import HeadStats, head_statistics
 from .uncertainty import UncertaintyAccumulator, interaction_uncertainty
 from .windows import Windows, adaptive_windows
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Analysis",
@@ -53,6 +53,7 @@ __all__ = [
     "count_interactions",
     "decode_field",
     "encode_field",
+    "explore",
     "find_attention_modules",
     "head_statistics",
     "indiscriminative_patches",

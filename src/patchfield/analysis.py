@@ -56,7 +56,7 @@ class Analysis:
         return self.U.shape[0]
 
     def interactions(self) -> torch.Tensor:
-        """Per image: ``Σ_p |S_p|`` with DIP, ``O`` of the windows without it (SPEC §3, §5), ``[B]``."""
+        """Per image: ``Σ_p |S_p|`` with DIP, ``O`` of the windows without it (docs/spec.md §3, §5), ``[B]``."""
         return self.field.interactions() if bool(self.dropped.any()) else self.windows.interactions()
 
     def expected_interactions(self) -> float:
@@ -69,8 +69,14 @@ class Analysis:
             return None
         return self.logits.argmax(-1)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the settings, a per-image table and the U / windows / fields figure of image 0."""
+        from .display import analysis_html
+
+        return analysis_html(self)
+
     def to_json(self, index: int) -> dict[str, Any]:
-        """The ``fields.json`` record of image ``index`` (schema in README.md)."""
+        """The ``fields.json`` record of image ``index`` (schema in docs/formats.md)."""
         f = self.field
         record: dict[str, Any] = {
             "grid": [self.grid.height, self.grid.width],
@@ -131,7 +137,7 @@ def analyze(
         forward_kwargs: keyword arguments of the model's forward (an AWD-ViT's ``field_mask``,
             ``dropped``); see :func:`patchfield.capture_attention`.
         amp: run the model's forward under bf16 autocast on the images' device (faster on GPUs);
-            the attention statistics are still accumulated in float64 (SPEC §2), the windows and
+            the attention statistics are still accumulated in float64 (docs/spec.md §2), the windows and
             fields computed outside autocast.
     """
     check_rates(alpha, beta)
@@ -161,7 +167,7 @@ def awd_forward_kwargs(
     """The forward arguments an AWD-ViT of ``kind`` gets for ``images``, computed from its baseline ViT.
 
     An AWD-ViT attends within fields it never computes itself: those of the ViT it was trained
-    from, at the ``alpha``/``beta`` of its ground-truth store (SPEC §6, §7). For images outside that
+    from, at the ``alpha``/``beta`` of its ground-truth store (docs/spec.md §6, §7). For images outside that
     store (a user's photos) they are computed here the way the store holds them: ``awd`` attends
     within the windows alone (``dropped`` ``None``), ``awd-dip`` within the responsive fields ``S_p``
     with ``D`` dropped. Pass the result as ``forward_kwargs`` to :func:`analyze` or

@@ -1,4 +1,4 @@
-"""Capture every layer's and head's attention from timm and Hugging Face ViTs.
+"""Capture every layer's and head's attention from timm, Hugging Face, torchvision and open_clip ViTs.
 
 Fused attention kernels (``F.scaled_dot_product_attention``) never materialise the attention
 matrix, so capture switches the chosen layers to their explicit path for one forward pass
@@ -8,7 +8,10 @@ when the forward raises. Layers not asked for keep their fused kernel.
 Captured weights are always the softmax before attention dropout, so rows sum to 1 also in
 training mode: timm's are read at the input of ``attn_drop``; Hugging Face attention modules
 run their captured pass with attention dropout off (the modules in eval mode; the rest of the
-model keeps its mode).
+model keeps its mode). torchvision and open_clip ViTs (``nn.MultiheadAttention``) and a user's own ViT
+(:mod:`patchfield.families`) are read through their :class:`~patchfield.families.ViTFamily`: the
+``nn.MultiheadAttention`` modules are asked for ``need_weights=True, average_attn_weights=False`` in the
+captured pass, in eval mode (no attention dropout), and their caller gets the output it asked for.
 
 Layer indices are the model's: ``0`` is its first attention layer and a negative index counts
 from its last (``-1`` is layer ``L - 1`` of an ``L``-layer model), in ``layers=`` and in
@@ -21,6 +24,7 @@ forward the model never runs.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +33,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UsageError
+from .families import ViTFamily
 from .grid import Grid
-from .introspect import find_attention_modules, model_grid, required_forward_kwargs, transformer_blocks
+from .introspect import (
+    find_attention_modules,
+    model_family,
+    model_grid,
+    required_forward_kwargs,
+    transformer_blocks,
+    unwrap,
+)
 from .uncertainty import UncertaintyAccumulator
 
 __all__ = [
@@ -163,12 +176,83 @@ class _HFAdapter(_Adapter):
         # transformers < 5 returns weights only when asked; 5.x eager always returns them and
         # asking would install its own output-recording hooks on the model.
         kwargs = {} if _TRANSFORMERS_MAJOR >= 5 else {"output_attentions": True}
-        if tuple(images.shape[-2:]) != size:
-            kwargs["interpolate_pos_encoding"] = True
+        takes = inspect.signature(self.model.forward).parameters
+        if tuple(images.shape[-2:]) != size and "interpolate_pos_encoding" in takes:
+            kwargs["interpolate_pos_encoding"] = True  # Dinov2 always interpolates and takes no such argument
+        if getattr(self.model.config, "mask_ratio", None) is not None and "noise" in takes:
+            kwargs["noise"] = self._mae_noise(images)
         kwargs.update(forward_kwargs or {})
         out = self.model(pixel_values=images, **kwargs)
         logits = getattr(out, "logits", None)
         return logits if logits is not None else out.last_hidden_state
+
+    def _mae_noise(self, images: torch.Tensor) -> torch.Tensor:
+        """ViTMAE's ``noise``: increasing, so its shuffle keeps the patches in grid order; ``mask_ratio`` must be 0."""
+        ratio = float(self.model.config.mask_ratio)
+        if ratio > 0:
+            raise UsageError(
+                f"{type(self.model).__name__} has mask_ratio {ratio}: it drops that share of the patches at random, so "
+                "its attention is over no fixed grid; set model.config.mask_ratio = 0.0 to capture all patches"
+            )
+        n = self.grid(images).n
+        return torch.arange(n, device=images.device, dtype=torch.float32).expand(images.shape[0], n)
+
+
+class _FamilyAdapter(_Adapter):
+    """A model read through its :class:`~patchfield.families.ViTFamily` (torchvision, open_clip, registered)."""
+
+    def __init__(self, model: nn.Module, modules: list[nn.Module], family: ViTFamily) -> None:
+        super().__init__(model, modules)
+        self.spec = family
+        self.family = family.name
+
+    def grid(self, images: torch.Tensor) -> Grid:
+        return model_grid(self.model, (int(images.shape[-2]), int(images.shape[-1])))
+
+    def num_prefix_tokens(self, tokens: int, grid: Grid) -> int:
+        prefix = super().num_prefix_tokens(tokens, grid)
+        declared = int(self.spec.num_prefix_tokens(unwrap(self.model)))
+        if declared != prefix:
+            raise RuntimeError(
+                f"{type(self.model).__name__}: attention has {tokens} tokens but its {self.family} family declares "
+                f"{declared} prefix tokens and a {grid.height}x{grid.width} grid"
+            )
+        return prefix
+
+    @contextmanager
+    def hooked(self, indices: Sequence[int], callback: LayerCallback) -> Iterator[None]:
+        # the captured attention modules run in eval mode (the softmax before attention dropout); each call's
+        # own arguments are kept so its caller gets back what it asked for
+        modes = [(m, m.training) for i in indices for m in self.modules[i].modules()]
+        calls: dict[int, list[tuple[tuple, dict]]] = {}
+        handles = []
+        try:
+            for module, _ in modes:
+                module.training = False
+            for layer in indices:
+
+                def before(mod, args, kwargs, layer=layer):
+                    calls.setdefault(layer, []).append((args, kwargs))
+                    return self.spec.capture_call(mod, args, kwargs)
+
+                def after(mod, args, kwargs, out, layer=layer):
+                    own_args, own_kwargs = calls[layer].pop()
+                    callback(layer, self.spec.attention(mod, args, kwargs, out))
+                    return self.spec.caller_output(mod, own_args, own_kwargs, out)
+
+                module = self.modules[layer]
+                handles.append(module.register_forward_pre_hook(before, with_kwargs=True))
+                handles.append(module.register_forward_hook(after, with_kwargs=True))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            for module, mode in modes:
+                module.training = mode
+
+    def forward(self, images: torch.Tensor, forward_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+        _check_forward_kwargs(self.model, forward_kwargs)
+        return self.spec.forward(unwrap(self.model), images, **(forward_kwargs or {}))
 
 
 def _transformers_major() -> int:
@@ -192,7 +276,11 @@ def _set_hf_attn_implementation(model: nn.Module, name: str) -> None:
 
 def _adapter(model: nn.Module) -> _Adapter:
     family, modules = find_attention_modules(model)
-    return (_TimmAdapter if family == "timm" else _HFAdapter)(model, modules)
+    if family == "timm":
+        return _TimmAdapter(model, modules)
+    if family == "huggingface":
+        return _HFAdapter(model, modules)
+    return _FamilyAdapter(model, modules, model_family(model))
 
 
 def resolve_layer(index: int, count: int) -> int:
@@ -255,7 +343,7 @@ def attention_hooks(
     The model's attention settings and hooks are restored on exit, also after an exception.
 
     Args:
-        model: a timm VisionTransformer-family model or a Hugging Face ViT.
+        model: any ViT :func:`capture_attention` reads.
         callback: receives the layer index and the softmax weights (before attention dropout).
         layers: model layer indices to report (negative counts from the model's last layer); all by default.
     """
@@ -350,6 +438,12 @@ class AttentionMaps:
     def num_heads(self) -> int:
         return self.attn.shape[2]
 
+    def _repr_html_(self) -> str:
+        """Jupyter: shape, layers and one attention thumbnail."""
+        from .display import attention_html
+
+        return attention_html(self)
+
 
 def capture_attention(
     model: nn.Module,
@@ -362,7 +456,9 @@ def capture_attention(
 
     Args:
         model: a timm VisionTransformer-family model (ViT, DeiT, register tokens, any image
-            and patch size) or a Hugging Face ``ViTModel``/``ViTForImageClassification``.
+            and patch size, EVA, BEiT), a Hugging Face ViT (ViT, DINOv2, CLIP and SigLIP towers, DeiT,
+            BEiT, ViTMAE), a torchvision or open_clip ViT, or a registered
+            :class:`~patchfield.families.ViTFamily` (docs/families.md).
         images: ``[B, C, H, W]``, normalised as the model expects.
         layers: model layer indices to keep (negative counts from the model's last layer); all by default.
         forward_kwargs: keyword arguments of the model's forward, e.g. an AWD-ViT's

@@ -59,7 +59,8 @@ def train_demo_models(folder: str | Path, progress: bool = True) -> dict[str, An
     """
     from .data import build_dataset
     from .groundtruth import build_groundtruth
-    from .training import TrainConfig, load_run, train
+    from .loading import load_run
+    from .training import TrainConfig, train
     from .training.sources import model_normalisation
 
     folder = Path(folder)
@@ -111,7 +112,7 @@ def run_demo(out: str | Path, models: str | Path | None = None, num_images: int 
     from .data import build_dataset
     from .explorer import write_explorer
     from .figures import write_paper_figures
-    from .training import load_run
+    from .loading import load_run
     from .training.sources import model_normalisation
 
     out = Path(out)

@@ -1,4 +1,4 @@
-"""Indiscriminative patches, DIP (paper Sec. 4.2, SPEC §4)."""
+"""Indiscriminative patches, DIP (paper Sec. 4.2, docs/spec.md §4)."""
 
 from __future__ import annotations
 

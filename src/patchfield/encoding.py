@@ -1,4 +1,4 @@
-"""Exact compact encoding of responsive fields (SPEC §6, window ground truth ``w_gt``).
+"""Exact compact encoding of responsive fields (docs/spec.md §6, window ground truth ``w_gt``).
 
 A field is rebuilt exactly from the four window bounds of every patch plus the set ``D``:
 ``4`` bytes per patch (``uint8`` bounds; ``uint16`` for grids wider than 256) and one bit per

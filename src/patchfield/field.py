@@ -1,4 +1,4 @@
-"""Responsive fields: size and tendency (paper Eq. 6, 7, SPEC §5)."""
+"""Responsive fields: size and tendency (paper Eq. 6, 7, docs/spec.md §5)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class ResponsiveField:
         return field_mask(self.windows, self.dropped)
 
     def interactions(self) -> torch.Tensor:
-        """``Σ_p |S_p|``, the interactions of an AWD+DIP model (SPEC §4, §5), ``[...]``."""
+        """``Σ_p |S_p|``, the interactions of an AWD+DIP model (docs/spec.md §4, §5), ``[...]``."""
         return self.size.sum(-1)
 
 

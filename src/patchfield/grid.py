@@ -23,7 +23,7 @@ def round_half_up(x: float) -> int:
 
 @dataclass(frozen=True)
 class Grid:
-    """A ``height × width`` grid of patches (``gh × gw`` in SPEC.md).
+    """A ``height × width`` grid of patches (``gh × gw`` in docs/spec.md).
 
     Patch ``p`` sits at column ``x = p % width`` and row ``y = p // width``.
 

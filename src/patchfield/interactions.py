@@ -1,4 +1,4 @@
-"""Counting interactions: the one rule behind every ``O`` and ``E_O`` (SPEC §3, §5, §8).
+"""Counting interactions: the one rule behind every ``O`` and ``E_O`` (docs/spec.md §3, §5, §8).
 
 An interaction is a (query patch, key patch) pair that may attend, i.e. a ``True`` entry of a
 boolean ``[..., N, N]`` mask on the patch block (rows queries, columns keys). ``O`` of an

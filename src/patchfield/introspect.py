@@ -1,4 +1,5 @@
-"""What patchfield needs to know about a model, in one place (timm ViTs and Hugging Face ViTs).
+"""What patchfield needs to know about a model, in one place (timm ViTs, Hugging Face ViTs, and the
+families of :mod:`patchfield.families`: torchvision, open_clip and a user's own ViT).
 
 - :func:`find_attention_modules`: the model family and the attention modules capture reads;
 - :func:`model_grid`: the patch grid for the configured input size or a given one;
@@ -17,11 +18,13 @@ from typing import Any
 from torch import nn
 
 from .errors import UnsupportedModelError
+from .families import IMAGENET_MEAN, IMAGENET_STD, ViTFamily, family_of, refuse_unsupported
 from .grid import Grid
 
 __all__ = [
     "find_attention_modules",
     "has_class_token",
+    "model_family",
     "input_spec",
     "is_classifier",
     "is_huggingface",
@@ -37,8 +40,9 @@ __all__ = [
 #: its forward is not the model's own computation (an AWD-ViT: ``("field_mask",)``).
 REQUIRED_KWARGS_ATTR = "patchfield_required_kwargs"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Attribute a loader sets to ``True`` on a model whose head projects to an embedding (CLIP's ``proj`` loaded
+#: into a timm CLIP ViT), so its output is not class logits.
+EMBEDDING_HEAD_ATTR = "patchfield_embedding_head"
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -56,13 +60,30 @@ def _pair(value: Any) -> tuple[int, int]:
     return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
+def model_family(model: nn.Module) -> ViTFamily | None:
+    """The :class:`patchfield.families.ViTFamily` that reads ``model`` (torchvision, open_clip, a registered
+    family), or ``None`` for timm and Hugging Face models.
+
+    Raises:
+        UnsupportedModelError: a family whose attention is not global over one token grid (Swin, SAM, PiT,
+            MViT, XCiT, CaiT); the message names the reason.
+    """
+    model = unwrap(model)
+    refuse_unsupported(model)
+    return family_of(model)
+
+
 def find_attention_modules(model: nn.Module) -> tuple[str, list[nn.Module]]:
-    """Return the model family (``"timm"`` or ``"huggingface"``) and its attention modules in order.
+    """Return the model family (``"timm"``, ``"huggingface"``, ``"torchvision"``, ``"open_clip"`` or a
+    registered family's name) and its attention modules in order.
 
     Raises:
         TypeError: when no attention this library can read is found; the message names the class.
     """
     model = unwrap(model)
+    family = model_family(model)
+    if family is not None:
+        return family.name, list(family.attention_modules(model))
     if is_huggingface(model):
         inner = [m for m in model.modules() if type(m).__name__.endswith("SelfAttention")]
         modules = inner or [
@@ -70,6 +91,9 @@ def find_attention_modules(model: nn.Module) -> tuple[str, list[nn.Module]]:
         ]
         if modules and hasattr(getattr(model, "config", None), "patch_size"):
             return "huggingface", modules
+        if isinstance(getattr(model, "vision_model", None), nn.Module):
+            raise UnsupportedModelError(f"{type(model).__name__} holds an image and a text tower: pass its image "
+                                        "tower, model.vision_model (load_model on its folder does)")
         raise UnsupportedModelError(
             f"cannot capture attention from {type(model).__name__}: no ViT-style attention modules found. "
             "Supported Hugging Face models: ViTModel, ViTForImageClassification and kin."
@@ -97,6 +121,9 @@ def model_grid(model: nn.Module, image_size: tuple[int, int] | int | None = None
         ValueError: the model states neither a patch embedding nor a Hugging Face config.
     """
     model = unwrap(model)
+    family = model_family(model)
+    if family is not None:
+        return family.grid(model, None if image_size is None else _pair(image_size))
     pe = getattr(model, "patch_embed", None)
     if pe is not None and image_size is None and getattr(pe, "grid_size", None) is not None:
         return Grid(int(pe.grid_size[0]), int(pe.grid_size[1]))
@@ -118,6 +145,9 @@ def model_grid(model: nn.Module, image_size: tuple[int, int] | int | None = None
 def num_prefix_tokens(model: nn.Module) -> int:
     """``P``: the class, distillation and register tokens before the patches."""
     model = unwrap(model)
+    family = model_family(model)
+    if family is not None:
+        return int(family.num_prefix_tokens(model))
     declared = getattr(model, "num_prefix_tokens", None)
     if declared is not None:
         return int(declared)
@@ -125,7 +155,7 @@ def num_prefix_tokens(model: nn.Module) -> int:
     if embeddings is None:
         raise ValueError(f"cannot tell the prefix tokens of {type(model).__name__}: not a timm or Hugging Face ViT")
     count = 0
-    for name in ("cls_token", "distillation_token", "register_tokens"):
+    for name in ("cls_token", "class_embedding", "distillation_token", "register_tokens"):
         token = getattr(embeddings, name, None)
         if token is not None:
             count += int(token.shape[1]) if token.dim() == 3 else 1
@@ -139,9 +169,13 @@ def input_spec(model: nn.Module) -> dict[str, Any]:
     for, which ``pretrained_cfg`` does not follow when ``img_size`` is overridden); mean, std,
     crop ratio and interpolation come from ``timm.data.resolve_data_config`` (the model's
     ``pretrained_cfg``, ImageNet defaults without one). Hugging Face ViTs: ``config.image_size``,
-    the ViT image processor's mean/std 0.5, no crop (``crop_pct`` 1.0), bilinear.
+    the ViT image processor's mean/std 0.5, no crop (``crop_pct`` 1.0), bilinear. torchvision, open_clip and
+    registered families: their :meth:`~patchfield.families.ViTFamily.input_spec` (docs/families.md).
     """
     model = unwrap(model)
+    family = model_family(model)
+    if family is not None:
+        return dict(family.input_spec(model))
     pe = getattr(model, "patch_embed", None)
     if pe is not None and getattr(pe, "img_size", None) is not None:
         from timm.data import resolve_data_config
@@ -177,11 +211,18 @@ def is_classifier(model: nn.Module) -> bool:
     """Whether the model ends in a classifier head, so the argmax of its output is a predicted class.
 
     timm: ``num_classes > 0`` and a head that is not ``nn.Identity``. Hugging Face: a ``classifier``
-    module that is not ``nn.Identity`` (``ViTForImageClassification``; ``ViTModel`` has none).
+    module that is not ``nn.Identity`` (``ViTForImageClassification``; ``ViTModel`` has none), or DeiT's
+    ``cls_classifier`` (the distilled classifier). torchvision: a ``heads.head`` linear layer. open_clip image
+    towers and timm CLIP ViTs holding CLIP's projection (marked by the loader) are not classifiers.
     """
     model = unwrap(model)
+    family = model_family(model)
+    if family is not None:
+        return bool(family.is_classifier(model))
+    if getattr(model, EMBEDDING_HEAD_ATTR, False):
+        return False
     if is_huggingface(model):
-        head = getattr(model, "classifier", None)
+        head = getattr(model, "classifier", getattr(model, "cls_classifier", None))
         return isinstance(head, nn.Module) and not isinstance(head, nn.Identity)
     if int(getattr(model, "num_classes", 0) or 0) <= 0:
         return False
@@ -195,6 +236,10 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
     Raises:
         TypeError: no block list is found; the message names the class.
     """
+    model = unwrap(model)
+    family = model_family(model)
+    if family is not None:
+        return list(family.blocks(model))
     if isinstance(getattr(model, "blocks", None), nn.Module):
         return list(model.blocks)
     base = getattr(model, "vit", model)
@@ -202,6 +247,11 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
     for blocks in (getattr(encoder, "layer", None), getattr(base, "layers", None)):
         if isinstance(blocks, nn.ModuleList) and len(blocks):
             return list(blocks)
+    if is_huggingface(model):  # DeiT, BEiT, CLIP, SigLIP ...: the layer list holding one attention module each
+        attention = find_attention_modules(model)[1]
+        for blocks in (m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == len(attention)):
+            if all(any(a is sub for sub in block.modules()) for block, a in zip(blocks, attention)):
+                return list(blocks)
     raise UnsupportedModelError(
         f"cannot find the transformer blocks of {type(model).__name__}: expected timm `model.blocks` or a "
         "Hugging Face ViT's `vit.encoder.layer` / `vit.layers`"
@@ -210,6 +260,10 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
 
 def patch_size_of(model: nn.Module) -> tuple[int, int] | None:
     """``(ph, pw)`` in pixels of the model input, or ``None`` when the model does not say."""
+    model = unwrap(model)
+    family = model_family(model)
+    if family is not None:
+        return _pair(family.patch_size(model))
     pe = getattr(model, "patch_embed", None)
     size = getattr(pe, "patch_size", None)
     if size is None:
@@ -220,7 +274,12 @@ def patch_size_of(model: nn.Module) -> tuple[int, int] | None:
 
 
 def has_class_token(model: nn.Module) -> bool:
-    """Whether token 0 is a class token (timm: ``cls_token``; Hugging Face ViT: always)."""
+    """Whether token 0 is a class token (timm: ``cls_token``; Hugging Face: a class embedding, which SigLIP lacks;
+    torchvision and open_clip: always)."""
+    model = unwrap(model)
+    family = model_family(model)
+    if family is not None:
+        return bool(family.has_class_token(model))
     if hasattr(model, "patch_embed"):
         return getattr(model, "cls_token", None) is not None
-    return getattr(model, "config", None) is not None
+    return getattr(model, "config", None) is not None and num_prefix_tokens(model) > 0

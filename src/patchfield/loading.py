@@ -1,13 +1,19 @@
-"""Load ViTs from local files only: timm names with local weights, Hugging Face directories, run folders.
+"""Load ViTs from local files only: timm names with local weights, Hugging Face directories, run folders,
+torchvision and open_clip ViTs.
 
 Nothing here reaches for the network. Weights come from ``.safetensors``, ``.pth``/``.pt``
 or ``.bin`` files in timm or Hugging Face key layout, or from a Hugging Face model directory
 (``config.json`` plus weights), including a hub cache folder ``models--org--name``.
+``torchvision:vit_b_16`` (or ``torchvision``, the architecture read from the file) loads a torchvision
+state dict; ``open_clip:ViT-B-16`` builds open_clip's model without weights and loads a local open_clip
+checkpoint into its image tower, which it returns; an open_clip checkpoint given with a timm CLIP ViT name
+(``vit_base_patch16_clip_224``) is converted by timm's own checkpoint filter.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -15,8 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UsageError
-from .introspect import model_grid
+from .errors import UnsupportedModelError, UsageError
+from .families import TORCHVISION_VITS
+from .introspect import EMBEDDING_HEAD_ATTR, model_family, model_grid
 from .models import apply_awd, apply_winft, patched_kind  # importing patchfield.models registers awd_/winft_ names
 from .runs import MODEL_FILE, RUN_FILE, is_run_directory, read_run_info
 
@@ -195,6 +202,10 @@ def _load_hf(directory: Path) -> nn.Module:
         reason = " ".join(str(e).split())
         raise ValueError(f"could not read weights from {directory}: {reason[:400]}") from e
     check_finite_weights(model.state_dict(), directory)
+    tower = getattr(model, "vision_model", None)
+    if isinstance(tower, nn.Module) and hasattr(getattr(model, "config", None), "vision_config"):
+        logger.info("%s is a %s: patchfield reads its image tower", directory, type(model).__name__)
+        model = tower  # CLIPModel, SiglipModel ...: the image tower (no classifier)
     return model.eval()
 
 
@@ -240,15 +251,18 @@ def load_model(
 
     Args:
         name: a timm architecture name (``"vit_base_patch16_224"``), a Hugging Face model
-            directory / hub cache folder, or a ``patchfield train`` run folder (its model as trained:
-            ViT, AWD-ViT or WinfT).
+            directory / hub cache folder, a ``patchfield train`` run folder (its model as trained:
+            ViT, AWD-ViT or WinfT), ``torchvision:vit_b_16`` (``vit_b_32``, ``vit_l_16``, ``vit_l_32``,
+            ``vit_h_14``; ``torchvision`` alone reads the architecture from the weights) or
+            ``open_clip:ViT-B-16`` (any open_clip model name; its image tower is returned).
         weights: a local weights file (timm or Hugging Face key layout), or a Hugging Face
             directory. ``None`` leaves the model randomly initialised.
         img_size: build the timm model for this input size; position embeddings of the
             checkpoint are resampled to it.
         num_classes: classifier size; taken from the checkpoint's head when not given.
         strict: fail on missing or unexpected keys.
-        **kwargs: passed to ``timm.create_model``.
+        **kwargs: passed to ``timm.create_model`` (torchvision: ``VisionTransformer``; open_clip:
+            ``open_clip.create_model``).
 
     Raises:
         FileNotFoundError: a given weights path does not exist.
@@ -275,6 +289,19 @@ def load_model(
     if weights is not None and Path(weights).suffix not in _WEIGHT_SUFFIXES:
         raise ValueError(f"unsupported weights file {weights}: use one of {', '.join(_WEIGHT_SUFFIXES)}")
     sd = load_state_dict(weights) if weights is not None else None
+    if name == "torchvision" or name.startswith("torchvision:") or name in TORCHVISION_VITS:
+        return _load_torchvision(name.split(":", 1)[1] if ":" in name else name, sd, weights, img_size,
+                                 num_classes, strict, kwargs)
+    if name.startswith(("open_clip:", "open-clip:", "openclip:")):
+        return _load_open_clip(name.split(":", 1)[1], sd, weights, img_size, strict, kwargs)
+    if sd is not None and _is_torchvision_layout(sd):
+        raise ValueError(f"weights {weights} are a torchvision ViT state dict: load them with --model "
+                         "torchvision:vit_b_16 (the architecture's name), or --model torchvision (read from the file)")
+    clip_head = False
+    if sd is not None and _is_open_clip_layout(sd):
+        sd, clip_head = _open_clip_for_timm(sd)
+        if num_classes is None and "visual.proj" in sd:
+            num_classes = sd["visual.proj"].shape[1]  # CLIP's projection becomes timm's head
     if sd is not None and is_hf_layout(sd):
         sd = hf_vit_to_timm(sd)
     if num_classes is None and sd is not None and "head.weight" in sd:
@@ -284,23 +311,189 @@ def load_model(
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     model = create_timm_model(name, **kwargs)
+    model_family(model)  # refuses Swin, SAM, PiT, MViT, XCiT and CaiT with the reason
     if sd is not None:
-        sd = prepare_state_dict(sd, model)
-        own = model.state_dict()
-        shapes = [f"{k} {tuple(v.shape)} in the file vs {tuple(own[k].shape)} in the model" for k, v in sd.items()
-                  if k in own and v.shape != own[k].shape]
-        if shapes:
-            raise ValueError(f"weights {weights} do not fit {name} (another width, depth or patch size?): "
-                             f"{len(shapes)} tensor(s) differ in shape: {'; '.join(shapes[:4])}"
-                             + (" ..." if len(shapes) > 4 else ""))
-        result = model.load_state_dict(sd, strict=False)
-        if strict and (result.missing_keys or result.unexpected_keys):
-            raise ValueError(
-                f"weights {weights} do not fit {name}: missing keys {result.missing_keys[:6]}, "
-                f"unexpected keys {result.unexpected_keys[:6]}"
-                + (" ..." if len(result.missing_keys) + len(result.unexpected_keys) > 12 else "")
-            )
+        _load_checked(model, prepare_state_dict(sd, model), weights, name, strict)
+    if clip_head or _is_timm_tower_head(name, int(getattr(model, "num_classes", 0) or 0)):
+        setattr(model, EMBEDDING_HEAD_ATTR, True)  # CLIP's projection to an embedding, not class logits
     return model.eval()
+
+
+def _load_checked(model: nn.Module, sd: dict[str, torch.Tensor], weights: Any, name: str, strict: bool) -> None:
+    """Load ``sd`` into ``model``; ``ValueError`` listing tensors of another shape, and missing or unexpected
+    keys when ``strict``."""
+    own = model.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} in the file vs {tuple(own[k].shape)} in the model" for k, v in sd.items()
+              if k in own and v.shape != own[k].shape]
+    if shapes:
+        raise ValueError(f"weights {weights} do not fit {name} (another width, depth or patch size?): "
+                         f"{len(shapes)} tensor(s) differ in shape: {'; '.join(shapes[:4])}"
+                         + (" ..." if len(shapes) > 4 else ""))
+    result = model.load_state_dict(sd, strict=False)
+    if strict and (result.missing_keys or result.unexpected_keys):
+        raise ValueError(
+            f"weights {weights} do not fit {name}: missing keys {result.missing_keys[:6]}, "
+            f"unexpected keys {result.unexpected_keys[:6]}"
+            + (" ..." if len(result.missing_keys) + len(result.unexpected_keys) > 12 else "")
+        )
+
+
+def _is_timm_tower_head(name: str, num_classes: int) -> bool:
+    """Whether a timm CLIP/SigLIP ViT's head of ``num_classes`` outputs is the image tower's projection to the
+    joint embedding: the size of one of the architecture's timm image-tower weights (``openai``, ``laion2b``:
+    512 for ViT-B), not of its fine-tuned classifiers (``*_ft_*``: 1000, 11821)."""
+    import timm
+
+    arch = name.split(".")[0]
+    if num_classes <= 0 or not any(k in arch for k in ("_clip_", "_siglip")):
+        return False
+    for tagged in timm.list_pretrained(f"{arch}.*"):
+        tag = tagged.split(".", 1)[1]
+        cfg = timm.models.get_pretrained_cfg(tagged)
+        if cfg is not None and "ft" not in tag.split("_") and int(cfg.num_classes or 0) == num_classes:
+            return True
+    return False
+
+
+def _is_torchvision_layout(sd: dict[str, torch.Tensor]) -> bool:
+    return "conv_proj.weight" in sd and "class_token" in sd and any(k.startswith("encoder.layers.") for k in sd)
+
+
+def _is_open_clip_layout(sd: dict[str, torch.Tensor]) -> bool:
+    """A whole open_clip model's state dict (``visual.*`` keys) or its image tower's alone."""
+    return "visual.conv1.weight" in sd or "visual.trunk.patch_embed.proj.weight" in sd or (
+        "conv1.weight" in sd and "class_embedding" in sd and any(k.startswith("transformer.resblocks.") for k in sd))
+
+
+def _open_clip_tower(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The image tower's tensors of an open_clip state dict, with their ``visual.`` prefix."""
+    if any(k.startswith("visual.") for k in sd):
+        return {k: v for k, v in sd.items() if k.startswith("visual.")}
+    return {f"visual.{k}": v for k, v in sd.items()}
+
+
+def _open_clip_for_timm(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
+    """An open_clip checkpoint's image tower for timm's ``checkpoint_filter_fn`` (which converts ``visual.*``
+    keys into timm's CLIP ViTs), and whether its head is CLIP's projection to an embedding."""
+    tower = _open_clip_tower(sd)
+    return tower, "visual.proj" in tower or "visual.head.proj.weight" in tower
+
+
+def _torchvision_arch(sd: dict[str, torch.Tensor]) -> str:
+    """The torchvision builder name of the ViT whose state dict is ``sd``."""
+    patch, hidden = int(sd["conv_proj.weight"].shape[-1]), int(sd["conv_proj.weight"].shape[0])
+    layers = len({k.split(".")[2] for k in sd if k.startswith("encoder.layers.")})
+    for name, cfg in TORCHVISION_VITS.items():
+        if (cfg["patch_size"], cfg["hidden_dim"], cfg["num_layers"]) == (patch, hidden, layers):
+            return name
+    raise ValueError(f"the torchvision ViT in the weights (patch {patch}, width {hidden}, {layers} layers) is none of "
+                     f"{', '.join(TORCHVISION_VITS)}: give its architecture, load_model('torchvision:NAME', weights, "
+                     "num_heads=..., hidden_dim=..., ...)")
+
+
+def _load_torchvision(arch: str, sd: dict[str, torch.Tensor] | None, weights: Any, img_size: Any,
+                      num_classes: int | None, strict: bool, kwargs: dict[str, Any]) -> nn.Module:
+    """torchvision's ``VisionTransformer`` of ``arch`` (``""``/``"torchvision"``: read from ``sd``), built for
+    the checkpoint's image size (from its position embedding) or ``img_size`` (position embedding resampled)."""
+    from torchvision.models.vision_transformer import VisionTransformer, interpolate_embeddings
+
+    if sd is not None and not _is_torchvision_layout(sd):
+        raise ValueError(f"weights {weights} are not a torchvision ViT state dict (no conv_proj/class_token/encoder "
+                         "keys): give a timm name, a Hugging Face directory or open_clip:NAME for them")
+    if arch in ("", "torchvision"):
+        if sd is None:
+            raise ValueError("--model torchvision reads the architecture from --weights: give the weights, or name "
+                             f"the architecture ({', '.join('torchvision:' + n for n in TORCHVISION_VITS)})")
+        arch = _torchvision_arch(sd)
+    if arch not in TORCHVISION_VITS and not kwargs:
+        raise ValueError(f"unknown torchvision ViT {arch!r}; use one of {', '.join(TORCHVISION_VITS)}")
+    cfg = {**TORCHVISION_VITS.get(arch, {}), **kwargs}
+    if "image_size" in cfg and img_size is None:
+        img_size = cfg.pop("image_size")
+    cfg.pop("image_size", None)
+    size = img_size
+    if sd is not None and size is None:
+        grid = math.isqrt(int(sd["encoder.pos_embedding"].shape[1]) - 1)
+        size = grid * int(sd["conv_proj.weight"].shape[-1])  # the size the checkpoint was trained at (SWAG: 384 ...)
+    size = 224 if size is None else size
+    if not isinstance(size, int):
+        h, w = size
+        if h != w:
+            raise ValueError(f"torchvision ViTs take square images; got image size {h}x{w}")
+        size = int(h)
+    if num_classes is None and sd is not None and "heads.head.weight" in sd:
+        num_classes = int(sd["heads.head.weight"].shape[0])
+    if sd is not None and "heads.pre_logits.weight" in sd:
+        cfg.setdefault("representation_size", int(sd["heads.pre_logits.weight"].shape[0]))
+    try:
+        model = VisionTransformer(image_size=size, num_classes=num_classes or 1000, **cfg)
+    except (TypeError, AssertionError) as e:
+        raise ValueError(f"cannot build torchvision:{arch} for image size {size}: {e}") from e
+    if sd is not None:
+        sd = dict(sd)
+        if int(sd["encoder.pos_embedding"].shape[1]) != model.encoder.pos_embedding.shape[1]:
+            sd = dict(interpolate_embeddings(size, model.patch_size, sd))
+        _load_checked(model, sd, weights, f"torchvision:{arch}", strict)
+    return model.eval()
+
+
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.prefix)
+
+
+def _load_open_clip(arch: str, sd: dict[str, torch.Tensor] | None, weights: Any, img_size: Any, strict: bool,
+                    kwargs: dict[str, Any]) -> nn.Module:
+    """open_clip's model ``arch`` built without weights (``open_clip.create_model(arch, pretrained=None)``),
+    the image tower of a local open_clip checkpoint loaded into it; returns the image tower."""
+    try:
+        import open_clip
+    except ImportError as e:
+        raise ImportError("open_clip models need open_clip: pip install 'patchfield[openclip]'") from e
+    if arch.startswith("hf-hub:"):
+        raise ValueError(f"open_clip:{arch} downloads from the Hugging Face hub and patchfield never downloads: "
+                         "give the model's name (open_clip:ViT-B-16) and its local checkpoint with --weights")
+    if not arch.startswith("local-dir:") and arch not in open_clip.list_models():
+        near = [n for n in open_clip.list_models() if arch.lower().replace("_", "-") in n.lower()][:6]
+        raise ValueError(f"unknown open_clip model {arch!r}" + (f"; did you mean {', '.join(near)}?" if near else
+                                                                  "; open_clip.list_models() names them"))
+    if img_size is not None:
+        kwargs["force_image_size"] = img_size
+    quiet = _DropMessage("No pretrained weights loaded")  # open_clip's warning; the checkpoint is loaded below
+    logging.getLogger().addFilter(quiet)
+    try:
+        clip = open_clip.create_model(arch, pretrained=None, pretrained_image=False, pretrained_text=False, **kwargs)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    tower = clip.visual
+    if sd is not None:
+        if not _is_open_clip_layout(sd):
+            raise ValueError(f"weights {weights} are not an open_clip checkpoint (no visual.conv1 / visual.trunk "
+                             "keys): give the open_clip model's own state dict")
+        sd = _open_clip_tower(sd)
+        from open_clip.model import resize_pos_embed
+
+        resize_pos_embed(sd, clip)  # to --image-size, in place
+        sd = {k[len("visual."):]: v for k, v in sd.items()}
+        _load_checked(tower, sd, weights, f"open_clip:{arch}", strict)
+    trunk = getattr(tower, "trunk", None)
+    if trunk is not None and hasattr(trunk, "patch_embed"):  # a timm ViT inside open_clip (SigLIP ...)
+        cfg = dict(getattr(tower, "preprocess_cfg", None) or {})
+        trunk.pretrained_cfg = {**dict(getattr(trunk, "pretrained_cfg", None) or {}), "crop_pct": 1.0,
+                                **{k: cfg[k] for k in ("mean", "std", "interpolation") if k in cfg}}
+        logger.info("open_clip:%s: its image tower is the timm model %s; patchfield reads that", arch,
+                    type(trunk).__name__)
+        return trunk.eval()
+    if model_family(tower) is None:
+        raise UnsupportedModelError(f"open_clip:{arch}'s image tower is a {type(tower).__name__}, not a ViT "
+                                    "patchfield reads")
+    return tower.eval()
 
 
 def _load_weights(model: nn.Module, weights: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""The uncertainty map ``U`` of patch interactions (paper Eq. 2 and 3, SPEC §2)."""
+"""The uncertainty map ``U`` of patch interactions (paper Eq. 2 and 3, docs/spec.md §2)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class UncertaintyAccumulator:
 
     Welford's update keeps the mean and the sum of squared deviations across layers per head
     in float64 whatever the input dtype, so the memory is two float64 ``[..., k, N, N]`` tensors
-    (not one per layer) and ``U`` meets SPEC §2's bound (relative error ≤ 1e-5 against a float64
+    (not one per layer) and ``U`` meets docs/spec.md §2's bound (relative error ≤ 1e-5 against a float64
     computation on the same inputs) also when attention changes little across many layers.
     Results are float32 (float64 for float64 inputs), as :func:`interaction_uncertainty`.
 

@@ -1,4 +1,4 @@
-"""Adaptive attention windows (paper Eq. 4, 5, SPEC §3)."""
+"""Adaptive attention windows (paper Eq. 4, 5, docs/spec.md §3)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class Windows:
         return (self.right - self.left + 1) * (self.bottom - self.top + 1)
 
     def interactions(self) -> torch.Tensor:
-        """``O = Σ_p area_p`` (Eq. 5 counted inclusively, SPEC §3), ``[...]``."""
+        """``O = Σ_p area_p`` (Eq. 5 counted inclusively, docs/spec.md §3), ``[...]``."""
         return self.area().sum(-1)
 
     def mask(self) -> torch.Tensor:

@@ -1,4 +1,13 @@
-"""``ClaimsReport``: per-image claim measures, their statistics and verdicts, as JSON, Markdown, CSV and a figure."""
+"""``ClaimsReport``: per-image claim measures, their statistics and verdicts, as JSON, Markdown, CSV and a figure.
+
+Every claim is judged twice (:data:`patchfield.verdicts.CLAIM_VERDICT_MEANINGS`): ``verdict_vs_chance`` reads
+``vs_null`` (trained minus the claim's null), ``verdict_vs_random`` reads ``vs_random`` (trained minus random
+weights), each a paired comparison over images with a 95% t-interval and the paired t-test's ``p``; ``verdict`` is
+derived from the two (:func:`patchfield.verdicts.combine_verdicts`: *supported* when both are, *contradicted* when
+either is, else *not supported*), as older readers of ``claims.json`` expect. ``p_holm`` is Holm's adjustment over
+every distinct comparison of the report. "D lies on the background" and the tendency claim have a second row each,
+against a content-only and a shuffled-centroid null; the rows of one claim share its ``vs_random`` comparison.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +22,12 @@ from typing import Any
 import torch
 
 from ..utils.io import atomic_write, write_json_atomic
-from ..verdicts import VERDICT_MEANINGS, paired_comparison, verdict
-from .measures import MEASURES
+from ..verdicts import CLAIM_VERDICT_MEANINGS, claim_verdicts, holm, paired_comparison
+from .measures import CLAIMS, MEASURES
 
-__all__ = ["CLAIMS", "ClaimsReport", "claims_table", "stat"]
+__all__ = ["ClaimsReport", "claims_table", "stat"]
 
 Setting = tuple[float, float]
-
-#: claim key → (the claim in words, the null in words)
-CLAIMS = {
-    "dip_on_background": ("D lies on the background: share of D outside the object",
-                          "background's share of the patches (chance)"),
-    "field_size": ("object fields are smaller: mean size of S_p, background minus object",
-                   "no gap (0)"),
-    "tendency_to_object": ("background tendencies point at the object: cosine toward its centroid",
-                           "cosine toward the grid's centre (geometry)"),
-}
-
 
 def stat(values: torch.Tensor) -> dict[str, Any]:
     """``{"mean", "std", "n"}`` over images, NaN dropped; ``std`` is the sample standard deviation (n − 1).
@@ -54,36 +52,57 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def _judged(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` with its two verdicts and the derived one (the claim predicts trained > comparison)."""
+    v = claim_verdicts(entry["vs_null"], entry["vs_random"], "greater")
+    return {**entry, "verdict_vs_chance": v.vs_chance, "verdict_vs_random": v.vs_random, "verdict": v.combined}
+
+
 def _claims_of(t: dict[str, torch.Tensor], r: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The three claims of one setting from per-image trained (``t``) and random (``r``) measures."""
+    """The claims' rows of one setting from per-image trained (``t``) and random (``r``) measures.
+
+    The rows of one claim share its ``vs_random`` comparison (the same object), so that Holm's family counts it
+    once (:func:`_add_holm`).
+    """
     dip_null, dip_random = paired_comparison(t["dip_background"], t["background_share"]), \
         paired_comparison(t["dip_background"], r["dip_background"])
+    dip_content = paired_comparison(t["dip_background"], t["background_share_content"])
     gap_t = t["size_background"] - t["size_object"]
     gap_r = r["size_background"] - r["size_object"]
     size_null, size_random = paired_comparison(gap_t, torch.zeros_like(gap_t)), paired_comparison(gap_t, gap_r)
     cos_null, cos_random = paired_comparison(t["cos_object"], t["cos_center"]), \
         paired_comparison(t["cos_object"], r["cos_object"])
+    cos_shuffled = paired_comparison(t["cos_object"], t["cos_shuffled"])
+    dip, cos = {"trained": stat(t["dip_background"]), "random": stat(r["dip_background"])}, \
+        {"trained": stat(t["cos_object"]), "random": stat(r["cos_object"])}
     return {
-        "dip_on_background": {
-            "trained": stat(t["dip_background"]), "random": stat(r["dip_background"]),
-            "null": stat(t["background_share"]), "vs_null": dip_null, "vs_random": dip_random,
-            "verdict": verdict([dip_null, dip_random], "greater"),
-        },
-        "field_size": {
+        "dip_on_background": _judged({**dip, "null": stat(t["background_share"]), "vs_null": dip_null,
+                                      "vs_random": dip_random}),
+        "dip_on_background_content": _judged({**dip, "null": stat(t["background_share_content"]),
+                                              "vs_null": dip_content, "vs_random": dip_random}),
+        "field_size": _judged({
             "trained": {"object": stat(t["size_object"]), "background": stat(t["size_background"])},
             "random": {"object": stat(r["size_object"]), "background": stat(r["size_background"])},
             "gap": {"trained": stat(gap_t), "random": stat(gap_r)},
             "window": {"trained": {"object": stat(t["window_object"]), "background": stat(t["window_background"])},
                        "random": {"object": stat(r["window_object"]), "background": stat(r["window_background"])}},
             "vs_null": size_null, "vs_random": size_random,
-            "verdict": verdict([size_null, size_random], "greater"),
-        },
-        "tendency_to_object": {
-            "trained": stat(t["cos_object"]), "random": stat(r["cos_object"]), "null": stat(t["cos_center"]),
-            "vs_null": cos_null, "vs_random": cos_random,
-            "verdict": verdict([cos_null, cos_random], "greater"),
-        },
+        }),
+        "tendency_to_object": _judged({**cos, "null": stat(t["cos_center"]), "vs_null": cos_null,
+                                       "vs_random": cos_random}),
+        "tendency_to_object_shuffled": _judged({**cos, "null": stat(t["cos_shuffled"]), "vs_null": cos_shuffled,
+                                                "vs_random": cos_random}),
     }
+
+
+def _add_holm(settings: Sequence[dict[str, Any]]) -> int:
+    """Set ``p_holm`` on every comparison of the settings' claims: Holm over the distinct comparisons (a comparison
+    shared by two rows counts once; one without a p-value gets NaN and is not counted). Returns the family's size."""
+    tests = list({id(c): c for s in settings for claim in s["claims"].values()
+                  for c in (claim["vs_null"], claim["vs_random"])}.values())
+    for c, adjusted in zip(tests, holm([c["p"] for c in tests])):
+        c["p_holm"] = adjusted
+    return sum(not math.isnan(c["p"]) for c in tests)
 
 
 @dataclass
@@ -119,7 +138,15 @@ class ClaimsReport:
         return len(self.names)
 
     def summary(self) -> dict[str, Any]:
-        """The ``claims.json`` object (README: ``patchfield claims``); NaN stays NaN here."""
+        """The ``claims.json`` object (schema in docs/formats.md, claims in docs/claims.md); NaN stays NaN here.
+
+        Per setting and claim: ``trained``, ``random``, ``null`` (mean, std, n over images), ``vs_null`` and
+        ``vs_random`` (``diff``, ``ci95``, ``n``, ``p``, ``p_holm``), ``verdict_vs_chance``, ``verdict_vs_random``
+        and ``verdict``, derived from the two. ``holm_tests`` is the size of Holm's family.
+        """
+        settings = [{"alpha": a, "beta": b, "claims": _claims_of(self.trained[(a, b)], self.random[(a, b)])}
+                    for a, b in self.settings]
+        tests = _add_holm(settings)
         return {
             "model": self.model,
             "images": self.images,
@@ -127,9 +154,9 @@ class ClaimsReport:
             "random_inits": self.random_inits,
             "seed": self.seed,
             "grid": list(self.grid),
-            "verdict_meanings": VERDICT_MEANINGS,
-            "settings": [{"alpha": a, "beta": b, "claims": _claims_of(self.trained[(a, b)], self.random[(a, b)])}
-                         for a, b in self.settings],
+            "verdict_meanings": CLAIM_VERDICT_MEANINGS,
+            "holm_tests": tests,
+            "settings": settings,
             **self.extra,
         }
 
@@ -158,29 +185,37 @@ class ClaimsReport:
         return buf.getvalue()
 
     def to_markdown(self) -> str:
-        """``claims.md``: what was run, one table per setting with the verdicts, and what the verdicts mean."""
+        """``claims.md``: what was run and what the verdicts mean, then one table per setting with the verdicts."""
+        summary = self.summary()
+        sections = [self._markdown_header(summary), *(_setting_section(s) for s in summary["settings"])]
+        return "\n".join(line for section in sections for line in section)
+
+    def _markdown_header(self, summary: dict[str, Any]) -> list[str]:
         skipped = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.skipped.items())
-        lines = [
+        return [
             f"# Analysis claims of `{self.model}`",
             "",
             f"{self.images} images measured (skipped: {skipped}); patch grid {self.grid[0]}x{self.grid[1]}; "
             f"random-weights control: {self.random_inits} initialisation(s) of the same architecture (seed "
             f"{self.seed} on), averaged per image. Values are mean ± std over images (n); comparisons are mean "
-            "paired differences over images with 95% t-intervals.",
+            "paired differences over images with 95% t-intervals, p the paired t-test's (two-sided), p_holm "
+            f"Holm's adjustment over the report's {summary['holm_tests']} distinct comparisons.",
             "",
-            "**What the verdicts mean.** " + VERDICT_MEANINGS,
+            "**What the verdicts mean.** " + CLAIM_VERDICT_MEANINGS,
             "",
         ]
-        summary = self.summary()
-        for setting in summary["settings"]:
-            lines += [f"## α = {setting['alpha']:g}, β = {setting['beta']:g}", "", *claims_table(setting["claims"]), ""]
-        return "\n".join(lines)
 
     def plot(self, path: str | Path) -> Path:
         """``claims.png``: per claim, the per-image distributions of trained, random and null side by side."""
         from .figure import plot_claims
 
         return plot_claims(self, Path(path))
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the verdict table of every setting and the plot."""
+        from ..display import claims_html
+
+        return claims_html(self)
 
     def write(self, out: str | Path) -> dict[str, Path]:
         """Write ``per_image.csv``, ``claims.png``, ``claims.md`` and, last, ``claims.json`` into ``out`` (atomic)."""
@@ -196,7 +231,11 @@ class ClaimsReport:
 
     @classmethod
     def merge(cls, reports: Sequence[ClaimsReport], model: str | None = None) -> ClaimsReport:
-        """Pool the images of several reports with the same settings (e.g. one per seed) into one."""
+        """Pool the images of several reports with the same settings (e.g. one per seed) into one.
+
+        Per-image values are pooled as measured: an image's shuffled-centroid null keeps the partner drawn in its
+        own report.
+        """
         if not reports:
             raise ValueError("nothing to merge")
         first = reports[0]
@@ -210,6 +249,11 @@ class ClaimsReport:
 
         return cls(model or first.model, [n for r in reports for n in r.names], skipped, first.random_inits,
                    first.seed, first.grid, cat("trained"), cat("random"))
+
+
+def _setting_section(setting: dict[str, Any]) -> list[str]:
+    """One setting of ``claims.md``: its heading and its claims' table."""
+    return [f"## α = {setting['alpha']:g}, β = {setting['beta']:g}", "", *claims_table(setting["claims"]), ""]
 
 
 def _f(value: Any, fmt: str = ".3f") -> str:
@@ -226,18 +270,53 @@ def _cmp(c: dict[str, Any]) -> str:
     return f"{_f(c['diff'], '+.3f')} [{_f(lo, '+.3f')}, {_f(hi, '+.3f')}]"
 
 
+def _p(c: dict[str, Any]) -> str:
+    """``p_holm``, ``—`` when undefined."""
+    p = c.get("p_holm")
+    return "—" if p is None or math.isnan(p) else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+
+
+def _cells(key: str, null: str, c: dict[str, Any]) -> tuple[str, str, str]:
+    """The trained, random-weights and null cells of a claim's row."""
+    if key == "field_size":
+        trained, random = (f"{_ms(c['gap'][w])}: object {_f(c[w]['object']['mean'], '.1f')}, background "
+                           f"{_f(c[w]['background']['mean'], '.1f')}" for w in ("trained", "random"))
+        return trained, random, null
+    return _ms(c["trained"]), _ms(c["random"]), f"{_ms(c['null'])}: {null}"
+
+
 def claims_table(claims: dict[str, Any]) -> list[str]:
-    """A Markdown table (6 columns) of one setting's claims (a ``settings[i]["claims"]`` object of ``claims.json``)."""
+    """A Markdown table of one setting's claims (a ``settings[i]["claims"]`` object of ``claims.json``).
+
+    A row per claim (and null): the values, each comparison with its 95% interval and ``p_holm`` beside its
+    verdict, and the derived verdict. A ``claims.json`` written before the two verdicts (no
+    ``verdict_vs_chance``) renders as it did then: 6 columns, its one verdict.
+    """
+    if not any("verdict_vs_chance" in c for c in claims.values()):
+        return _single_verdict_table(claims)
+    lines = ["| claim | trained | random weights | null | vs chance: trained − null (95% CI); p_holm | verdict vs "
+             "chance | vs random weights: trained − random (95% CI); p_holm | verdict vs random weights | verdict "
+             "(derived) |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, (text, null) in CLAIMS.items():
+        if key not in claims:
+            continue
+        c = claims[key]
+        trained, random, null_cell = _cells(key, null, c)
+        lines.append(f"| {text} | {trained} | {random} | {null_cell} | {_cmp(c['vs_null'])}; {_p(c['vs_null'])} | "
+                     f"**{c['verdict_vs_chance']}** | {_cmp(c['vs_random'])}; {_p(c['vs_random'])} | "
+                     f"**{c['verdict_vs_random']}** | {c['verdict']} |")
+    return lines
+
+
+def _single_verdict_table(claims: dict[str, Any]) -> list[str]:
+    """The 6-column table of a ``claims.json`` with one verdict per claim (written before the two verdicts)."""
     lines = ["| claim | trained | random weights | null | trained − null; trained − random (95% CI) | verdict |",
              "|---|---|---|---|---|---|"]
     for key, (text, null) in CLAIMS.items():
+        if key not in claims:
+            continue
         c = claims[key]
-        if key == "field_size":
-            trained, random = (f"{_ms(c['gap'][w])}: object {_f(c[w]['object']['mean'], '.1f')}, background "
-                               f"{_f(c[w]['background']['mean'], '.1f')}" for w in ("trained", "random"))
-            null_cell = null
-        else:
-            trained, random, null_cell = _ms(c["trained"]), _ms(c["random"]), f"{_ms(c['null'])}: {null}"
+        trained, random, null_cell = _cells(key, null, c)
         lines.append(f"| {text} | {trained} | {random} | {null_cell} | {_cmp(c['vs_null'])}; {_cmp(c['vs_random'])} "
                      f"| **{c['verdict']}** |")
     return lines

@@ -2,6 +2,8 @@
 
 One streaming capture of ``U`` per image and model serves every ``(alpha, beta)``: the cost is one
 analysis pass per image for the trained model and one per random initialisation (``1 + random_inits``).
+The shuffled-centroid null needs every measured image's object centroid, known only at the end, so the
+background patches' tendencies are kept (float32 ``[images, N, 2]`` per setting and model) until then.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from ..analysis import analyze_map
 from ..capture import capture_uncertainty, find_attention_modules
 from ..checks import check_alpha, check_beta, check_positive_int, check_random_inits
 from ..grid import Grid, object_patches
-from .measures import MEASURES, claim_measures
+from ..introspect import model_family, unwrap
+from .measures import MEASURES, claim_measures, derangement, object_centroids, patch_variance, tendency_cosine
 from .report import ClaimsReport
 
 __all__ = ["measure_claims", "random_copy"]
@@ -44,6 +47,8 @@ def random_copy(model: nn.Module, seed: int) -> nn.Module:
             attn = getattr(model.config, "_attn_implementation", None)
             kwargs = {"attn_implementation": attn} if attn else {}
             clone = type(model)._from_config(copy.deepcopy(model.config), **kwargs).to(first.dtype)
+        elif model_family(model) is not None:  # torchvision, open_clip, a registered family
+            clone = model_family(model).random_copy(unwrap(model))
         elif callable(getattr(model, "init_weights", None)):
             clone = copy.deepcopy(model).cpu()
             for module in clone.modules():
@@ -89,29 +94,48 @@ def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int],
         yield buf
 
 
-def _measure(U: torch.Tensor, grid: Grid, obj: torch.Tensor,
-             settings: list[tuple[float, float]]) -> dict[tuple[float, float], dict[str, torch.Tensor]]:
-    """Every setting's per-image measures from one uncertainty map (CPU float64)."""
+Setting = tuple[float, float]
+
+
+def _measure(U: torch.Tensor, grid: Grid, obj: torch.Tensor, variance: torch.Tensor, settings: list[Setting],
+             tendencies: dict[Setting, list[torch.Tensor]]) -> dict[Setting, dict[str, torch.Tensor]]:
+    """Every setting's per-image measures from one uncertainty map (CPU float64); appends each setting's
+    background tendencies (zero elsewhere and where there is none) to ``tendencies`` for the shuffled null."""
     out = {}
+    obj = obj.to(U.device)
     for alpha, beta in settings:
         _, _, field = analyze_map(U, grid, alpha, beta)
-        out[(alpha, beta)] = {k: v.cpu() for k, v in claim_measures(field, obj.to(U.device)).items()}
+        out[(alpha, beta)] = {k: v.cpu() for k, v in claim_measures(field, obj, variance=variance).items()}
+        keep = (~obj & (field.magnitude > 0))[..., None]
+        tendencies[(alpha, beta)].append(torch.where(keep, field.tendency, 0.0).to(torch.float32).cpu())
     return out
 
 
-def _pass(net: nn.Module, dataset: Any, count: int, batch_size: int, settings: list[tuple[float, float]], bar: tqdm,
-          skipped: dict[str, int] | None = None, names: list[str] | None = None, kept_names: list[str] | None = None,
-          grid: Grid | None = None) -> tuple[dict[tuple[float, float], dict[str, torch.Tensor]], Grid | None]:
-    """One model over the first ``count`` images: per setting and measure, the values of the images measured
-    (those whose object covers some but not all patches), and the patch grid.
+def _shuffled_cosines(tendencies: dict[Setting, list[torch.Tensor]], targets: torch.Tensor,
+                      grid: Grid) -> dict[Setting, torch.Tensor]:
+    """``cos_shuffled`` per setting: each image's kept tendencies toward its partner's centroid ``targets``."""
+    out = {}
+    for s, parts in tendencies.items():
+        t = torch.cat(parts)
+        out[s] = tendency_cosine(t, t.norm(dim=-1) > 0, targets, grid)
+    return out
 
-    The trained model's pass (``grid`` unknown) counts what it skips into ``skipped`` and names the images it
-    measures in ``kept_names``; a random control's pass (``grid`` given) measures the same images, decided by
-    the same masks.
+
+def _pass(net: nn.Module, dataset: Any, count: int, batch_size: int, settings: list[Setting], bar: tqdm,
+          skipped: dict[str, int] | None = None, names: list[str] | None = None, kept_names: list[str] | None = None,
+          centroids: list[torch.Tensor] | None = None, grid: Grid | None = None,
+          ) -> tuple[dict[Setting, dict[str, torch.Tensor]], dict[Setting, list[torch.Tensor]], Grid | None]:
+    """One model over the first ``count`` images: per setting and measure, the values of the images measured
+    (those whose object covers some but not all patches), their background tendencies, and the patch grid.
+
+    The trained model's pass (``grid`` unknown) counts what it skips into ``skipped``, names the images it
+    measures in ``kept_names`` and their objects' centroids in ``centroids``; a random control's pass (``grid``
+    given) measures the same images, decided by the same masks.
     """
     skipped = skipped if skipped is not None else dict.fromkeys(SKIP_REASONS, 0)
     names = names if names is not None else []
-    out: dict[tuple[float, float], dict[str, list[torch.Tensor]]] = {s: {m: [] for m in MEASURES} for s in settings}
+    out: dict[Setting, dict[str, list[torch.Tensor]]] = {s: {m: [] for m in MEASURES} for s in settings}
+    tendencies: dict[Setting, list[torch.Tensor]] = {s: [] for s in settings}
     dev = next(net.parameters()).device
     for batch in _batches(dataset, count, batch_size, skipped, names, bar):
         images = torch.stack([b[1] for b in batch]).to(dev)
@@ -127,13 +151,17 @@ def _pass(net: nn.Module, dataset: Any, count: int, batch_size: int, settings: l
             kept_names += [names[first + j] for j in torch.nonzero(keep).flatten().tolist()]
         if bool(keep.any()):
             k_dev = keep.to(dev)
-            U = cap.U[k_dev] if cap is not None else capture_uncertainty(net, images[k_dev]).U
-            measured = _measure(U, grid, obj[keep], settings)
+            x, o = images[k_dev], obj[keep]
+            U = cap.U[k_dev] if cap is not None else capture_uncertainty(net, x).U
+            if centroids is not None:
+                centroids.append(object_centroids(o, grid))
+            measured = _measure(U, grid, o, patch_variance(x, grid), settings, tendencies)
             for s in settings:
                 for m in MEASURES:
                     out[s][m].append(measured[s][m])
         bar.update(len(batch))
-    return {s: {m: torch.cat(v) if v else torch.empty(0) for m, v in d.items()} for s, d in out.items()}, grid
+    return ({s: {m: torch.cat(v) if v else torch.empty(0) for m, v in d.items()} for s, d in out.items()},
+            tendencies, grid)
 
 
 @torch.no_grad()
@@ -150,6 +178,7 @@ def measure_claims(
     limit: int | None = None,
     model_name: str | None = None,
     progress: bool = False,
+    generator: torch.Generator | None = None,
 ) -> ClaimsReport:
     """Measure the paper's analysis claims (Sec. 4.2, 4.3) of ``model`` on ``dataset``, with controls.
 
@@ -166,6 +195,8 @@ def measure_claims(
         limit: use at most this many images of ``dataset``.
         model_name: the name in the report (default the model's class).
         progress: a progress bar with rate on stderr.
+        generator: draws the derangement of the shuffled-centroid null (which image lends its object's
+            centroid to which); default a CPU generator seeded with ``seed``. The global RNG is not touched.
 
     Returns:
         a :class:`ClaimsReport`.
@@ -190,19 +221,21 @@ def measure_claims(
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     names: list[str] = []
     kept_names: list[str] = []
+    centroids: list[torch.Tensor] = []
     bar = tqdm(total=count * (1 + int(random_inits)), unit="img", desc="claims", file=sys.stderr,
                disable=not progress)
     # the trained model, then each random control built in turn (one model in memory besides the trained one):
     # a pass over the data each, measuring the images the trained pass kept
-    trained, grid = _pass(model, dataset, count, batch_size, settings, bar, skipped, names, kept_names)
-    per_init = []
+    trained_m, trained_t, grid = _pass(model, dataset, count, batch_size, settings, bar, skipped, names,
+                                       kept_names, centroids)
+    per_init, kept_tendencies = [], [trained_t]
     for k in range(int(random_inits) if kept_names else 0):
         control = random_copy(model, seed + k)
-        per_init.append(_pass(control, dataset, count, batch_size, settings, bar, grid=grid)[0])
+        measured, tendencies, _ = _pass(control, dataset, count, batch_size, settings, bar, grid=grid)
+        per_init.append(measured)
+        kept_tendencies.append(tendencies)
         del control
     bar.close()
-    random = {s: {m: torch.stack([r[s][m] for r in per_init]).nanmean(0) for m in MEASURES} for s in settings} \
-        if per_init else {}
     with_image = count - skipped["unreadable"]
     if with_image > 0 and skipped["no_mask"] == with_image:
         raise ValueError(f"none of the {with_image} images read has an object mask; check the masks or annotations")
@@ -212,6 +245,15 @@ def measure_claims(
         detail = ", ".join(f"{k} {v}" for k, v in skipped.items() if v)
         raise ValueError(f"no image could be measured ({detail or 'the data set is empty'}); "
                          "every image needs an object mask covering some but not all patches")
+    random_m = {s: {m: torch.stack([r[s][m] for r in per_init]).nanmean(0) for m in MEASURES}  # mean over inits
+                for s in settings}
+    if len(kept_names) > 1:  # the shuffled-centroid null: another measured image's object centroid
+        gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
+        targets = torch.cat(centroids)[derangement(len(kept_names), gen)]
+        shuffled = [_shuffled_cosines(k, targets, grid) for k in kept_tendencies]
+        for s in settings:
+            trained_m[s]["cos_shuffled"] = shuffled[0][s]
+            random_m[s]["cos_shuffled"] = torch.stack([c[s] for c in shuffled[1:]]).nanmean(0)
     return ClaimsReport(
         model=model_name or type(model).__name__,
         names=kept_names,
@@ -219,6 +261,6 @@ def measure_claims(
         random_inits=int(random_inits),
         seed=int(seed),
         grid=(grid.height, grid.width),
-        trained=trained,
-        random=random,
+        trained=trained_m,
+        random=random_m,
     )

@@ -11,10 +11,9 @@ from typing import Any
 from torch import nn
 
 from .. import checks
-from ..devices import parse_device  # noqa: F401  (re-exported: the one device parser)
 
 __all__ = ["NUMERIC_OPTIONS", "add_baseline_args", "add_model_args", "awd_fields_from_args", "check_numeric_options",
-           "check_rates", "json_dict", "model_from_args", "parse_device"]
+           "json_dict", "model_from_args"]
 
 
 def _positive(v: Any, name: str) -> Any:
@@ -114,7 +113,8 @@ def check_numeric_options(args: argparse.Namespace) -> None:
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True,
-        help="timm architecture name, Hugging Face model directory, or a `patchfield train` run folder",
+        help="timm architecture name, Hugging Face model directory, `patchfield train` run folder, "
+             "torchvision:vit_b_16 (torchvision: read from --weights) or open_clip:ViT-B-16 (docs/families.md)",
     )
     parser.add_argument("--weights", help="local weights file (.safetensors/.pth/.bin) or HF directory")
     parser.add_argument("--image-size", type=int, help="input size in pixels (position embeddings resampled)")
@@ -297,8 +297,3 @@ def json_dict(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"patch_size\": 4}'")
     return value
-
-
-def check_rates(alpha: float, *betas: float) -> None:
-    """``ValueError`` unless ``--alpha`` is in (0, 1] and every ``--beta`` in [0, 1) (:mod:`patchfield.checks`)."""
-    checks.check_rates(alpha, *betas, prefix="--")

@@ -11,10 +11,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..analysis import analyze
+from ..checks import check_rates
+from ..devices import parse_device
 from ..images import read_batches
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import add_baseline_args, add_model_args, awd_fields_from_args, check_rates, model_from_args, parse_device
+from ._common import add_baseline_args, add_model_args, awd_fields_from_args, model_from_args
 
 log = logging.getLogger("patchfield.analyze")
 
@@ -89,7 +91,7 @@ def _unique_names(paths: list[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_rates(args.alpha, args.beta)
+    check_rates(args.alpha, args.beta, prefix="--")
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     fields = awd_fields_from_args(args, model, device, amp=args.amp)
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         for i, (path, name) in enumerate(kept):
             folder = args.out / name
             record = {"image": str(path), **result.to_json(i)}
-            if result.logits is not None and result.logits.dim() == 2 and "predicted_class" not in record:
+            if result.predicted_classes() is not None and "predicted_class" not in record:  # a classifier's NaN
                 log.warning("%s: the model's output holds NaN or Inf values: no predicted class is reported", path)
             if record.get("degenerate"):
                 log.warning("%s: the attention carries no information (U is constant): its windows and D are "

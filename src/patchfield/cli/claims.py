@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_model_args, check_rates, model_from_args, parse_device
+from ..checks import check_rates
+from ..devices import parse_device
+from ._common import add_model_args, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..preprocess import Preprocess
 
     for alpha in args.alpha:
-        check_rates(alpha, *args.beta)
+        check_rates(alpha, *args.beta, prefix="--")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file, not a folder")
     device = parse_device(args.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import check_rates
+from ..checks import check_rates
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
               f"{m['winft']['top1']:.3f} (E_O {m['winft']['eo']:.0f} of {m['winft']['eo_full']:.0f}), "
               f"{m['train_seconds'] / 60:.1f} min")
         return 0
-    check_rates(args.alpha, args.beta)
+    check_rates(args.alpha, args.beta, prefix="--")
     s = run_demo(args.out, args.models, args.images, args.alpha, args.beta)
     print()
     print("patchfield demo: a ViT trained on the embedded synthetic shapes (32x32 images, 8x8 patch grid)")

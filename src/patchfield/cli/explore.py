@@ -7,9 +7,11 @@ from pathlib import Path
 
 import torch
 
+from ..checks import check_rates
+from ..devices import parse_device
 from ..images import read_image
 from ..preprocess import Preprocess
-from ._common import add_baseline_args, add_model_args, awd_fields_from_args, check_rates, model_from_args, parse_device
+from ._common import add_baseline_args, add_model_args, awd_fields_from_args, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..explorer import write_explorer
     from ..introspect import patch_size_of
 
-    check_rates(args.alpha, args.beta)
+    check_rates(args.alpha, args.beta, prefix="--")
     device = parse_device(args.device)
     model = model_from_args(args).to(device)
     fields = awd_fields_from_args(args, model, device)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
+from ..devices import parse_device
 from ..images import ImageReadError, read_image
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import add_model_args, model_from_args, parse_device
+from ._common import add_model_args, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +68,7 @@ def _batches(args: argparse.Namespace, preprocess: Preprocess):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..figures._draw import save_figure
+    from ..drawing import save_figure
     from ..figures.faithfulness import plot_faithfulness
     from ..metrics import evaluate_faithfulness
 

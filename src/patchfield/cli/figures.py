@@ -9,7 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import add_model_args, check_rates, model_from_args, parse_device
+from ..checks import check_rates
+from ..devices import parse_device
+from ._common import add_model_args, model_from_args
 from .analyze import _unique_names
 
 
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..figures import write_paper_figures
     from ..preprocess import Preprocess
 
-    check_rates(args.alpha, args.beta, *args.betas)
+    check_rates(args.alpha, args.beta, *args.betas, prefix="--")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.mask and len(args.mask) != len(args.images):

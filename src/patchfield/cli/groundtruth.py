@@ -16,7 +16,7 @@ from ._common import add_model_args, json_dict, model_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("groundtruth", help="store every image's responsive field (SPEC §6) from a trained ViT",
+    p = sub.add_parser("groundtruth", help="store every image's responsive field (docs/spec.md §6) from a trained ViT",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     p.add_argument("--model-kwargs", type=json_dict, default={},

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..devices import parse_device
 from ..images import read_batches
 from ..preprocess import Preprocess
 from ..utils.io import write_json_atomic
-from ._common import model_from_args, parse_device
+from ._common import model_from_args
 
 
 class _ModelAction(argparse.Action):
@@ -114,7 +115,7 @@ def _model_stats(args, model_name: str, weights: str | None, label: str, names: 
 
 
 def _image_figures(stats, index: int, crop, folder: Path) -> dict[str, str]:
-    from ..figures._draw import save_figure
+    from ..drawing import save_figure
     from ..figures.stats import plot_artefacts, plot_norm_histogram
 
     out = {}
@@ -125,7 +126,7 @@ def _image_figures(stats, index: int, crop, folder: Path) -> dict[str, str]:
 
 
 def _model_figures(summary: dict, folder: Path, root: Path) -> dict[str, str]:
-    from ..figures._draw import save_figure
+    from ..drawing import save_figure
     from ..figures.stats import plot_head_statistic
 
     label, n = summary["label"], summary["grid"][0] * summary["grid"][1]
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     models = [_model_stats(args, m, w, label, names, failed) for (m, w), label in zip(pairs, labels)]
     result = {"models": models}
     if len(models) > 1 and not args.no_figures:
-        from ..figures._draw import save_figure
+        from ..drawing import save_figure
         from ..figures.stats import plot_comparison
 
         result["comparison"] = str(save_figure(plot_comparison([(m["label"], m) for m in models]),

@@ -7,7 +7,7 @@ Every data set returns ``(image [3, H, W] normalised, label)`` and has ``num_cla
 ``cub``, ``coco``, ``masks``) follow the small protocol of :mod:`patchfield.data.masks`. File-backed
 sets may return ``None`` for an image that fails to decode: load them with ``collate_fn=collate_skip``
 (see :mod:`patchfield.data.folder`). Photos and their masks go
-through :class:`Preprocess` (:mod:`patchfield.preprocess`, the preprocessing rule).
+through :class:`patchfield.preprocess.Preprocess` (the preprocessing rule).
 """
 
 from .coco import CocoMasks
@@ -17,7 +17,6 @@ from .masks import MaskFolder, WithMasks
 from .registry import DATASET_NAMES, MASK_DATASET_NAMES, build_dataset, build_mask_dataset, collate_skip
 from .small import FashionMNIST, MNIST5k, read_idx, read_mnist_csv
 from .synthetic import SHAPE_CLASSES, SyntheticShapes
-from .transforms import Preprocess
 
 __all__ = [
     "CUBDataset",
@@ -30,7 +29,6 @@ __all__ = [
     "MASK_DATASET_NAMES",
     "MNIST5k",
     "MaskFolder",
-    "Preprocess",
     "SHAPE_CLASSES",
     "SyntheticShapes",
     "WithMasks",

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 from ..introspect import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocess import DEFAULT_CROP_PCT
 from .masks import MaskedFiles
-from .transforms import DEFAULT_CROP_PCT
 
 __all__ = ["CocoMasks", "polygon_mask", "rle_mask"]
 
@@ -180,7 +180,7 @@ class CocoMasks(MaskedFiles):
     Args:
         root: the folder ``file_name`` is relative to (``--data-root``).
         annotations: the instances JSON.
-        image_size, mean, std, crop_pct, interpolation: the model's input (see :class:`patchfield.data.Preprocess`).
+        image_size, mean, std, crop_pct, interpolation: the model's input (:class:`patchfield.preprocess.Preprocess`).
         category: category names or ids whose instances make the mask (all by default).
 
     Images without an (allowed) instance give ``mask = None``; listed images absent on disk are counted in

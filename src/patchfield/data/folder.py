@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..introspect import IMAGENET_MEAN, IMAGENET_STD
-from .transforms import DEFAULT_CROP_PCT, Preprocess
+from ..preprocess import DEFAULT_CROP_PCT, Preprocess
 
 __all__ = ["CUBDataset", "ImageFolderDataset", "IMAGE_EXTENSIONS"]
 

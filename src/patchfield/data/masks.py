@@ -26,8 +26,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..introspect import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocess import DEFAULT_CROP_PCT, Preprocess
 from .folder import IMAGE_EXTENSIONS
-from .transforms import DEFAULT_CROP_PCT, Preprocess
 
 __all__ = ["MaskFolder", "MaskedFiles", "WithMasks", "mask_array"]
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ..introspect import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocess import as_size
 from ._batched import BatchedDataset
-from .transforms import as_size
 
 __all__ = ["FASHION_MNIST_ROOT", "FashionMNIST", "MNIST5k", "mnist5k_path", "read_idx", "read_mnist_csv"]
 

@@ -9,5 +9,6 @@ with the same tie-breaking as :mod:`patchfield.windows` and :mod:`patchfield.dip
 """
 
 from .build import explorer_html, explorer_payload, write_explorer
+from .inline import explore
 
-__all__ = ["explorer_html", "explorer_payload", "write_explorer"]
+__all__ = ["explore", "explorer_html", "explorer_payload", "write_explorer"]

@@ -83,7 +83,7 @@ def explorer_payload(
             (:func:`patchfield.stats.artefact_tokens`) become the page's artefact toggle.
         norm_block: the block ``norms`` come from (shown in the page).
     """
-    from ..figures._draw import as_image, pick
+    from ..drawing import as_image, pick
 
     check_rates(alpha, beta)
     if full_attention not in ("auto", True, False):

@@ -31,7 +31,7 @@ const ARTEFACTS = DATA.artefacts || null;    // tokens of high norm at one block
 const IS_ARTEFACT = new Uint8Array(N);
 if (ARTEFACTS) for (const t of ARTEFACTS.tokens) IS_ARTEFACT[t] = 1;
 
-// ------------------------------------------------------------------ the computations (SPEC §3-§5)
+// ------------------------------------------------------------------ the computations (docs/spec.md §3-§5)
 
 /** Round half up, as patchfield.grid.round_half_up: floor(x + 0.5) in double precision. */
 function roundHalfUp(x) { return Math.floor(x + 0.5); }

@@ -12,8 +12,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..capture import AttentionMaps, attention_hooks
+from ..drawing import as_image, new_figure, patch_boxes, pick, show_image, show_patch_map, to_numpy, upsample
 from ..grid import Grid, object_patches
-from ._draw import as_image, new_figure, patch_boxes, pick, show_image, show_patch_map, to_numpy, upsample
 from .maps import _check_patches, default_patches
 
 __all__ = [

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis import Analysis
-from ._draw import save_figure
+from ..drawing import save_figure
 from .maps import plot_dip, plot_field_size, plot_tendency_arrows, plot_uncertainty, plot_windows
 
 __all__ = ["BASIC_FIGURES", "write_basic_figures"]

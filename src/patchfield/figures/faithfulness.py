@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from ..drawing import new_figure
 from ..metrics.faithfulness import FaithfulnessResult
-from ._draw import new_figure
 
 __all__ = ["plot_faithfulness"]
 

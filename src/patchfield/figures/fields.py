@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..drawing import as_image, new_figure, pick, show_image, show_patch_map, to_numpy, upsample
 from ..field import ResponsiveField
-from ._draw import as_image, new_figure, pick, show_image, show_patch_map, to_numpy, upsample
 from .flow import draw_wheel_legend, flow_to_color
 from .maps import draw_tendency_arrows
 

@@ -11,10 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..field import ResponsiveField
-from ..grid import Grid
-from ..windows import Windows
-from ._draw import (
+from ..drawing import (
     as_image,
     new_figure,
     patch_boxes,
@@ -25,6 +22,9 @@ from ._draw import (
     to_numpy,
     upsample,
 )
+from ..field import ResponsiveField
+from ..grid import Grid
+from ..windows import Windows
 
 __all__ = [
     "default_patches",

@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from ..analysis import Analysis, analyze_map
-from ..capture import capture_attention
+from ..capture import AttentionMaps, capture_attention
 from ..checks import check_rates
+from ..drawing import save_figure
 from ..images import ImageReadError, read_image
 from ..preprocess import Preprocess
 from ..uncertainty import interaction_uncertainty
@@ -30,20 +32,12 @@ from ..utils.io import write_json_atomic
 from . import attention as A
 from . import fields as FF
 from . import windows as W
-from ._draw import save_figure
 from .maps import plot_field_size
 from .winft import plot_winft_windows, winft_windows
 
-__all__ = ["PAPER_FIGURES", "PaperFigures", "write_paper_figures"]
+__all__ = ["FIGURES", "PAPER_FIGURES", "PaperFigure", "PaperFigures", "write_paper_figures"]
 
 logger = logging.getLogger(__name__)
-
-#: Figures drawn per image (Fig. 2 needs an object mask, Fig. 13 a WinfT model).
-PAPER_FIGURES = (
-    "fig2_pair_attention", "fig3_layer_attention", "fig3_head_uncertainty", "fig3_uncertainty_rows",
-    "fig4_global_vs_window", "fig5_indiscriminative", "fig6_dip_betas", "fig7_responsive_field",
-    "fig7_tendency_flow", "fig12_field_size", "fig13_winft_windows",
-)
 
 ImageLike = str | Path | Image.Image | torch.Tensor
 MaskLike = str | Path | Image.Image | np.ndarray | torch.Tensor | None
@@ -95,31 +89,179 @@ def _load(image: ImageLike, mask: MaskLike, preprocess: Preprocess) -> tuple[tor
     return x, crop, _read_mask(mask, preprocess)
 
 
-def _figures_of(res: Analysis, maps, i: int, crop: np.ndarray, mask, windows_l, opts: dict) -> dict[str, Callable]:
-    g, U, patches = maps.grid, res.U, opts["patches"]
-    out: dict[str, Callable] = {
-        "fig3_layer_attention": lambda: A.plot_layer_attention(maps, crop, patches, i),
-        "fig3_head_uncertainty": lambda: A.plot_head_uncertainty(maps, crop, patches, i),
-        "fig3_uncertainty_rows": lambda: A.plot_uncertainty_rows(U, crop, g, patches, i),
-        "fig4_global_vs_window": lambda: W.plot_global_vs_window(crop, res.windows, patches[0] if patches else None, i),
-        "fig5_indiscriminative": lambda: W.plot_indiscriminative(U, crop, g, res.beta, i),
-        "fig6_dip_betas": lambda: W.plot_dip_betas(U, crop, g, opts["betas"], i),
-        "fig7_responsive_field": lambda: FF.plot_responsive_field(crop, res.field, i),
-        "fig7_tendency_flow": lambda: FF.plot_tendency_flow(crop, res.field, i),
-        "fig12_field_size": lambda: plot_field_size(crop, res.field, i),
-    }
-    if mask is not None:
-        out["fig2_pair_attention"] = lambda: A.plot_pair_attention(maps, mask, crop, i, seed=opts["seed"])
-    if windows_l is not None:
-        out["fig13_winft_windows"] = lambda: plot_winft_windows(res.field.mask()[i], windows_l[i], crop)
-    return out
+@dataclass(frozen=True)
+class _Options:
+    """The drawing options every image shares: Fig. 3/4's query patches, Fig. 6's rates, Fig. 2's seed."""
+
+    patches: list[int] | None
+    betas: list[float]
+    seed: int
 
 
-def _save(fig, folder: Path, name: str, svg: bool) -> str:
+@dataclass(frozen=True)
+class _Page:
+    """What the figures of one image are drawn from: image ``index`` of a batch's analysis and attention."""
+
+    result: Analysis
+    maps: AttentionMaps
+    index: int
+    crop: np.ndarray
+    mask: torch.Tensor | None
+    winft_windows: torch.Tensor | None
+    options: _Options
+
+
+def _fig2_pair_attention(p: _Page) -> Figure | None:
+    if p.mask is None:
+        return None
+    return A.plot_pair_attention(p.maps, p.mask, p.crop, p.index, seed=p.options.seed)
+
+
+def _fig3_layer_attention(p: _Page) -> Figure:
+    return A.plot_layer_attention(p.maps, p.crop, p.options.patches, p.index)
+
+
+def _fig3_head_uncertainty(p: _Page) -> Figure:
+    return A.plot_head_uncertainty(p.maps, p.crop, p.options.patches, p.index)
+
+
+def _fig3_uncertainty_rows(p: _Page) -> Figure:
+    return A.plot_uncertainty_rows(p.result.U, p.crop, p.maps.grid, p.options.patches, p.index)
+
+
+def _fig4_global_vs_window(p: _Page) -> Figure:
+    patch = p.options.patches[0] if p.options.patches else None
+    return W.plot_global_vs_window(p.crop, p.result.windows, patch, p.index)
+
+
+def _fig5_indiscriminative(p: _Page) -> Figure:
+    return W.plot_indiscriminative(p.result.U, p.crop, p.maps.grid, p.result.beta, p.index)
+
+
+def _fig6_dip_betas(p: _Page) -> Figure:
+    return W.plot_dip_betas(p.result.U, p.crop, p.maps.grid, p.options.betas, p.index)
+
+
+def _fig7_responsive_field(p: _Page) -> Figure:
+    return FF.plot_responsive_field(p.crop, p.result.field, p.index)
+
+
+def _fig7_tendency_flow(p: _Page) -> Figure:
+    return FF.plot_tendency_flow(p.crop, p.result.field, p.index)
+
+
+def _fig12_field_size(p: _Page) -> Figure:
+    return plot_field_size(p.crop, p.result.field, p.index)
+
+
+def _fig13_winft_windows(p: _Page) -> Figure | None:
+    if p.winft_windows is None:
+        return None
+    return plot_winft_windows(p.result.field.mask()[p.index], p.winft_windows[p.index], p.crop)
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """One figure drawn per image: its file name and how it is drawn (``None``: the image lacks what it needs)."""
+
+    name: str
+    draw: Callable[[_Page], Figure | None]
+
+
+#: The figures drawn per image, in this order (Fig. 2 needs an object mask, Fig. 13 a WinfT model).
+FIGURES: tuple[PaperFigure, ...] = (
+    PaperFigure("fig2_pair_attention", _fig2_pair_attention),
+    PaperFigure("fig3_layer_attention", _fig3_layer_attention),
+    PaperFigure("fig3_head_uncertainty", _fig3_head_uncertainty),
+    PaperFigure("fig3_uncertainty_rows", _fig3_uncertainty_rows),
+    PaperFigure("fig4_global_vs_window", _fig4_global_vs_window),
+    PaperFigure("fig5_indiscriminative", _fig5_indiscriminative),
+    PaperFigure("fig6_dip_betas", _fig6_dip_betas),
+    PaperFigure("fig7_responsive_field", _fig7_responsive_field),
+    PaperFigure("fig7_tendency_flow", _fig7_tendency_flow),
+    PaperFigure("fig12_field_size", _fig12_field_size),
+    PaperFigure("fig13_winft_windows", _fig13_winft_windows),
+)
+
+#: Their names.
+PAPER_FIGURES = tuple(f.name for f in FIGURES)
+
+
+def _save(fig: Figure, folder: Path, name: str, svg: bool) -> str:
     save_figure(fig, folder / f"{name}.png")
     if svg:
         save_figure(fig, folder / f"{name}.svg")
     return f"{name}.png"
+
+
+def _checked_inputs(images: Sequence[ImageLike], masks: Sequence[MaskLike] | None,
+                    names: Sequence[str] | None) -> tuple[list[ImageLike], list[MaskLike], list[str]]:
+    """The images, one mask (or ``None``) and one distinct name per image; ``ValueError`` where they do not fit."""
+    images = list(images)
+    if not images:
+        raise ValueError("no images to draw")
+    masks = [None] * len(images) if masks is None else list(masks)
+    if len(masks) != len(images):
+        raise ValueError(f"give one mask per image: {len(masks)} masks for {len(images)} images")
+    names = [f"image_{k:03d}" for k in range(len(images))] if names is None else [str(n) for n in names]
+    if len(names) != len(images) or len(set(names)) != len(names):
+        raise ValueError("give one distinct name per image")
+    return images, masks, names
+
+
+def _analyse(model: nn.Module, batch: torch.Tensor, alpha: float, beta: float,
+             patches: list[int] | None) -> tuple[AttentionMaps, Analysis]:
+    """The batch's attention and its analysis; ``ValueError`` for query patches outside the grid."""
+    maps = capture_attention(model, batch)
+    bad = [p for p in patches or [] if not 0 <= p < maps.grid.n]
+    if bad:
+        raise ValueError(f"patches {bad} are outside the {maps.grid.height}x{maps.grid.width} patch grid "
+                         f"(0..{maps.grid.n - 1})")
+    U = interaction_uncertainty(maps.patch_block())
+    windows, dropped, fld = analyze_map(U, maps.grid, alpha, beta)
+    result = Analysis(U=U, windows=windows, dropped=dropped, field=fld, grid=maps.grid, alpha=float(alpha),
+                      beta=float(beta), num_prefix_tokens=maps.num_prefix_tokens, logits=maps.logits)
+    return maps, result
+
+
+def _draw_page(page: _Page, folder: Path, name: str, wanted: Callable[[str], bool], svg: bool) -> dict[str, str]:
+    """Every wanted figure of one image that it can have, saved into ``folder``: ``{figure: file}``."""
+    written = {}
+    for figure in FIGURES:
+        if not wanted(figure.name):
+            continue
+        try:
+            fig = figure.draw(page)
+            if fig is not None:
+                written[figure.name] = _save(fig, folder, figure.name, svg)
+        except ValueError as e:  # e.g. an object too small for Fig. 2's pair
+            logger.warning("%s: %s skipped: %s", name, figure.name, e)
+    return written
+
+
+@dataclass
+class _PairAttention:
+    """Fig. 2's data-set statistic gathered over the batches: inner and outer pair attention per masked image."""
+
+    inner: list[torch.Tensor] = field(default_factory=list)
+    outer: list[torch.Tensor] = field(default_factory=list)
+    layers: Sequence[int] | None = None
+
+    def add(self, maps: AttentionMaps, masks: list[torch.Tensor | None]) -> None:
+        have = [j for j, m in enumerate(masks) if m is not None]
+        if not have:
+            return
+        pm = A.patch_mask(torch.stack([masks[j] for j in have]), maps.grid)
+        sub = type(maps)(maps.attn[have], maps.grid, maps.num_prefix_tokens, maps.layers)
+        inner, outer = A.pair_attention(sub, pm)
+        self.inner.append(inner)
+        self.outer.append(outer)
+        self.layers = maps.layers
+
+    def figure(self) -> Figure | None:
+        if not self.inner:
+            return None
+        return A.plot_pair_attention_dataset(torch.cat(self.inner), torch.cat(self.outer), self.layers)
 
 
 @torch.no_grad()
@@ -175,85 +317,50 @@ def write_paper_figures(
     check_rates(alpha, beta, *betas)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    images = list(images)
-    if not images:
-        raise ValueError("no images to draw")
-    masks = [None] * len(images) if masks is None else list(masks)
-    if len(masks) != len(images):
-        raise ValueError(f"give one mask per image: {len(masks)} masks for {len(images)} images")
-    names = [f"image_{k:03d}" for k in range(len(images))] if names is None else [str(n) for n in names]
-    if len(names) != len(images) or len(set(names)) != len(names):
-        raise ValueError("give one distinct name per image")
+    images, masks, names = _checked_inputs(images, masks, names)
     out = Path(out)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     preprocess = Preprocess.for_model(model)
-    opts = {"patches": list(patches) if patches else None, "betas": list(betas), "seed": int(seed)}
+    options = _Options(list(patches) if patches else None, list(betas), int(seed))
 
     def wanted(name: str) -> bool:
         return not only or any(name.startswith(prefix) for prefix in only)
 
     result = PaperFigures()
-    inner_all, outer_all, layers = [], [], None
+    pairs = _PairAttention()
     bar = tqdm(total=len(images), unit="img", desc="figures", file=sys.stderr, disable=not progress)
     for start in range(0, len(images), batch_size):
-        xs, crops, mks, kept = [], [], [], []
+        loaded = []
         for k in range(start, min(start + batch_size, len(images))):
             try:
-                x, crop, m = _load(images[k], masks[k], preprocess)
+                loaded.append((k, *_load(images[k], masks[k], preprocess)))
             except ImageReadError as e:
                 logger.warning("skipped %s", e)
                 result.failed.append(names[k])
                 bar.update(1)
-                continue
-            xs.append(x)
-            crops.append(crop)
-            mks.append(m)
-            kept.append(k)
-        if not xs:
+        if not loaded:
             continue
-        batch = torch.stack(xs).to(device)
-        maps = capture_attention(model, batch)
-        bad = [p for p in opts["patches"] or [] if not 0 <= p < maps.grid.n]
-        if bad:
-            raise ValueError(f"patches {bad} are outside the {maps.grid.height}x{maps.grid.width} patch grid "
-                             f"(0..{maps.grid.n - 1})")
-        U = interaction_uncertainty(maps.patch_block())
-        windows, dropped, fld = analyze_map(U, maps.grid, alpha, beta)
-        res = Analysis(U=U, windows=windows, dropped=dropped, field=fld, grid=maps.grid, alpha=float(alpha),
-                       beta=float(beta), num_prefix_tokens=maps.num_prefix_tokens, logits=maps.logits)
-        windows_l = winft_windows(winft, batch) if winft is not None else None
-        have = [j for j, m in enumerate(mks) if m is not None]
-        if have and fig2_dataset is None:
-            pm = A.patch_mask(torch.stack([mks[j] for j in have]), maps.grid)
-            sub = type(maps)(maps.attn[have], maps.grid, maps.num_prefix_tokens, maps.layers)
-            inner, outer = A.pair_attention(sub, pm)
-            inner_all.append(inner)
-            outer_all.append(outer)
-            layers = maps.layers
-        for i, k in enumerate(kept):
+        batch = torch.stack([x for _, x, _, _ in loaded]).to(device)
+        maps, analysis = _analyse(model, batch, alpha, beta, options.patches)
+        windows = winft_windows(winft, batch) if winft is not None else None
+        if fig2_dataset is None:
+            pairs.add(maps, [m for _, _, _, m in loaded])
+        for i, (k, _, crop, mask) in enumerate(loaded):
             folder = out / names[k]
-            written = {}
-            for fig_name, make in _figures_of(res, maps, i, crops[i], mks[i], windows_l, opts).items():
-                if not wanted(fig_name):
-                    continue
-                try:
-                    written[fig_name] = _save(make(), folder, fig_name, svg)
-                except ValueError as e:  # e.g. an object too small for Fig. 2's pair
-                    logger.warning("%s: %s skipped: %s", names[k], fig_name, e)
+            page = _Page(analysis, maps, i, crop, mask, windows, options)
+            result.index[names[k]] = _draw_page(page, folder, names[k], wanted, svg)
             image = images[k]
-            record = {"image": str(image) if isinstance(image, (str, Path)) else names[k], **res.to_json(i)}
+            record = {"image": str(image) if isinstance(image, (str, Path)) else names[k], **analysis.to_json(i)}
             result.fields[names[k]] = record
             if wanted("fields"):
                 write_json_atomic(folder / "fields.json", record)
-            result.index[names[k]] = written
             bar.update(1)
     bar.close()
     if fig2_dataset is not None:
         inner, outer, layers = A.pair_attention_dataset(model, fig2_dataset, batch_size=batch_size, device=device)
-        inner_all, outer_all = [inner], [outer]
-    if inner_all and wanted("fig2_pair_attention_dataset"):
-        fig = A.plot_pair_attention_dataset(torch.cat(inner_all), torch.cat(outer_all), layers)
-        result.index["dataset"] = {
-            "fig2_pair_attention_dataset": _save(fig, out, "fig2_pair_attention_dataset", svg)}
+        pairs = _PairAttention([inner], [outer], layers)
+    fig = pairs.figure() if wanted("fig2_pair_attention_dataset") else None
+    if fig is not None:
+        result.index["dataset"] = {"fig2_pair_attention_dataset": _save(fig, out, "fig2_pair_attention_dataset", svg)}
     write_json_atomic(out / "figures.json", result.index)
     return result

@@ -1,7 +1,7 @@
 """Figures of ``patchfield stats``: per-head scatters, norm map beside ``D``, norm histogram, model comparison.
 
 Every function returns a :class:`matplotlib.figure.Figure` on an Agg canvas (save with
-:func:`patchfield.figures._draw.save_figure`).
+:func:`patchfield.drawing.save_figure`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..drawing import as_image, new_figure, patch_boxes, show_patch_map, to_numpy
 from ..stats.collect import HeadStats
-from ._draw import as_image, new_figure, patch_boxes, show_patch_map, to_numpy
 from .maps import draw_dip
 
 __all__ = ["draw_head_scatter", "plot_artefacts", "plot_comparison", "plot_head_statistic", "plot_norm_histogram"]

@@ -10,9 +10,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from ..dip import column_variance, indiscriminative_patches
+from ..drawing import as_image, new_figure, patch_boxes, pick, to_numpy
 from ..grid import Grid, round_half_up
 from ..windows import Windows
-from ._draw import as_image, new_figure, patch_boxes, pick, to_numpy
 from .maps import _check_patches, draw_dip, draw_uncertainty
 
 __all__ = ["plot_dip_betas", "plot_global_vs_window", "plot_indiscriminative"]

@@ -7,7 +7,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ._draw import as_image, new_figure, show_image, to_numpy
+from ..drawing import as_image, new_figure, show_image, to_numpy
 
 __all__ = ["plot_winft_windows", "winft_windows"]
 

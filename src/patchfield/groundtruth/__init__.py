@@ -1,11 +1,11 @@
-"""Ground truth at scale (SPEC §6): every image's responsive field from a trained ViT, in shards.
+"""Ground truth at scale (docs/spec.md §6): every image's responsive field from a trained ViT, in shards.
 
 ``build_groundtruth`` writes a store (resumable, ``torchrun``-ready), ``GroundTruthStore`` reads it,
 ``WithFields`` hands training the image, label and decoded field.
 """
 
-from .build import build_groundtruth, dataset_fingerprint
-from .store import GroundTruthStore, StoreMismatchError, model_grid, read_shard
+from .build import build_groundtruth
+from .store import GroundTruthStore, StoreMismatchError, read_shard
 from .wrapper import WithFields
 
 __all__ = [
@@ -13,7 +13,5 @@ __all__ = [
     "StoreMismatchError",
     "WithFields",
     "build_groundtruth",
-    "dataset_fingerprint",
-    "model_grid",
     "read_shard",
 ]

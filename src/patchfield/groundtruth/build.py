@@ -1,4 +1,4 @@
-"""Build a ground-truth store: every image's responsive field (SPEC §6) from a trained ViT.
+"""Build a ground-truth store: every image's responsive field (docs/spec.md §6) from a trained ViT.
 
 The data set is cut into shards of ``shard_size`` consecutive images; shard ``k`` is written
 atomically to ``shard-<k>.npz`` and never recomputed once it exists, so a killed run resumes where it
@@ -10,7 +10,6 @@ takes the shards ``k ≡ rank (mod world size)``; after a barrier rank 0 checks 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
 import queue
@@ -31,9 +30,9 @@ from ..checks import check_rates
 from ..encoding import encode_field
 from ..errors import InputError, one_line
 from ..grid import Grid
-from ..introspect import input_spec
-from ..training.distributed import distributed_env
-from ..utils.fingerprint import weights_hash
+from ..introspect import input_spec, model_grid
+from ..utils.distributed import distributed_env
+from ..utils.fingerprint import dataset_fingerprint, weights_hash
 from ..utils.io import write_json_atomic
 from ..utils.lock import FolderLock, FolderLockedError
 from .store import (
@@ -42,26 +41,15 @@ from .store import (
     SHARD_KEYS,
     VERSION,
     GroundTruthStore,
-    model_grid,
     read_shard,
     read_shard_meta,
     shard_name,
     write_shard,
 )
 
-__all__ = ["build_groundtruth", "dataset_fingerprint", "model_config"]
+__all__ = ["build_groundtruth", "model_config"]
 
 log = logging.getLogger("patchfield.groundtruth")
-
-
-def dataset_fingerprint(dataset: Dataset) -> str:
-    """The data set's own ``fingerprint()``, else a hash of its type and length."""
-    fp = getattr(dataset, "fingerprint", None)
-    if callable(fp):
-        return str(fp())
-    if fp is not None:
-        return str(fp)
-    return hashlib.sha256(f"{type(dataset).__name__}|{len(dataset)}".encode()).hexdigest()[:16]
 
 
 def model_config(model: torch.nn.Module) -> dict[str, Any]:
@@ -221,14 +209,14 @@ def build_groundtruth(
     dataset_name: str | None = None,
     progress: bool = True,
 ) -> GroundTruthStore:
-    """Run ``model`` over ``dataset`` and store every image's responsive field (SPEC §6).
+    """Run ``model`` over ``dataset`` and store every image's responsive field (docs/spec.md §6).
 
     Args:
         model: a trained timm or Hugging Face ViT (put in eval mode and moved to ``device``).
         dataset: items ``(image [3, H, W], label)``, or ``None`` for an unreadable image (recorded as
             invalid, counted and named in the manifest).
         out_dir: the store folder; an unfinished store there with the same settings is resumed.
-        alpha, beta: window and DIP rates (SPEC §3, §4).
+        alpha, beta: window and DIP rates (docs/spec.md §3, §4).
         batch_size: images per forward pass.
         shard_size: images per shard (the unit of resumption and of work across ranks).
         num_workers: data-loading processes.

@@ -1,4 +1,4 @@
-"""The on-disk ground-truth store (SPEC §6): shards of compact fields plus a manifest.
+"""The on-disk ground-truth store (docs/spec.md §6): shards of compact fields plus a manifest.
 
 Layout of a store folder::
 
@@ -27,10 +27,10 @@ import torch
 
 from ..encoding import FieldCode, decode_field
 from ..grid import Grid
-from ..introspect import model_grid  # re-exported: patchfield.groundtruth.model_grid
+from ..introspect import model_grid
 from ..utils.io import atomic_write
 
-__all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "model_grid", "read_shard", "read_shard_meta",
+__all__ = ["FORMAT", "GroundTruthStore", "StoreMismatchError", "read_shard", "read_shard_meta",
            "shard_name", "write_shard"]
 
 FORMAT = "patchfield-groundtruth"
@@ -212,9 +212,9 @@ class GroundTruthStore:
 
     def masks(self, indices, device: torch.device | str | None = None,
               dip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(field_mask bool [B, N, N], dropped bool [B, N])`` of ``indices``, decoded (SPEC §6 ``w_gt``).
+        """``(field_mask bool [B, N, N], dropped bool [B, N])`` of ``indices``, decoded (docs/spec.md §6 ``w_gt``).
 
-        With ``dip=False`` the mask is the windows' alone (AWD without DIP, SPEC §7) and ``dropped`` is
+        With ``dip=False`` the mask is the windows' alone (AWD without DIP, docs/spec.md §7) and ``dropped`` is
         all ``False``.
         """
         field = decode_field(self.codes(indices), device=device)

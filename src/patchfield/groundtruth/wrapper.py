@@ -15,7 +15,7 @@ __all__ = ["WithFields"]
 class WithFields(Dataset):
     """Wrap ``dataset`` so item ``i`` is ``(image, label, field_mask bool [N, N], dropped bool [N])``.
 
-    ``field_mask`` row ``p`` is the indicator of ``S_p`` (SPEC §6's ``w_gt``), ``dropped`` the set ``D``;
+    ``field_mask`` row ``p`` is the indicator of ``S_p`` (docs/spec.md §6's ``w_gt``), ``dropped`` the set ``D``;
     both are decoded from the store's compact encoding per item (or per batch through
     ``__getitems__``). Images the store marks invalid (unreadable when it was built) and images the
     data set fails to load give ``None``: load with ``collate_fn=patchfield.data.collate_skip``.

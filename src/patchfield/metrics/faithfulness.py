@@ -23,7 +23,7 @@ from ..capture import capture_attention
 from ..dip import column_variance
 from ..errors import UsageError
 from ..grid import Grid, pixel_cells, round_half_up
-from ..introspect import is_classifier, is_huggingface, required_forward_kwargs, unwrap
+from ..introspect import is_classifier, is_huggingface, model_family, required_forward_kwargs, unwrap
 from ..uncertainty import interaction_uncertainty
 from .rollout import rollout_scores
 
@@ -108,7 +108,8 @@ def _pixel_patches(grid: Grid, size: tuple[int, int], device=None) -> torch.Tens
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    known = hasattr(unwrap(model), "patch_embed") or is_huggingface(model)  # a model introspection can read
+    known = (hasattr(unwrap(model), "patch_embed") or is_huggingface(model)  # a model introspection can read
+             or model_family(model) is not None)
     if known and not is_classifier(model):
         raise UsageError(f"{type(model).__name__} has no classifier head (num_classes=0 or a backbone): deletion "
                          "and insertion follow a class probability; load the model with its classifier")

@@ -1,4 +1,4 @@
-"""The paper's models as in-place patches of timm Vision Transformers (SPEC §4, §7, §8).
+"""The paper's models as in-place patches of timm Vision Transformers (docs/spec.md §4, §7, §8).
 
 - :func:`apply_awd`: AWD-ViT (and AWD+DIP): attention restricted to each image's responsive
   field, ``model(x, field_mask=..., dropped=...)``.

@@ -1,4 +1,4 @@
-"""AWD-ViT: attention restricted to each image's adaptive windows, optionally with DIP (SPEC §4, §7).
+"""AWD-ViT: attention restricted to each image's adaptive windows, optionally with DIP (docs/spec.md §4, §7).
 
 :func:`apply_awd` patches a timm ``VisionTransformer`` in place. The patched model's forward
 takes the image's responsive field as a boolean ``[B, N, N]`` mask and turns it into one
@@ -202,7 +202,7 @@ def apply_awd(model: nn.Module) -> nn.Module:
     """Patch a timm ``VisionTransformer`` into an AWD-ViT, in place (weights and keys unchanged).
 
     Afterwards ``model(x, field_mask=None, dropped=None)``: see :meth:`AWDViT.forward`.
-    Every layer and head gets the same mask (SPEC §7): patches attend inside their field plus
+    Every layer and head gets the same mask (docs/spec.md §7): patches attend inside their field plus
     the prefix tokens; prefix tokens attend to every token outside ``D``. No parameters are added.
 
     Returns:

@@ -1,4 +1,4 @@
-"""WinfT's window loss ``L_BCE`` (paper Eq. 11, SPEC §8)."""
+"""WinfT's window loss ``L_BCE`` (paper Eq. 11, docs/spec.md §8)."""
 
 from __future__ import annotations
 

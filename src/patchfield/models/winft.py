@@ -1,4 +1,4 @@
-"""WinfT: window-free multi-head attention that predicts its own windows (paper Eq. 8, 9, SPEC §8).
+"""WinfT: window-free multi-head attention that predicts its own windows (paper Eq. 8, 9, docs/spec.md §8).
 
 Per layer, from the layer's own queries and keys (no parameters are added):
 
@@ -228,7 +228,7 @@ class WinfTViT:
                 from the window logits alone: the threshold's row mean includes the prefix columns.
                 Summed over layers it is the paper's Fig. 13.
             return_interactions: also return the forward's ``E_O`` summands per image, float ``[B]``:
-                the mean over layers of the ones of ``W`` (SPEC §8).
+                the mean over layers of the ones of ``W`` (docs/spec.md §8).
 
         Returns:
             ``logits``, or a tuple ``(logits, window_logits?, windows?, interactions?)`` holding the

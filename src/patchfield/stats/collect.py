@@ -39,7 +39,11 @@ class HeadStats:
         norms: ``[B, blocks, N]`` patch-token L2 norms at every block output.
         dropped: ``[B, N]`` the set ``D`` at ``beta``; column_variance: ``[B, N]`` DIP's ranking.
         artefacts: one :class:`ArtefactFit` per image, on the norms of block ``artefact_block``.
-        grid, patch_size (``(ph, pw)`` pixels), num_prefix_tokens, beta, artefact_block.
+        grid: the patch grid.
+        patch_size: ``(ph, pw)`` in pixels.
+        num_prefix_tokens: ``P``.
+        beta: the rate of ``D``.
+        artefact_block: the block whose output norms define the artefact tokens.
     """
 
     mean_distance: torch.Tensor
@@ -60,8 +64,14 @@ class HeadStats:
     def batch_size(self) -> int:
         return self.mean_distance.shape[0]
 
+    def _repr_html_(self) -> str:
+        """Jupyter: per-layer means, the artefact summary and the per-head figure."""
+        from ..display import stats_html
+
+        return stats_html(self)
+
     def image_record(self, index: int) -> dict[str, Any]:
-        """The ``per_image`` entry of ``stats.json`` for image ``index`` (schema in README.md)."""
+        """The ``per_image`` entry of ``stats.json`` for image ``index`` (schema in docs/formats.md)."""
         fit = self.artefacts[index]
         norms = self.norms[index, self.artefact_block]
         overlap = artefact_overlap(fit.mask(self.grid.n), self.dropped[index], norms, self.column_variance[index])

@@ -1,4 +1,4 @@
-"""The paper's claims measured at small scale from a pretrained start (issue 10): ``patchfield reproduce``.
+"""The paper's claims measured at small scale from a pretrained start: ``patchfield reproduce``.
 
 :mod:`.reproduce` runs the study (configuration, budget, resumable runs), :mod:`.rows` says what is trained
 and what cannot run here, :mod:`.curve` trains with a validation curve, :mod:`.stats` pairs rows by seed

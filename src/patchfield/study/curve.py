@@ -4,8 +4,8 @@ The training loop resumes exactly (model, optimiser, scheduler, RNG and data ord
 checkpoint), so a run trained in ``points`` segments with ``stop_after_steps`` follows the same
 trajectory as one trained at once. After each segment the checkpoint's weights are scored on the
 first ``count`` validation images; the curve is kept in ``curve.json`` beside the run, so a killed
-run continues at the first point it lacks. :func:`final_gain` is the well-trained criterion
-(issue 10): top-1 at the end minus top-1 at 80% of the schedule.
+run continues at the first point it lacks. :func:`final_gain` is the well-trained criterion:
+top-1 at the end minus top-1 at 80% of the schedule.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def curve_evaluator(tc: Any, val_kwargs: dict[str, Any], val_store: str | Path |
     from torch.utils.data import DataLoader, Subset
 
     from ..data.registry import collate_skip
-    from ..training.build import build_model, model_grid
+    from ..introspect import model_grid
+    from ..loading import build_model
     from ..training.evaluation import evaluate
     from ..training.sources import attach_fields, model_image_size, model_normalisation, open_dataset
 

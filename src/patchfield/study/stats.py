@@ -5,6 +5,10 @@ so a row is compared with its baseline through the per-seed differences (:func:`
 table claim through the per-seed differences of its two rows (:func:`table_verdicts`). The analysis
 claims measured per seed are combined with the seed as the unit (:func:`combine_claims`): one value per
 seed (its mean over images), a t-interval over seeds, never pooled images.
+
+Every comparison carries ``p``, the two-sided p-value of the same paired t-test over seeds that makes its
+interval (for a "stays close" claim, the two one-sided tests' p), so a report can adjust a table's family
+with :func:`patchfield.verdicts.holm`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from ..verdicts import equivalent, mean_interval, paired_comparison, verdict
+from ..verdicts import claim_verdicts, equivalence_p, equivalent, mean_interval, paired_comparison, verdict
 
 __all__ = ["TABLE_CLAIMS", "close_verdict", "combine_claims", "paired_rows", "row_stats", "table_verdicts"]
 
@@ -84,7 +88,11 @@ def row_stats(runs: Sequence[dict[str, Any]], dataset: str, start: str, key: str
 
 def table_verdicts(runs: Sequence[dict[str, Any]], dataset: str, patch_sizes: Sequence[int],
                    margin: float) -> list[dict[str, Any]]:
-    """The tables' claims on one data set, per start with runs of both rows: paired difference and verdict."""
+    """The tables' claims on one data set, per start with runs of both rows: paired difference and verdict.
+
+    ``p`` is the paired t-test's two-sided p-value over seeds (``test`` ``"close"``: the equivalence test's,
+    :func:`patchfield.verdicts.equivalence_p`).
+    """
     small, big = min(patch_sizes), max(patch_sizes)
     out = []
     for table, text, a, b, test, paper in TABLE_CLAIMS:
@@ -96,11 +104,12 @@ def table_verdicts(runs: Sequence[dict[str, Any]], dataset: str, patch_sizes: Se
             cmp = paired_comparison(x, y)
             diffs = [p - q for p, q in zip(x, y)]
             word = close_verdict(diffs, margin) if test == "close" else verdict([cmp], test)
+            p = equivalence_p(diffs, margin) if test == "close" else cmp["p"]
             out.append({
                 "dataset": dataset, "table": table, "start": start, "a": a, "b": b, "test": test,
                 "claim": text + (f" (within ±{margin:g} point)" if test == "close" else ""),
                 "diff": _finite(cmp["diff"]), "ci95": [_finite(v) for v in cmp["ci95"]], "n": cmp["n"],
-                "seeds": seeds, "verdict": word, "margin": margin if test == "close" else None,
+                "seeds": seeds, "verdict": word, "p": _finite(p), "margin": margin if test == "close" else None,
                 "paper": list(paper) if paper else None,
                 "paper_diff": round(paper[0] - paper[1], 2) if paper else None,
             })
@@ -119,7 +128,9 @@ def combine_claims(per_seed: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Per setting and claim: each seed contributes its mean over images of the trained value, of the null
     and of the random-weights control; ``vs_null`` and ``vs_random`` are paired comparisons over seeds
-    (95% t-intervals), the verdict reads both (:func:`patchfield.verdicts.verdict`, direction ``greater``).
+    (95% t-intervals, ``p`` the paired t-test's). ``verdict_vs_chance`` reads ``vs_null``, ``verdict_vs_random``
+    reads ``vs_random`` (:func:`patchfield.verdicts.claim_verdicts`, direction ``greater``), and ``verdict`` is
+    derived from the two (supported when both are, contradicted when either is, else not supported).
     """
     if not per_seed:
         return []
@@ -130,15 +141,17 @@ def combine_claims(per_seed: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             vals = [_seed_values(key, s["settings"][i]["claims"][key]) for s in per_seed]
             t, n, r = ([math.nan if v[j] is None else float(v[j]) for v in vals] for j in range(3))
             vs_null, vs_random = paired_comparison(t, n), paired_comparison(t, r)
+            words = claim_verdicts(vs_null, vs_random, "greater")
             claims[key] = {
                 "trained": [_finite(v) for v in mean_interval(t)[:3]],
                 "null": [_finite(v) for v in mean_interval(n)[:3]],
                 "random": [_finite(v) for v in mean_interval(r)[:3]],
                 "vs_null": {"diff": _finite(vs_null["diff"]), "ci95": [_finite(v) for v in vs_null["ci95"]],
-                            "n": vs_null["n"]},
+                            "n": vs_null["n"], "p": _finite(vs_null["p"])},
                 "vs_random": {"diff": _finite(vs_random["diff"]), "ci95": [_finite(v) for v in vs_random["ci95"]],
-                              "n": vs_random["n"]},
-                "verdict": verdict([vs_null, vs_random], "greater"),
+                              "n": vs_random["n"], "p": _finite(vs_random["p"])},
+                "verdict_vs_chance": words.vs_chance, "verdict_vs_random": words.vs_random,
+                "verdict": words.combined,
                 "seeds": len(per_seed),
             }
         out.append({"alpha": setting["alpha"], "beta": setting["beta"], "claims": claims})

@@ -1,4 +1,4 @@
-"""Training and evaluation: ViT, AWD-ViT, AWD-ViT + DIP and WinfT (SPEC §7 to §9).
+"""Training and evaluation: ViT, AWD-ViT, AWD-ViT + DIP and WinfT (docs/spec.md §7 to §9).
 
 The pipeline on the command line (``torchrun --nproc_per_node K -m patchfield train ...`` for K
 processes; nccl on GPUs, gloo on CPUs)::
@@ -11,14 +11,14 @@ processes; nccl on GPUs, gloo on CPUs)::
         --groundtruth gt/train --data imagefolder --data-root /data/imagenet --out runs/awd_dip
     patchfield evaluate runs/awd_dip --data imagefolder --data-root /data/imagenet --groundtruth gt/val
 
-Kinds: ``vit``; ``awd`` (attention inside each image's window, SPEC §7); ``awd-dip`` (inside
+Kinds: ``vit``; ``awd`` (attention inside each image's window, docs/spec.md §7); ``awd-dip`` (inside
 ``S_p``, and the patches in ``D`` zeroed at every block, §4, §5); ``winft-paper`` and
 ``winft-restrict`` (window-free attention trained with ``L_total = λ1·L_CE + λ2·L_BCE`` against
 the store's ``w_gt``, §8; masked logits become 0 in paper mode, −∞ in restrict mode). The AWD
 and WinfT kinds need a ground-truth store of the training images (fields of a well-trained
 ViT); the AWD kinds also need one of the evaluated images, WinfT needs none at inference.
 
-Defaults are the paper's ImageNet recipe (:class:`TrainConfig`, SPEC §9): SGD, momentum 0.9,
+Defaults are the paper's ImageNet recipe (:class:`TrainConfig`, docs/spec.md §9): SGD, momentum 0.9,
 lr 0.01, 500 linear warm-up steps then a cosine to 0, 15 epochs; the paper's batch of 512 is
 ``--batch-size × --accum-steps × processes``. On a GPU the forward runs under bf16 autocast.
 
@@ -33,11 +33,13 @@ and the checkpoint holds the model, optimiser, scheduler, step and every process
 so a killed and resumed run ends with the parameters of an uninterrupted one.
 
 In Python: ``train(TrainConfig(...))``, ``evaluate(model, loader, kind)`` (top-1, top-5, ``E_O``),
-``load_run(folder)``.
+``patchfield.loading.load_run(folder)``.
 """
 
-from .build import build_model, forward_kind, model_grid
-from .checkpoint import export_run, load_run, read_run_info
+from ..loading import load_run  # load_run, read_run_info: only until study/reproduce.py imports them from there
+from ..runs import read_run_info
+from .build import build_model, forward_kind
+from .checkpoint import export_run
 from .config import KINDS, TrainConfig
 from .data import EpochBatchSampler, SeededItems, make_loader
 from .evaluation import evaluate, evaluate_run
@@ -61,7 +63,6 @@ __all__ = [
     "forward_kind",
     "load_run",
     "make_loader",
-    "model_grid",
     "read_run_info",
     "total_loss",
     "train",

@@ -21,15 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..loading import load_run
-from ..runs import MODEL_FILE, RUN_FILE, RUN_FORMAT, read_run_info
+from ..runs import MODEL_FILE, RUN_FILE, RUN_FORMAT, read_run_info  # noqa: F401 (read_run_info: for study/reproduce.py)
 from ..utils.io import atomic_write, write_json_atomic
 from .build import unwrap
 
 __all__ = [
-    "CHECKPOINT", "MODEL_FILE", "RUN_FILE", "RUN_FORMAT",
-    "isolated_rng", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "export_run",
-    "read_run_info", "load_run",
+    "CHECKPOINT", "isolated_rng", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "export_run",
 ]
 
 CHECKPOINT = "checkpoint.pt"

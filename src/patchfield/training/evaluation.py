@@ -1,4 +1,4 @@
-"""Top-1, top-5 and ``E_O`` of a model on a data set (SPEC §3, §5, §8 by model kind)."""
+"""Top-1, top-5 and ``E_O`` of a model on a data set (docs/spec.md §3, §5, §8 by model kind)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from .build import forward_kind, model_grid
+from ..introspect import model_grid
+from ..utils.distributed import DistEnv, distributed_env
+from .build import forward_kind
 from .config import KINDS
-from .distributed import DistEnv, distributed_env
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
 __all__ = ["evaluate", "evaluate_run"]
@@ -33,7 +34,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy and expected interactions of ``model`` over ``loader``.
 
-    ``E_O`` by kind: ``vit`` ``N²`` per image; ``awd`` the windows' ``O`` (SPEC §3) and
+    ``E_O`` by kind: ``vit`` ``N²`` per image; ``awd`` the windows' ``O`` (docs/spec.md §3) and
     ``awd-dip`` ``Σ_p |S_p|`` (§5), both counted on the masks the loader hands in; WinfT the
     ones of its predicted ``W`` (§8); see :func:`patchfield.training.forward_kind`. Under an initialised process
     group the sums are all-reduced (each process passing its own shard).
@@ -138,9 +139,8 @@ def evaluate_run(
 
 def _evaluate_run(env: DistEnv, *, run_dir, model_name, weights, kind, model_kwargs, data, split, data_root,
                   data_kwargs, image_size, groundtruth, batch_size, workers, progress) -> dict[str, Any]:
-    from ..loading import is_run_directory
+    from ..loading import is_run_directory, load_run
     from .build import build_model
-    from .checkpoint import load_run
 
     if run_dir is None and model_name is not None and weights is None and is_run_directory(model_name):
         run_dir, model_name = model_name, None  # --model RUN_DIR, as everywhere else

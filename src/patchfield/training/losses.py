@@ -1,4 +1,4 @@
-"""The training objective ``L_total = λ1·L_CE + λ2·L_BCE`` (paper Eq. 11, 12, SPEC §8)."""
+"""The training objective ``L_total = λ1·L_CE + λ2·L_BCE`` (paper Eq. 11, 12, docs/spec.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pretrained start: one tiny ViT per patch size, trained on generated radial contours (issue 10).
+"""The pretrained start: one tiny ViT per patch size, trained on generated radial contours.
 
 The paper starts every model from ImageNet-21k weights. Here the source is generated, never
 downloaded, and is not a target: formula-driven supervised pretraining on RCDB-style radial contours
@@ -9,7 +9,7 @@ any run: a killed ``patchfield pretrain`` continues from its last checkpoint, an
 skipped.
 
 A finished folder ``<root>/<name>/`` (``name`` = ``formula-p4``, ``formula-p8``) holds
-``model.safetensors`` and ``run.json``: the run description :func:`patchfield.training.load_run`
+``model.safetensors`` and ``run.json``: the run description :func:`patchfield.loading.load_run`
 reads, plus the record ``name, patch, source, source_top1, source_eval, train_seconds, steps,
 images, seed``. ``source_top1`` (a fraction) is the top-1 on held-out images of the source (its
 ``val`` split: other images of the same classes; ``source_eval`` says which, and holds the top-1 of
@@ -27,8 +27,8 @@ here: 4 shapes, 10 garments).
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -37,8 +37,9 @@ from typing import Any
 import torch
 
 from ..errors import InputError, one_line
+from ..runs import MODEL_FILE, RUN_FILE, read_run_info
 from ..utils.io import write_json_atomic
-from .checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE, load_run, read_run_info
+from .checkpoint import CHECKPOINT, load_run
 
 __all__ = [
     "MODEL",
@@ -55,6 +56,8 @@ __all__ = [
     "pretrained_weights",
     "source_accuracy",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Where ``patchfield pretrain`` writes, and where the shipped checkpoints live.
 PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "assets" / "pretrained"
@@ -327,5 +330,5 @@ def pretrain(cfg: PretrainConfig, jobs: int = 1) -> list[dict[str, Any]]:
             records = pool.starmap(_pretrain_in_process, tasks)
     else:
         records = [pretrain_one(cfg, p) for p in cfg.patches]
-    print(f"[pretrain] {len(records)} patch size(s) in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    log.info("pretrain: %d patch size(s) in %.0fs", len(records), time.perf_counter() - t0)
     return records

@@ -1,4 +1,4 @@
-"""Linear warm-up followed by a cosine decay, per optimiser step (SPEC §9)."""
+"""Linear warm-up followed by a cosine decay, per optimiser step (docs/spec.md §9)."""
 
 from __future__ import annotations
 

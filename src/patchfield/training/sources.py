@@ -53,7 +53,7 @@ def attach_fields(dataset: Any, store_path: str | Path, grid: Grid, dip: bool = 
     """Wrap ``dataset`` so items carry their ground-truth field: ``(WithFields(...), store)``.
 
     With ``dip`` the field mask is ``S_p`` (the AWD+DIP attention mask and WinfT's ``w_gt``),
-    without it the window alone (the AWD attention mask, SPEC §7).
+    without it the window alone (the AWD attention mask, docs/spec.md §7).
 
     Raises:
         FileNotFoundError: no finished store at ``store_path``.

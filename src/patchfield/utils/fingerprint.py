@@ -1,17 +1,16 @@
-"""Content hashes that say whether two runs used the same inputs: weights, files, settings."""
+"""Content hashes that say whether two runs used the same inputs: weights, files, data sets."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-__all__ = ["file_hash", "settings_hash", "weights_hash"]
+__all__ = ["dataset_fingerprint", "file_hash", "weights_hash"]
 
 
 def weights_hash(weights: nn.Module | Mapping[str, torch.Tensor]) -> str:
@@ -48,6 +47,11 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
-def settings_hash(settings: Any) -> str:
-    """A short SHA-256 of JSON-able settings (key order does not matter)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """The data set's own ``fingerprint()``, else a hash of its type and length."""
+    fp = getattr(dataset, "fingerprint", None)
+    if callable(fp):
+        return str(fp())
+    if fp is not None:
+        return str(fp)
+    return hashlib.sha256(f"{type(dataset).__name__}|{len(dataset)}".encode()).hexdigest()[:16]

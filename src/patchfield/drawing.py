@@ -1,4 +1,4 @@
-"""Drawing helpers shared by the figure functions: images, per-patch heat maps, boxes, saving.
+"""Drawing primitives shared by the figures, the explorer and the reports: images, per-patch heat maps, boxes, saving.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (Agg canvas), never through
 ``pyplot``, so no global backend state is touched and nothing opens a window.
@@ -17,8 +17,8 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from ..grid import Grid, pixel_cells
-from ..utils.io import atomic_write
+from .grid import Grid, pixel_cells
+from .utils.io import atomic_write
 
 __all__ = [
     "as_image",
