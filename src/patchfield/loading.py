@@ -574,7 +574,12 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> t
 
     from .errors import InputError, one_line
 
-    info = read_run_info(run_dir)
+    try:
+        info = read_run_info(run_dir)
+    except FileNotFoundError:
+        raise
+    except ValueError as e:  # run.json is corrupt (the message names it): the file's fault, not the command's
+        raise InputError(one_line(e)) from e
     run_file, model_file = Path(run_dir) / RUN_FILE, Path(run_dir) / MODEL_FILE
     bad = [k for k, t in _RUN_KEYS.items() if not isinstance(info.get(k), t) or isinstance(info.get(k), bool)]
     if bad:

@@ -12,8 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-
 __all__ = ["MODEL_FILE", "RUN_FILE", "RUN_FORMAT", "is_run_directory", "read_run_info"]
 
 MODEL_FILE = "model.safetensors"
@@ -32,7 +30,7 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the folder is not a finished run.
-        InputError: ``run.json`` is not a patchfield run description (a ``ValueError``).
+        ValueError: ``run.json`` is not a patchfield run description (the message names it).
     """
     run_dir = Path(run_dir)
     path = run_dir / RUN_FILE
@@ -44,8 +42,8 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     try:
         info = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path} is not valid JSON ({e}): restore it, or train the run again") from e
+        raise ValueError(f"{path} is not valid JSON ({e}): restore it, or train the run again") from e
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         fmt = info.get("format") if isinstance(info, dict) else None
-        raise InputError(f"{path} is not a patchfield run description (format {fmt!r})")
+        raise ValueError(f"{path} is not a patchfield run description (format {fmt!r})")
     return info

@@ -37,9 +37,10 @@ from typing import Any
 import torch
 
 from ..errors import InputError, one_line
+from ..loading import load_run
 from ..runs import MODEL_FILE, RUN_FILE, read_run_info
 from ..utils.io import write_json_atomic
-from .checkpoint import CHECKPOINT, load_run
+from .checkpoint import CHECKPOINT
 
 __all__ = [
     "MODEL",
@@ -229,7 +230,13 @@ def find_pretrained(root: str | Path | None = None) -> list[Path]:
         return []
     found = []
     for run_file in sorted(base.glob(f"*/{RUN_FILE}")):
-        if (run_file.parent / MODEL_FILE).is_file() and "source_top1" in read_run_info(run_file.parent):
+        if not (run_file.parent / MODEL_FILE).is_file():
+            continue
+        try:
+            info = read_run_info(run_file.parent)
+        except ValueError as e:  # a corrupt run.json (the message names it)
+            raise InputError(f"{one_line(e)}; or remove {run_file.parent} to pretrain it again") from e
+        if "source_top1" in info:
             found.append(run_file.parent)
     return found
 
