@@ -71,3 +71,11 @@ pretrain: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_out site
+
+# The hostile corpus (issues 11 and 20): bad values for every option, broken run folders and weights, malformed
+# COCO files, damaged study folders, unsafe image names, interrupted output folders, and the AWD and WinfT runs
+# the commands must show; each case ends in one line naming the file or option, with exit code 1 or 2.
+.PHONY: fuzz
+fuzz: $(STAMP)
+	$(PY) -m pytest -q tests/test_cli_fuzz.py tests/test_bad_runs.py tests/test_hostile_outputs.py \
+	  tests/test_awd_recipe.py tests/test_winft_commands.py

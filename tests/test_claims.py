@@ -562,7 +562,9 @@ def _cli(user_model, coco_folder, out, *extra: str) -> list[str]:
 def test_cli_end_to_end_on_a_coco_folder(user_model, coco_folder, tmp_path, capsys, one_thread):
     out = tmp_path / "out"
     assert main(_cli(user_model, coco_folder, out, "--alpha", "0.1", "0.5", "--beta", "0.2")) == 0
-    assert {p.name for p in out.iterdir()} == {"claims.json", "claims.md", "per_image.csv", "claims.png"}
+    written = ["claims.json", "claims.md", "claims.png", "per_image.csv"]
+    assert {p.name for p in out.iterdir()} == {*written, "outputs.json"}  # outputs.json: the run's record, last
+    assert json.loads((out / "outputs.json").read_text())["files"] == written
     report = json.loads((out / "claims.json").read_text())
     assert report["model"] == "test_vit" and report["random_inits"] == 2
     assert report["skipped"]["missing"] == 1

@@ -63,7 +63,7 @@ BAD: dict[str, list[str]] = {
     "--data": ["no_such_data"],
     "--kind": ["cnn"],
     "--limit": ["0"],
-    "--random-inits": ["0"],
+    "--random-inits": ["0", "101"],
     "--crop-pct": ["0", "1.5"],
     "--mean": ["nan", "x"],
     "--std": ["0", "-1"],
@@ -185,3 +185,130 @@ def test_bad_values_end_in_one_line(inputs, tmp_path, capsys, one_thread):
             assert len(said) == 1, f"patchfield {' '.join(full)}: {len(said)} error lines\n{err}"
             written = [p.name for p in out.rglob("*") if p.name in COMPLETE] if out.is_dir() else []
             assert not written, f"patchfield {' '.join(full)} wrote {written}"
+
+
+# ------------------------------------------------------------------------------------------ the hostile corpus
+# Issue 20's inputs, one case each: a command line built against a small prepared folder, the exit code it must
+# end with, and the words its one error line must hold (the file or option, and what is wrong). A case's random
+# choices (which entry of a list is broken) come from a generator seeded by the case's name.
+
+COCO_IMAGES = 3
+
+
+@pytest.fixture(scope="module")
+def coco(inputs, tmp_path_factory):
+    """A COCO-format folder of 3 images (64 px, one polygon each) beside the fuzz model."""
+    root = tmp_path_factory.mktemp("coco") / "images"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    images, anns = [], []
+    for i in range(COCO_IMAGES):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / f"img{i}.png")
+        images.append({"id": i + 1, "file_name": f"img{i}.png", "height": 64, "width": 64})
+        anns.append({"id": 10 + i, "image_id": i + 1, "category_id": 1,
+                     "segmentation": [[8.0, 8.0, 40.0, 8.0, 40.0, 40.0, 8.0, 40.0]]})
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root.parent / "outside.png")
+    return {"root": root, "data": {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "x"}]}}
+
+
+def _coco_case(change):
+    """A claims command on the COCO folder with its JSON changed by ``change(data, rng)``."""
+    def build(ctx, tmp: Path, rng: random.Random) -> list[str]:
+        data = json.loads(json.dumps(ctx["coco"]["data"]))
+        change(data, rng)
+        (tmp / "ann.json").write_text(json.dumps(data))
+        return ["claims", "--model", "test_vit", "--weights", str(ctx["inputs"] / "w.safetensors"), "--image-size",
+                "64", "--data", "coco", "--data-root", str(ctx["coco"]["root"]), "--annotations", str(tmp / "ann.json"),
+                "--random-inits", "1", "--no-progress", "--out", str(tmp / "out")]
+    return build
+
+
+def _image(data: dict, rng: random.Random) -> dict:
+    return data["images"][rng.randrange(COCO_IMAGES)]
+
+
+def _ann(data: dict, rng: random.Random) -> dict:
+    return data["annotations"][rng.randrange(COCO_IMAGES)]
+
+
+def _study(files: dict[str, object]):
+    """``reproduce --status`` (or ``--report-only`` when results.json is given) on a study folder holding ``files``
+    (a run's files under its own folder; bytes as they are, anything else as JSON)."""
+    def build(ctx, tmp: Path, rng: random.Random) -> list[str]:
+        from patchfield.study.reproduce import QUICK, config_with, run_folder, study_rows
+
+        cfg = config_with(QUICK, out=str(tmp / "study"))
+        run = run_folder(cfg, "synthetic", study_rows(cfg, "synthetic", 0)[0], 0)
+        Path(cfg.out).mkdir(parents=True)
+        for name, content in files.items():
+            path = (run if name in ("eval.json", "curve.json") else Path(cfg.out)) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+        what = "--report-only" if "results.json" in files else "--status"
+        return ["reproduce", "--quick", "--out", cfg.out, "--doc", str(tmp / "doc.md"), what]
+    return build
+
+
+def _given(path: str):
+    """``reproduce --status`` on ``path`` (relative to the case's folder), made by nobody or as a file."""
+    def build(ctx, tmp: Path, rng: random.Random) -> list[str]:
+        if path == "afile":
+            (tmp / path).write_text("x")
+        return ["reproduce", "--out", str(tmp / path), "--status"]
+    return build
+
+
+#: name: (build(ctx, tmp, rng) -> argv, exit code, words of the error line ("{tmp}" is the case's folder))
+HOSTILE = {
+    "coco-image-id-null": (_coco_case(lambda d, r: _ann(d, r).update(image_id=None)), 2, ["ann.json", "image_id None"]),
+    "coco-file-name-int": (_coco_case(lambda d, r: _image(d, r).update(file_name=7)), 2, ["ann.json", "file_name 7"]),
+    "coco-file-name-null": (_coco_case(lambda d, r: _image(d, r).update(file_name=None)), 2,
+                            ["ann.json", "file_name None"]),
+    "coco-rle-without-counts": (_coco_case(lambda d, r: _ann(d, r).update(segmentation={"size": [64, 64]})), 2,
+                                ["ann.json", "without 'counts'"]),
+    "coco-odd-polygon": (_coco_case(lambda d, r: _ann(d, r).update(segmentation=[[1.0, 2.0, 3.0, 4.0, 5.0]])), 2,
+                         ["ann.json", "a polygon of 5 numbers"]),
+    "coco-string-polygon": (_coco_case(lambda d, r: _ann(d, r).update(segmentation=["1 2 3 4 5 6"])), 2,
+                            ["ann.json", "not a list of numbers"]),
+    "coco-string-segmentation": (_coco_case(lambda d, r: _ann(d, r).update(segmentation="x")), 2,
+                                 ["ann.json", "neither polygons nor RLE"]),
+    "coco-category-null": (_coco_case(lambda d, r: _ann(d, r).update(category_id=None)), 2,
+                           ["ann.json", "category_id None"]),
+    "coco-height-text": (_coco_case(lambda d, r: _image(d, r).update(height="64")), 2, ["ann.json", "height '64'"]),
+    "coco-outside-data-root": (_coco_case(lambda d, r: _image(d, r).update(file_name="../outside.png")), 2,
+                               ["ann.json", "'../outside.png'", "outside --data-root is refused"]),
+    "coco-absolute-file-name": (_coco_case(lambda d, r: _image(d, r).update(file_name="/etc/hostname")), 2,
+                                ["ann.json", "'/etc/hostname'"]),
+    "coco-duplicate-image": (_coco_case(lambda d, r: d["images"].append(dict(_image(d, r)))), 2,
+                             ["ann.json", "images[3] repeats the id"]),
+    "coco-duplicate-file": (_coco_case(lambda d, r: d["images"].append({**_image(d, r), "id": 99})), 2,
+                            ["ann.json", "images[3] repeats the file_name"]),
+    "random-inits-past-the-limit": (lambda ctx, tmp, rng: ["claims", "--model", "test_vit", "--random-weights",
+                                                           "--data", "synthetic", "--random-inits", "1000000000",
+                                                           "--out", str(tmp / "out")], 2,
+                                    ["--random-inits must be at most 100"]),
+    "status-missing-folder": (_given("nothing"), 2, ["--out {tmp}/nothing: no such folder"]),
+    "status-a-file": (_given("afile"), 2, ["--out {tmp}/afile: a file, not a study folder"]),
+    "status-empty-eval": (_study({"eval.json": {}}), 1, ["eval.json lacks a number 'train_seconds'"]),
+    "status-curve-object": (_study({"curve.json": {"step": 5}}), 1, ["curve.json holds a JSON dict, not the list"]),
+    "status-truncated-eval": (_study({"eval.json": b'{"train_sec'}), 1, ["eval.json is not valid JSON"]),
+    "status-truncated-sessions": (_study({"sessions.json": b"[{"}), 1, ["{tmp}/study/sessions.json is not valid"]),
+    "status-truncated-study": (_study({"study.json": b"{"}), 1, ["{tmp}/study/study.json is not valid JSON"]),
+    "report-truncated-results": (_study({"results.json": b'{"format'}), 1, ["{tmp}/study/results.json is not valid"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_inputs_end_in_one_line(name, inputs, coco, tmp_path, capsys, one_thread):
+    build, code, words = HOSTILE[name]
+    argv = build({"inputs": inputs, "coco": coco}, tmp_path, random.Random(name))
+    capsys.readouterr()
+    got = _run(argv)
+    err = capsys.readouterr().err
+    said = [ln for ln in err.splitlines() if "error:" in ln]
+    assert got == code, f"exit {got}: patchfield {' '.join(argv)}\n{err}"
+    assert "Traceback" not in err and len(said) == 1, err
+    for w in words:
+        assert w.replace("{tmp}", str(tmp_path)) in said[0], said[0]
+    written = [p.name for p in tmp_path.rglob("*") if p.name in COMPLETE + ("claims.json", "stats.json")]
+    assert not written or name.startswith(("status", "report")), written

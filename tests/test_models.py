@@ -112,9 +112,11 @@ def test_remove_patch_and_repatching():
     twin = copy.deepcopy(model)  # e.g. an EMA copy: same outputs, no state shared with the original
     assert pm.patched_kind(twin) == "winft" and twin.blocks[0].attn is not model.blocks[0].attn
     torch.testing.assert_close(twin(x), model(x))
-    assert sum(pm.patched_kind(m) == "winft" for m in model.modules()) == 1 + len(model.blocks)
+    # the model, each block (its forward returns the windows) and each block's attention
+    assert sum(pm.patched_kind(m) == "winft" for m in model.modules()) == 1 + 2 * len(model.blocks)
     pm.remove_patch(model)
     assert type(model) is timm.models.vision_transformer.VisionTransformer
+    assert type(model.blocks[0]) is timm.models.vision_transformer.Block
     assert type(model.blocks[0].attn) is timm.layers.Attention
     assert not hasattr(model, "winft_mode") and not hasattr(model.blocks[0].attn, "winft_mode")
     torch.testing.assert_close(model(x), ref)

@@ -86,6 +86,25 @@ def check_nonnegative_int(value: int, name: str) -> int:
     return int(value)
 
 
+#: The most random-weights controls of ``measure_claims`` (``--random-inits``): each is one more analysis pass over
+#: every image, and the mean over more than a hundred initialisations no longer moves the comparison.
+MAX_RANDOM_INITS = 100
+
+
+def check_random_inits(value: int, name: str = "random_inits") -> int:
+    """A count of random-weights controls: a whole number from 1 to :data:`MAX_RANDOM_INITS`.
+
+    >>> check_random_inits(10**9, "--random-inits")
+    Traceback (most recent call last):
+    ValueError: --random-inits must be at most 100 (each control is one more pass over every image), got 1000000000
+    """
+    value = check_positive_int(value, name)
+    if value > MAX_RANDOM_INITS:
+        raise ValueError(f"{name} must be at most {MAX_RANDOM_INITS} (each control is one more pass over every "
+                         f"image), got {value}")
+    return value
+
+
 def check_seed(value: int, name: str = "seed") -> int:
     """A random seed every generator accepts (torch, numpy, Python): a whole number in ``[0, 2**32)``.
 

@@ -21,12 +21,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UnsupportedModelError
+from .errors import UnsupportedModelError, UsageError
 from .families import TORCHVISION_VITS
 from .introspect import EMBEDDING_HEAD_ATTR, model_family, model_grid
 from .models import patched_kind  # importing patchfield.models registers awd_/winft_ names
 from .models.kinds import KINDS, Kind, as_kind
-from .runs import MODEL_FILE, is_run_directory, read_run_info
+from .runs import MODEL_FILE, RUN_FILE, is_run_directory, read_run_info
 
 __all__ = [
     "build_model", "load_model", "load_run", "load_state_dict", "hf_vit_to_timm", "is_model_directory",
@@ -59,7 +59,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file
-        raise ValueError(f"could not read weights from {path}: {e}") from e
+        raise ValueError(f"could not read weights from {path}: {_reason(e, path)}") from e
     for key in ("state_dict", "model", "model_state", "module"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -69,6 +69,16 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         sd = {k[len("module."):]: v for k, v in sd.items()}
     check_finite_weights(sd, path)
     return sd
+
+
+def _reason(error: BaseException, path: Path) -> str:
+    """Why ``path`` could not be read, on one line and never empty (an empty file says so)."""
+    try:
+        if path.is_file() and path.stat().st_size == 0:
+            return "the file is empty (0 bytes): a copy or download that did not finish?"
+    except OSError:
+        pass
+    return " ".join(str(error).split())[:400] or type(error).__name__
 
 
 def check_finite_weights(sd: dict[str, torch.Tensor], source: str | Path) -> None:
@@ -259,6 +269,13 @@ def load_model(
         FileNotFoundError: a given weights path does not exist.
         ValueError: the checkpoint does not fit the architecture (keys are listed).
     """
+    if weights is not None and is_model_directory(name):
+        what = "run folder" if is_run_directory(name) else "Hugging Face model directory"
+        raise UsageError(f"--model {name} is a {what}: it holds its own weights, and --weights {weights} would be "
+                         "ignored; leave --weights out (or give a timm name as --model)")
+    if weights is not None and is_run_directory(weights):
+        raise UsageError(f"--weights {weights} is a run folder: give it as --model (it holds its model and weights), "
+                         "without --weights")
     for candidate in (name, weights):
         if candidate is not None:
             if is_run_directory(candidate):
@@ -537,16 +554,56 @@ def build_model(
     return kind.apply(model)
 
 
+#: run.json's entries :func:`load_run` needs, with their types.
+_RUN_KEYS: dict[str, type | tuple[type, ...]] = {"model": str, "kind": str, "num_classes": int}
+
+
 def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the trained model of a run folder, in eval mode: ``(model, run.json contents)``."""
+    """Rebuild the trained model of a run folder, in eval mode: ``(model, run.json contents)``.
+
+    Raises:
+        InputError: ``run.json`` lacks an entry the model needs, or ``model.safetensors`` is unreadable
+            (truncated, empty), holds NaN or Inf, or does not fit the model run.json describes; the message
+            names the file.
+    """
     from safetensors.torch import load_file
 
-    info = read_run_info(run_dir)
-    model = build_model(
-        info["model"], info["kind"], num_classes=info["num_classes"], image_size=info.get("image_size"),
-        model_kwargs=info.get("model_kwargs") or {},
-    )
-    model.load_state_dict(load_file(str(Path(run_dir) / MODEL_FILE)))
+    from .errors import InputError, one_line
+
+    try:
+        info = read_run_info(run_dir)
+    except FileNotFoundError:
+        raise
+    except ValueError as e:  # run.json is corrupt (the message names it): the file's fault, not the command's
+        raise InputError(one_line(e)) from e
+    run_file, model_file = Path(run_dir) / RUN_FILE, Path(run_dir) / MODEL_FILE
+    bad = [k for k, t in _RUN_KEYS.items() if not isinstance(info.get(k), t) or isinstance(info.get(k), bool)]
+    if bad:
+        raise InputError(f"{run_file} lacks {', '.join(repr(k) for k in bad)} (or gives the wrong type): not a "
+                         "complete `patchfield train` run description; train the run again or restore its run.json")
+    try:
+        model = build_model(
+            info["model"], info["kind"], num_classes=info["num_classes"], image_size=info.get("image_size"),
+            model_kwargs=info.get("model_kwargs") or {},
+        )
+    except (ValueError, TypeError) as e:  # an unknown kind or timm name, model_kwargs timm does not take
+        raise InputError(f"{run_file} describes a model that cannot be built: {one_line(e)}") from e
+    try:
+        sd = load_file(str(model_file))
+    except Exception as e:  # safetensors' own error type: truncated, empty or foreign file
+        raise InputError(f"{model_file} cannot be read ({_reason(e, model_file)}): the run folder is incomplete "
+                         "or corrupt; train it again (--resume rewrites it where checkpoint.pt is kept)") from e
+    check_finite_weights(sd, model_file)
+    own = model.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
+              if k in own and v.shape != own[k].shape]
+    missing, unexpected = [k for k in own if k not in sd], [k for k in sd if k not in own]
+    differ = [f"{what} {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}" for what, items in
+              (("shapes differ for", shapes), ("missing keys", missing), ("unexpected keys", unexpected)) if items]
+    if differ:
+        raise InputError(f"{model_file} does not fit the model {run_file} describes ({info['model']}, kind "
+                         f"{info['kind']}): {'; '.join(differ)}; the two files are from different runs")
+    model.load_state_dict(sd)
     if device is not None:
         model.to(device)
     return model.eval(), info

@@ -30,7 +30,7 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the folder is not a finished run.
-        ValueError: ``run.json`` is not a patchfield run description.
+        ValueError: ``run.json`` is not a patchfield run description (the message names it).
     """
     run_dir = Path(run_dir)
     path = run_dir / RUN_FILE
@@ -41,8 +41,8 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
         )
     try:
         info = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): restore it, or train the run again") from e
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         fmt = info.get("format") if isinstance(info, dict) else None
         raise ValueError(f"{path} is not a patchfield run description (format {fmt!r})")

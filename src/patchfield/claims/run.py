@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..capture import capture_uncertainty, find_attention_modules
-from ..checks import check_alpha, check_beta, check_positive_int
+from ..checks import check_alpha, check_beta, check_positive_int, check_random_inits
 from ..dip import indiscriminative_patches
 from ..field import responsive_field
 from ..grid import Grid, object_patches
@@ -70,11 +70,12 @@ def random_copy(model: nn.Module, seed: int) -> nn.Module:
 
 
 def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int], names: list[str], bar: tqdm,
-             failed: list[Skipped]):
+             failed: list[Skipped] | None = None):
     """Yield ``(indices, images [B, 3, H, W], masks [B, H, W])``, counting images without a usable mask.
 
     Each image is read inside its own guard: one that cannot be read or preprocessed is counted as
-    ``unreadable``, named with its reason in ``failed`` and logged, and the others go on."""
+    ``unreadable``, named with its reason in ``failed`` and logged (once: a control's pass gives no ``failed``),
+    and the others go on."""
     name_of = getattr(dataset, "image_name", None)
     buf: list[tuple[int, torch.Tensor, torch.Tensor]] = []
     for i in range(count):
@@ -85,8 +86,9 @@ def _batches(dataset: Any, count: int, batch_size: int, skipped: dict[str, int],
             item, reason = None, skip_reason(e)
         if item is None:
             skipped["unreadable"] += 1
-            failed.append(Skipped(name_of(i) if name_of else str(i), reason))
-            log.warning("claims: skipped %s: %s", failed[-1].image, reason)
+            if failed is not None:
+                failed.append(Skipped(name_of(i) if name_of else str(i), reason))
+                log.warning("claims: skipped %s: %s", failed[-1].image, reason)
             bar.update(1)
             continue
         image, mask = item
@@ -143,6 +145,51 @@ def _shuffled_cosines(tendencies: dict[Setting, list[torch.Tensor]], targets: to
     return out
 
 
+def _pass(net: nn.Module, dataset: Any, count: int, batch_size: int, settings: list[Setting], bar: tqdm,
+          skipped: dict[str, int] | None = None, names: list[str] | None = None, kept_names: list[str] | None = None,
+          centroids: list[torch.Tensor] | None = None, grid: Grid | None = None,
+          failed: list[Skipped] | None = None,
+          ) -> tuple[dict[Setting, dict[str, torch.Tensor]], dict[Setting, list[torch.Tensor]], Grid | None]:
+    """One model over the first ``count`` images: per setting and measure, the values of the images measured
+    (those whose object covers some but not all patches), their background tendencies, and the patch grid.
+
+    The trained model's pass (``grid`` unknown) counts what it skips into ``skipped``, names the images it
+    measures in ``kept_names``, their objects' centroids in ``centroids`` and the images it could not read in
+    ``failed``; a random control's pass (``grid``
+    given) measures the same images, decided by the same masks.
+    """
+    skipped = skipped if skipped is not None else dict.fromkeys(SKIP_REASONS, 0)
+    names = names if names is not None else []
+    out: dict[Setting, dict[str, list[torch.Tensor]]] = {s: {m: [] for m in MEASURES} for s in settings}
+    tendencies: dict[Setting, list[torch.Tensor]] = {s: [] for s in settings}
+    dev = next(net.parameters()).device
+    for batch in _batches(dataset, count, batch_size, skipped, names, bar, failed):
+        images = torch.stack([b[1] for b in batch]).to(dev)
+        masks = torch.stack([b[2] for b in batch])
+        cap = capture_uncertainty(net, images) if grid is None else None
+        grid = cap.grid if cap is not None else grid
+        obj = object_patches(masks, grid)
+        n_obj = obj.sum(-1)
+        keep = (n_obj > 0) & (n_obj < grid.n)
+        if kept_names is not None:
+            skipped["degenerate_mask"] += int((~keep).sum())
+            first = len(names) - len(batch)
+            kept_names += [names[first + j] for j in torch.nonzero(keep).flatten().tolist()]
+        if bool(keep.any()):
+            k_dev = keep.to(dev)
+            x, o = images[k_dev], obj[keep]
+            U = cap.U[k_dev] if cap is not None else capture_uncertainty(net, x).U
+            if centroids is not None:
+                centroids.append(object_centroids(o, grid))
+            measured = _measure(U, grid, o, patch_variance(x, grid), settings, tendencies)
+            for s in settings:
+                for m in MEASURES:
+                    out[s][m].append(measured[s][m])
+        bar.update(len(batch))
+    return ({s: {m: torch.cat(v) if v else torch.empty(0) for m, v in d.items()} for s, d in out.items()},
+            tendencies, grid)
+
+
 @torch.no_grad()
 def measure_claims(
     model: nn.Module,
@@ -165,8 +212,9 @@ def measure_claims(
         model: a timm ViT-family model or a Hugging Face ViT (eval mode), trained.
         dataset: ``(image, mask)`` pairs, the protocol of :mod:`patchfield.data.masks`.
         alphas, betas: the settings; every ``(alpha, beta)`` pair is measured from one forward per image.
-        random_inits: random-weights controls (same architecture, seeds ``seed, seed + 1, ...``); at least 1,
-            every claim is compared with them.
+        random_inits: random-weights controls (same architecture, seeds ``seed, seed + 1, ...``), from 1 to
+            :data:`patchfield.checks.MAX_RANDOM_INITS` (100); every claim is compared with them. They are built
+            one at a time, each after the previous one's pass over the data, so memory does not grow with them.
         batch_size: images per forward.
         device: where to run (the model is moved there); default the model's own device.
         seed: seed of the first random initialisation.
@@ -188,55 +236,32 @@ def measure_claims(
     betas = [check_beta(b) for b in betas]
     if not alphas or not betas:
         raise ValueError("give at least one alpha and one beta")
-    if int(random_inits) < 1:
-        raise ValueError(
-            f"random_inits (--random-inits) must be at least 1, got {random_inits}: every claim is compared with the "
-            "same architecture under random weights"
-        )
+    random_inits = check_random_inits(random_inits, "random_inits (--random-inits)")
     batch_size = check_positive_int(batch_size, "batch size")
     find_attention_modules(model)  # a model without readable attention fails here, before any work
     if device is not None:
         model = model.to(device)
     model.eval()
-    controls = [random_copy(model, seed + k) for k in range(int(random_inits))]
     settings = [(a, b) for a in dict.fromkeys(alphas) for b in dict.fromkeys(betas)]
     count = len(dataset) if limit is None else min(len(dataset), check_positive_int(limit, "limit"))
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     names: list[str] = []
     kept_names: list[str] = []
-    trained: dict[tuple[float, float], dict[str, list[torch.Tensor]]] = {s: {m: [] for m in MEASURES} for s in settings}
-    random = copy.deepcopy(trained)
-    kept_tendencies: list[dict[Setting, list[torch.Tensor]]] = [{s: [] for s in settings}
-                                                                for _ in range(1 + len(controls))]
     centroids: list[torch.Tensor] = []
-    grid: Grid | None = None
-    dev = next(model.parameters()).device
-    bar = tqdm(total=count, unit="img", desc="claims", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=count * (1 + int(random_inits)), unit="img", desc="claims", file=sys.stderr,
+               disable=not progress)
+    # the trained model, then each random control built in turn (one model in memory besides the trained one):
+    # a pass over the data each, measuring the images the trained pass kept
     failed: list[Skipped] = []
-    for batch in _batches(dataset, count, batch_size, skipped, names, bar, failed):
-        images = torch.stack([b[1] for b in batch]).to(dev)
-        masks = torch.stack([b[2] for b in batch])
-        cap = capture_uncertainty(model, images)
-        grid = cap.grid
-        obj = object_patches(masks, grid)
-        n_obj = obj.sum(-1)
-        keep = (n_obj > 0) & (n_obj < grid.n)
-        skipped["degenerate_mask"] += int((~keep).sum())
-        first = len(names) - len(batch)
-        kept_names += [names[first + j] for j in torch.nonzero(keep).flatten().tolist()]
-        if bool(keep.any()):
-            k_dev = keep.to(dev)
-            x, o = images[k_dev], obj[keep]
-            var = patch_variance(x, grid)
-            centroids.append(object_centroids(o, grid))
-            per_trained = _measure(cap.U[k_dev], grid, o, var, settings, kept_tendencies[0])
-            per_init = [_measure(capture_uncertainty(net, x).U, grid, o, var, settings, kept_tendencies[1 + j])
-                        for j, net in enumerate(controls)]
-            for s in settings:
-                for m in MEASURES:
-                    trained[s][m].append(per_trained[s][m])
-                    random[s][m].append(torch.stack([r[s][m] for r in per_init]).nanmean(0))  # mean over inits
-        bar.update(len(batch))
+    trained_m, trained_t, grid = _pass(model, dataset, count, batch_size, settings, bar, skipped, names,
+                                       kept_names, centroids, failed=failed)
+    per_init, kept_tendencies = [], [trained_t]
+    for k in range(int(random_inits) if kept_names else 0):
+        control = random_copy(model, seed + k)
+        measured, tendencies, _ = _pass(control, dataset, count, batch_size, settings, bar, grid=grid)
+        per_init.append(measured)
+        kept_tendencies.append(tendencies)
+        del control
     bar.close()
     with_image = count - skipped["unreadable"]
     if with_image > 0 and skipped["no_mask"] == with_image:
@@ -247,8 +272,8 @@ def measure_claims(
         detail = ", ".join(f"{k} {v}" for k, v in skipped.items() if v)
         raise ValueError(f"no image could be measured ({detail or 'the data set is empty'}); "
                          "every image needs an object mask covering some but not all patches")
-    trained_m = {s: {m: torch.cat(v) for m, v in d.items()} for s, d in trained.items()}
-    random_m = {s: {m: torch.cat(v) for m, v in d.items()} for s, d in random.items()}
+    random_m = {s: {m: torch.stack([r[s][m] for r in per_init]).nanmean(0) for m in MEASURES}  # mean over inits
+                for s in settings}
     if len(kept_names) > 1:  # the shuffled-centroid null: another measured image's object centroid
         gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
         targets = torch.cat(centroids)[derangement(len(kept_names), gen)]

@@ -15,7 +15,7 @@ import importlib
 import os
 import pkgutil
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager
 
 from ..errors import exit_code, one_line
 from ..logs import cli_logging
@@ -73,9 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+@contextmanager
 def _out_lock(args: argparse.Namespace):
+    """For a command of :data:`_LOCKED_OUT`: its ``--out`` locked, and its outputs wholly from this run or marked
+    incomplete (:func:`patchfield.utils.io.one_run_outputs`: ``outputs.json`` written last)."""
     if args.command not in _LOCKED_OUT or getattr(args, "out", None) is None:
-        return nullcontext()
+        yield
+        return
+    from ..utils.io import one_run_outputs
     from ..utils.lock import FolderLock
 
-    return FolderLock(args.out, clean="recursive")
+    with FolderLock(args.out, clean="recursive"), one_run_outputs(args.out, args.command):
+        yield

@@ -91,7 +91,7 @@ NUMERIC_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
     "lambda_bce": _nonnegative_float,
     # options of the claims, stats and pretrain subcommands
     "limit": _positive,
-    "random_inits": _positive,
+    "random_inits": checks.check_random_inits,
     "crop_pct": _share,
     "mean": _finite,  # the preprocessing overrides (add_preprocess_args), three values each
     "std": _positive_float,
@@ -175,7 +175,12 @@ def add_baseline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _store_manifest(run: str) -> dict[str, Any] | None:
-    """The manifest of the ground-truth store a run folder was trained with, when it can still be read."""
+    """The ``alpha``, ``beta`` (and ``weights``, the baseline's hash, while the store can still be read) of the
+    ground-truth store a run folder was trained with; ``None`` when neither run.json nor the store gives them.
+
+    run.json's ``groundtruth`` is the record ``patchfield train`` writes (``path``, ``alpha``, ``beta`` ...) or, in
+    older run folders, the store's path alone; the store's manifest, when readable, completes it.
+    """
     from pathlib import Path
 
     from ..groundtruth.store import MANIFEST
@@ -183,11 +188,55 @@ def _store_manifest(run: str) -> dict[str, Any] | None:
 
     if not is_run_directory(run):
         return None
-    store = read_run_info(run).get("groundtruth")
-    manifest = Path(store) / MANIFEST if store else None
-    if manifest is None or not manifest.is_file():
+    record = read_run_info(run).get("groundtruth")
+    if isinstance(record, str):
+        record = {"path": record}
+    if not isinstance(record, dict):
         return None
-    return json.loads(manifest.read_text())
+    found = {k: record[k] for k in ("alpha", "beta") if isinstance(record.get(k), (int, float))}
+    path = record.get("path")
+    if isinstance(path, str) and path:
+        try:
+            stored = json.loads((Path(path) / MANIFEST).read_text())
+        except (OSError, ValueError):  # the store moved, or its manifest is unreadable: run.json's rates stand
+            stored = None
+        if isinstance(stored, dict):
+            found.update({k: stored[k] for k in ("alpha", "beta", "weights") if k in stored})
+    return found or None
+
+
+def _check_baseline(baseline: str, weights: str | None) -> None:
+    """``ValueError`` unless ``--baseline`` is a model folder (and then without ``--baseline-weights``) or a name
+    with ``--baseline-weights``."""
+    from ..loading import is_model_directory
+
+    if weights is None and not is_model_directory(baseline):
+        raise ValueError(f"--baseline {baseline}: {_not_a_model_folder(baseline)}; give the ViT the AWD-ViT was "
+                         "trained from as its run folder (or a timm name with --baseline-weights FILE)")
+    if weights is not None and is_model_directory(baseline):
+        raise ValueError(f"--baseline {baseline} is a model folder that holds its own weights: leave "
+                         f"--baseline-weights {weights} out")
+
+
+def _not_a_model_folder(path: str) -> str:
+    """Why ``path`` is not a folder :func:`patchfield.loading.load_model` reads by itself."""
+    from pathlib import Path
+
+    from ..runs import MODEL_FILE, RUN_FILE
+
+    if not Path(path).exists():
+        return "no such folder"
+    if not Path(path).is_dir():
+        return "a file, not a run folder or Hugging Face model directory"
+    return (f"not a finished run folder ({RUN_FILE} and {MODEL_FILE}) or a Hugging Face model directory "
+            "(config.json)")
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """``--model`` given as a path (a separator, a leading dot, or something there), not a timm name."""
+    from pathlib import Path
+
+    return "/" in name or "\\" in name or name.startswith(".") or Path(name).exists()
 
 
 def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any,
@@ -216,12 +265,14 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
     if args.baseline is None:
         raise ValueError(f"{args.model} is an AWD-ViT: it attends within the windows of the ViT it was trained from; "
                          "give that ViT with --baseline RUN_FOLDER (or a timm name with --baseline-weights FILE)")
+    _check_baseline(args.baseline, args.baseline_weights)
     store = _store_manifest(args.model)
-    alpha = args.fields_alpha if args.fields_alpha is not None else float(store["alpha"]) if store else None
-    beta = args.fields_beta if args.fields_beta is not None else float(store["beta"]) if store else None
+    alpha = args.fields_alpha if args.fields_alpha is not None else store.get("alpha") if store else None
+    beta = args.fields_beta if args.fields_beta is not None else store.get("beta") if store else None
     if alpha is None or beta is None:
         raise ValueError(f"the ground-truth store of {args.model} cannot be read: give the α and β it was built with, "
                          "--fields-alpha A --fields-beta B")
+    alpha, beta = float(alpha), float(beta)
     kind = kind_by_name(read_run_info(args.model)["kind"]) if is_run_directory(args.model) else AWD_DIP
     spec = argparse.Namespace(model=args.baseline, weights=args.baseline_weights, image_size=args.image_size,
                               num_classes=None, random_weights=False)
@@ -248,6 +299,9 @@ def model_from_args(args: argparse.Namespace) -> nn.Module:
     """
     from ..loading import is_model_directory, load_model
 
+    if args.weights is None and not is_model_directory(args.model) and _looks_like_a_path(args.model):
+        raise ValueError(f"--model {args.model}: {_not_a_model_folder(args.model)}; give a run folder, a Hugging Face "
+                         "model directory, or a timm name with --weights FILE")
     if args.weights is None and not args.random_weights and not is_model_directory(args.model):
         raise ValueError(
             f"no weights for {args.model}: pass --weights FILE (a local .safetensors/.pth/.bin in timm or "

@@ -36,13 +36,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _safe_name(name: str) -> str:
+    """``name`` as one folder name inside ``--out``: no leading dots (never ``.``, ``..`` or a hidden name),
+    no separators or control characters, never empty (``...png`` -> ``image``)."""
+    name = "".join("_" if c in "/\\" or not c.isprintable() else c for c in name).lstrip(".")
+    return name or "image"
+
+
 def _name_stages(path: Path, index: int) -> list[str]:
     """Ever longer output names of ``path``: its stem, parent-qualified stems (``sub__good``), the same with
-    the suffix (``sub__good.png``), and last that with the argument's position (``sub__good.png@3``)."""
+    the suffix (``sub__good.png``), and last that with the argument's position (``sub__good.png@3``); each a
+    safe folder name (:func:`_safe_name`)."""
     parts = [*path.parts[:-1], path.stem or "image"]
     stages = ["__".join(parts[-d:]) for d in range(1, len(parts) + 1)]
     full = "__".join([*parts[:-1], path.name or "image"])
-    return [*stages, full, f"{full}@{index}"]
+    return [_safe_name(s) for s in (*stages, full, f"{full}@{index}")]
 
 
 def _unique_names(paths: list[Path]) -> list[str]:

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, nargs="+", default=[0.1], help="window rates (0, 1] (default: 0.1)")
     p.add_argument("--beta", type=float, nargs="+", default=[0.2], help="DIP rates [0, 1) (default: 0.2)")
     p.add_argument("--random-inits", type=int, default=3,
-                   help="random-weights controls of the same architecture (default: %(default)s)")
+                   help="random-weights controls of the same architecture, 1 to 100, built one at a time; each is "
+                        "one more pass over the images (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first random initialisation")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: %(default)s)")

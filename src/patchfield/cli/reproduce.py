@@ -43,8 +43,17 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress or None,
     )
     if args.status:
-        from ..study.reproduce import study_status
+        from pathlib import Path
 
+        from ..study.reproduce import recorded_config, study_status
+
+        out = Path(cfg.out)
+        if not out.is_dir():
+            raise FileNotFoundError(f"--out {out}: {'a file, not a study folder' if out.exists() else 'no such folder'}"
+                                    "; give the folder of a study begun with `patchfield reproduce`")
+        own = recorded_config(out)
+        if own is not None:  # the study's own plan (a --quick study's), whatever options this command has
+            cfg = config_with(own, out=cfg.out)
         st = study_status(cfg, jobs=max(args.jobs, 2))
         print(f"study in {cfg.out}: {st['seconds'] / 3600:.2f} h so far (summed over its sessions)")
         for name, d in st["datasets"].items():
@@ -57,15 +66,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"  left: {left}")
         return 0
     if args.report_only:
-        import json
         from pathlib import Path
 
         from ..study.report import write_report
+        from ..study.reproduce import read_study_json
 
         results_path = Path(cfg.out) / "results.json"
         if not results_path.is_file():
             raise FileNotFoundError(f"no finished study in {cfg.out} ({results_path} is missing): run it first")
-        write_report(json.loads(results_path.read_text()), Path(cfg.doc))
+        write_report(read_study_json(results_path), Path(cfg.doc))
         print(f"report rewritten: {cfg.doc}")
         return 0
     from ..utils.lock import FolderLock

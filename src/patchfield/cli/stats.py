@@ -51,12 +51,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, pairs=None)
 
 
+#: Names in ``--out`` that are files, never a model's folder.
+_RESERVED = ("stats.json", "comparison.png")
+
+
 def _labels(models: list[str]) -> list[str]:
-    labels, seen = [], {}
+    """One label (and folder name inside ``--out``) per ``--model``: its last path part made safe, with ``_2``,
+    ``_3`` ... added while the label is taken by an earlier one (``runs/tiny runs/tiny runs2/tiny_2`` ->
+    ``tiny``, ``tiny_2``, ``tiny_2_2``)."""
+    labels: list[str] = []
     for m in models:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(m.rstrip("/\\")).name or m) or "model"
-        seen[base] = seen.get(base, 0) + 1
-        labels.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(m.rstrip("/\\")).name or m).lstrip(".") or "model"
+        label, k = base, 1
+        while label in labels or label in _RESERVED:
+            k += 1
+            label = f"{base}_{k}"
+        labels.append(label)
     return labels
 
 

@@ -74,7 +74,45 @@ def rle_mask(segmentation: dict[str, Any], height: int, width: int) -> np.ndarra
     return np.asarray(mask_utils.decode(rle), dtype=bool)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _safe_file_name(name: Any) -> bool:
+    """A ``file_name`` that stays under ``--data-root``: a non-empty relative path without ``..`` parts."""
+    if not isinstance(name, str) or not name.strip():
+        return False
+    parts = Path(name.replace("\\", "/")).parts
+    return not Path(name).is_absolute() and not name.startswith(("/", "\\")) and ".." not in parts
+
+
+def _segmentation_problem(seg: Any) -> str | None:
+    """Why a COCO ``segmentation`` is unusable, or ``None``: polygons are lists of at least 3 (x, y) number
+    pairs; an RLE is a dict with ``counts`` (a string, or a list of whole numbers) and ``size`` [height, width]."""
+    if isinstance(seg, dict):
+        counts, size = seg.get("counts"), seg.get("size")
+        if not (isinstance(counts, str) or (isinstance(counts, list) and all(_is_int(c) and c >= 0 for c in counts))):
+            return "an RLE segmentation without 'counts' (a string or a list of run lengths)"
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
+            return "an RLE segmentation without 'size' [height, width]"
+        return None
+    if not isinstance(seg, list):
+        return f"a segmentation that is neither polygons nor RLE ({type(seg).__name__})"
+    for polygon in seg:
+        if not (isinstance(polygon, list) and all(_is_number(v) and np.isfinite(v) for v in polygon)):
+            return "a polygon that is not a list of numbers"
+        if len(polygon) % 2 or len(polygon) < 6:
+            return f"a polygon of {len(polygon)} numbers (it needs x, y pairs, at least 3 of them)"
+    return None
+
+
 def _load_json(path: Path) -> dict[str, Any]:
+    """The instances JSON, checked entry by entry: every problem is a ``ValueError`` naming the file and the
+    entry (an image's id or position, an annotation's id or position)."""
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     try:
@@ -84,19 +122,45 @@ def _load_json(path: Path) -> dict[str, Any]:
     if not (isinstance(data, dict) and isinstance(data.get("images"), list)
             and isinstance(data.get("annotations"), list)):
         raise ValueError(f"{path} is not a COCO instances file: it needs 'images' and 'annotations' lists")
-    for entry in data["images"]:
+    ids: dict[int, int] = {}
+    names: dict[str, int] = {}
+    for k, entry in enumerate(data["images"]):
         if not (isinstance(entry, dict) and "id" in entry and "file_name" in entry):
             raise ValueError(f"{path} is not a COCO instances file: an 'images' entry lacks 'id' or 'file_name'")
-    for ann in data["annotations"]:
+        where = f"{path}: images[{k}]"
+        if not _is_int(entry["id"]):
+            raise ValueError(f"{where} has id {entry['id']!r}; image ids are whole numbers")
+        if not _safe_file_name(entry["file_name"]):
+            raise ValueError(f"{where} (id {entry['id']}) has file_name {entry['file_name']!r}: file names are "
+                             "non-empty paths relative to --data-root, without '..' (an image outside --data-root "
+                             "is refused)")
+        for key in ("height", "width"):
+            if key in entry and not (_is_int(entry[key]) and entry[key] > 0):
+                raise ValueError(f"{where} (id {entry['id']}) has {key} {entry[key]!r}; a positive whole number")
+        name = str(Path(entry["file_name"].replace("\\", "/")))
+        for seen, value, what in ((ids, entry["id"], "id"), (names, name, "file_name")):
+            if value in seen:
+                raise ValueError(f"{where} repeats the {what} {value!r} of images[{seen[value]}]: each image is "
+                                 "listed once (twice, it would count twice and narrow every interval)")
+            seen[value] = k
+    for k, ann in enumerate(data["annotations"]):
         if not (isinstance(ann, dict) and "image_id" in ann and "segmentation" in ann):
             raise ValueError(f"{path}: an annotation lacks 'image_id' or 'segmentation' (instance annotations needed)")
+        where = f"{path}: annotation {ann['id']!r}" if "id" in ann else f"{path}: annotations[{k}]"
+        if not _is_int(ann["image_id"]):
+            raise ValueError(f"{where} has image_id {ann['image_id']!r}; image ids are whole numbers")
+        if "category_id" in ann and not _is_int(ann["category_id"]):
+            raise ValueError(f"{where} has category_id {ann['category_id']!r}; category ids are whole numbers")
+        problem = _segmentation_problem(ann["segmentation"])
+        if problem is not None:
+            raise ValueError(f"{where} has {problem}")
     return data
 
 
 def _category_ids(data: dict[str, Any], category: Sequence[str | int], path: Path) -> set[int]:
-    cats = data.get("categories") or []
-    by_name = {str(c.get("name", "")).lower(): int(c["id"]) for c in cats if "id" in c}
-    ids = {int(c["id"]) for c in cats if "id" in c}
+    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and _is_int(c.get("id"))]
+    by_name = {str(c.get("name", "")).lower(): int(c["id"]) for c in cats}
+    ids = {int(c["id"]) for c in cats}
     out = set()
     for c in category:
         text = str(c).strip()

@@ -40,7 +40,7 @@ from ..errors import UnsupportedModelError
 from ..interactions import count_interactions
 from ._patch import check_vit, remove_patch, swap_class
 
-__all__ = ["apply_winft", "window_mask", "head_mean", "WinfTAttention", "WinfTViT", "MODES"]
+__all__ = ["apply_winft", "window_mask", "head_mean", "WinfTAttention", "WinfTBlock", "WinfTViT", "MODES"]
 
 MODES = ("paper", "restrict")
 
@@ -149,12 +149,22 @@ class WinfTAttention:
         return (out, s[:, p:, p:], w) if return_windows else out
 
 
-def _block_windows(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """timm ``Block.forward`` with the WinfT attention's ``s`` and ``W`` returned beside the tokens."""
-    out, s, w = block.attn(block.norm1(x), return_windows=True)
-    x = x + block.drop_path1(block.ls1(out))
-    x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
-    return x, s, w
+class WinfTBlock:
+    """Mixin swapped into each timm ``Block`` by :func:`apply_winft`: with ``return_windows`` its forward also
+    returns the attention's ``s`` and ``W``, so a WinfT forward calls its blocks as modules and their forward
+    hooks run (:func:`patchfield.capture.block_output_norms`, a user's hooks), as in a ViT."""
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, return_windows: bool = False):
+        """The block's output tokens ``[B, T, C]``; with ``return_windows`` ``(tokens, s [B, N, N], W [B, N, N])``
+        (timm ``Block.forward`` with the WinfT attention's ``s`` and ``W`` returned beside the tokens)."""
+        if not return_windows:
+            return super().forward(x, attn_mask=attn_mask)
+        if attn_mask is not None:
+            raise ValueError("WinfT attention builds its own window mask; it takes no attn_mask")
+        out, s, w = self.attn(self.norm1(x), return_windows=True)
+        x = x + self.drop_path1(self.ls1(out))
+        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        return x, s, w
 
 
 class WinfTViT:
@@ -180,9 +190,9 @@ class WinfTViT:
         logits, windows, counts = [], [], []  # per layer, only what was asked for
         for blk in self.blocks:
             if ckpt:
-                x, s, w = checkpoint(_block_windows, blk, x, use_reentrant=False)
+                x, s, w = checkpoint(blk, x, None, True, use_reentrant=False)
             else:
-                x, s, w = _block_windows(blk, x)
+                x, s, w = blk(x, return_windows=True)
             if return_window_logits:
                 logits.append(s)
             if return_windows:
@@ -270,6 +280,7 @@ def apply_winft(model: nn.Module, mode: str = "paper") -> nn.Module:
                 "WinfT supports timm's Attention (qkv projection, q_norm/k_norm) only"
             )
     for blk in model.blocks:
+        swap_class(blk, WinfTBlock, "winft")
         swap_class(blk.attn, WinfTAttention, "winft")
         blk.attn.winft_mode = mode
         blk.attn.winft_num_prefix_tokens = int(model.num_prefix_tokens)

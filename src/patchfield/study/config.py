@@ -101,6 +101,14 @@ class StudyConfig:
                                  f"({self.curve_points}): the validation curve splits the schedule evenly")
         if not self.seeds:
             raise ValueError("give at least one seed")
+        unknown = [d for d in self.datasets if d not in STUDY_DATASETS]
+        if unknown or not self.datasets:
+            raise ValueError(f"--datasets {' '.join(unknown)}: not data sets the study can run; choose from "
+                             f"{', '.join(STUDY_DATASETS)}")
+
+
+#: The data sets a study can run: those :func:`patchfield.data.build_dataset` builds without a root folder.
+STUDY_DATASETS = ("synthetic", "formula", "fashion-mnist", "mnist5k")
 
 
 #: A seconds-long configuration with the same code path (the tests, ``patchfield reproduce --quick``).

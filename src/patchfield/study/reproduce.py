@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError, one_line
 from ..models.kinds import VIT, Kind
 from ..utils.io import write_json_atomic
 from .budget import estimate_budget, log_budget, step_key
@@ -272,6 +273,7 @@ def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
     if int(jobs) < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     out = Path(cfg.out)
+    write_json_atomic(out / STUDY_FILE, asdict(cfg))  # what --status reads: this study's own plan
     pretrained = _pretrained(cfg)
     clock = _SessionClock(out)
     try:
@@ -324,6 +326,51 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
     return results
 
 
+#: The configuration a study folder was last run with (written at the start of every session).
+STUDY_FILE = "study.json"
+
+
+def read_study_json(path: Path, want: type = dict) -> Any:
+    """A JSON file of a study folder holding a ``want`` (``dict`` or ``list``); ``InputError`` naming the file when it
+    is not valid JSON or holds something else (a study writes its files atomically: this is corruption)."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON ({e}): restore it or delete it (a run's folder reruns)") from e
+    if not isinstance(data, want):
+        raise InputError(f"{path} holds a JSON {type(data).__name__}, not the {want.__name__} a study writes: "
+                         "restore it or delete it (a run's folder reruns)")
+    return data
+
+
+def recorded_config(out: str | Path) -> StudyConfig | None:
+    """The configuration the study in ``out`` was run with (``study.json``, else a finished study's
+    ``results.json``); ``None`` when neither is there."""
+    import dataclasses
+
+    for name, key in ((STUDY_FILE, None), ("results.json", "config")):
+        path = Path(out) / name
+        if not path.is_file():
+            continue
+        data = read_study_json(path)
+        data = data.get(key) if key else data
+        if not isinstance(data, dict):
+            continue
+        known = {f.name for f in dataclasses.fields(StudyConfig)}
+        try:
+            return StudyConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path} holds no study configuration this version reads ({one_line(e)})") from e
+    return None
+
+
+def _number(record: dict[str, Any], key: str, path: Path) -> float:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{path} lacks a number {key!r}: restore it or delete it (a run's folder reruns)")
+    return float(value)
+
+
 def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
     """What a study folder holds so far, read from its files alone (safe while the study runs).
 
@@ -347,11 +394,13 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
                 steps = train_steps(cfg, dataset)
                 if (folder / "eval.json").is_file():
                     done += 1
-                    record = json.loads((folder / "eval.json").read_text())
-                    per_step.setdefault((row.kind, row.patch), []).append(record["train_seconds"] / steps)
+                    seconds = _number(read_study_json(folder / "eval.json"), "train_seconds", folder / "eval.json")
+                    per_step.setdefault((row.kind, row.patch), []).append(seconds / steps)
                     continue
                 curve = folder / "curve.json"
-                reached = max((p["step"] for p in json.loads(curve.read_text())), default=0) if curve.is_file() else 0
+                points = read_study_json(curve, list) if curve.is_file() else []
+                reached = max((int(_number(p if isinstance(p, dict) else {}, "step", curve)) for p in points),
+                              default=0)
                 started += reached > 0
                 steps_left += steps - reached
                 left[row.kind, row.patch] = left.get((row.kind, row.patch), 0) + steps - reached
@@ -359,7 +408,8 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
     claims_seeds = all_seeds(cfg) if "synthetic" in cfg.datasets else []
     claims_done = sum((_claims_baseline(cfg, s) / "claims" / "claims.json").is_file() for s in claims_seeds)
     sessions = out / "sessions.json"
-    seconds = sum(r["seconds"] for r in json.loads(sessions.read_text())) if sessions.is_file() else 0.0
+    rows = read_study_json(sessions, list) if sessions.is_file() else []
+    seconds = sum(_number(r if isinstance(r, dict) else {}, "seconds", sessions) for r in rows)
     by_patch: dict[int, list[float]] = {}
     for (_, patch), times in per_step.items():
         by_patch.setdefault(patch, []).extend(times)

@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError, one_line
+from ..loading import load_run
 from ..runs import MODEL_FILE, RUN_FILE, read_run_info
 from ..utils.io import write_json_atomic
 
@@ -227,7 +229,13 @@ def find_pretrained(root: str | Path | None = None) -> list[Path]:
         return []
     found = []
     for run_file in sorted(base.glob(f"*/{RUN_FILE}")):
-        if (run_file.parent / MODEL_FILE).is_file() and "source_top1" in json.loads(run_file.read_text()):
+        if not (run_file.parent / MODEL_FILE).is_file():
+            continue
+        try:
+            info = read_run_info(run_file.parent)
+        except ValueError as e:  # a corrupt run.json (the message names it)
+            raise InputError(f"{one_line(e)}; or remove {run_file.parent} to pretrain it again") from e
+        if "source_top1" in info:
             found.append(run_file.parent)
     return found
 
@@ -270,6 +278,11 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
                 f"{out} holds a finished pretraining with other settings ({'; '.join(differ)}): remove the folder "
                 "to train again, or choose another --out"
             )
+        try:  # finished means its weights load too: an empty or truncated model.safetensors is no pretraining
+            load_run(out)
+        except InputError as e:
+            raise InputError(f"{out} is recorded as a finished pretraining but cannot be loaded: remove the folder "
+                             f"to pretrain it again ({one_line(e)})") from e
         return {**{k: info[k] for k in _RECORD_KEYS}, "out": str(out), "finished": True}
     tc = TrainConfig(
         model=MODEL, kind=VIT, out=str(out), data=cfg.source,
