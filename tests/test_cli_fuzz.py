@@ -235,7 +235,7 @@ def _study(files: dict[str, object]):
     """``reproduce --status`` (or ``--report-only`` when results.json is given) on a study folder holding ``files``
     (a run's files under its own folder; bytes as they are, anything else as JSON)."""
     def build(ctx, tmp: Path, rng: random.Random) -> list[str]:
-        from patchfield.study.reproduce import QUICK, config_with, run_folder, study_rows
+        from patchfield.study.config import QUICK, config_with, run_folder, study_rows
 
         cfg = config_with(QUICK, out=str(tmp / "study"))
         run = run_folder(cfg, "synthetic", study_rows(cfg, "synthetic", 0)[0], 0)

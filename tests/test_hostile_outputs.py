@@ -88,14 +88,15 @@ def test_random_controls_are_built_one_at_a_time(monkeypatch, one_thread):
 
 
 def test_status_reads_the_studys_own_plan(tmp_path, capsys):
-    from patchfield.study.reproduce import QUICK, STUDY_FILE, StudyConfig, _all_seeds, config_with, study_rows
+    from patchfield.study.config import QUICK, StudyConfig, all_seeds, config_with, study_rows
+    from patchfield.study.reproduce import STUDY_FILE
 
     out = tmp_path / "study"
     out.mkdir()
     quick = config_with(QUICK, out=str(out))
     (out / STUDY_FILE).write_text(json.dumps(asdict(quick)))
-    planned = sum(len(study_rows(quick, "synthetic", s)) for s in _all_seeds(quick))
-    full = sum(len(study_rows(StudyConfig(), "synthetic", s)) for s in _all_seeds(StudyConfig()))
+    planned = sum(len(study_rows(quick, "synthetic", s)) for s in all_seeds(quick))
+    full = sum(len(study_rows(StudyConfig(), "synthetic", s)) for s in all_seeds(StudyConfig()))
     assert planned != full
     assert main(["reproduce", "--out", str(out), "--status"]) == 0  # no --quick: the folder says what it is
     said = capsys.readouterr().out
