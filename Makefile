@@ -48,6 +48,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/analysis.py
+	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/claims.py
 	$(PY) benchmarks/models.py
 
 # The prepared device check (benchmarks/gpu_check.py; about 5 minutes on one H100): writes docs/gpu_check.json
@@ -59,7 +61,7 @@ gpu-check:
 	  PYTHONPATH=src $(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS); \
 	else $(MAKE) $(STAMP) && $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS); fi
 
-# The reproduction study behind docs/reproduction.md (issue 10; needs `make pretrain` first). The committed run
+# The reproduction study behind docs/reproduction.md (needs `make pretrain` first). The committed run
 # took 4.5 hours on 2 cores (it prints its own estimate at the start); resumable across sessions.
 reproduce: $(STAMP) datasets
 	$(PY) -m patchfield reproduce --jobs 2
@@ -72,10 +74,10 @@ pretrain: $(STAMP)
 clean:
 	rm -rf $(VENV) demo_out site
 
-# The hostile corpus (issues 11 and 20): bad values for every option, broken run folders and weights, malformed
+# The hostile corpus: bad values for every option, broken run folders and weights, malformed
 # COCO files, damaged study folders, unsafe image names, interrupted output folders, and the AWD and WinfT runs
 # the commands must show; each case ends in one line naming the file or option, with exit code 1 or 2.
 .PHONY: fuzz
 fuzz: $(STAMP)
 	$(PY) -m pytest -q tests/test_cli_fuzz.py tests/test_bad_runs.py tests/test_hostile_outputs.py \
-	  tests/test_awd_recipe.py tests/test_winft_commands.py
+	  tests/test_awd_recipe.py tests/test_winft_commands.py tests/test_photo_corpus.py

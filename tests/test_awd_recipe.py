@@ -1,6 +1,6 @@
 """The README's AWD recipe end to end, with the run folders ``patchfield train`` itself writes: a ViT, its
 ground-truth store, ``train --kind awd`` and ``awd-dip`` on it, then ``analyze`` and ``explore`` with ``--baseline``
-(issue 20, item 1: run.json's ``groundtruth`` is the record ``train`` writes, not a path)."""
+(run.json's ``groundtruth`` is the record ``train`` writes, not a path)."""
 
 from __future__ import annotations
 

@@ -619,7 +619,7 @@ def test_cli_bad_input_one_line_exit_2(case, match, user_model, coco_folder, tmp
 
 
 def test_cli_an_image_whose_annotations_misstate_its_size_is_skipped(user_model, coco_folder, tmp_path, one_thread):
-    # one image never ends a run (issue 21): it is named with its reason in claims.json and the exit code is 1
+    # one image never ends a run: it is named with its reason in claims.json and the exit code is 1
     out, ann = tmp_path / "out", tmp_path / "ann.json"
     data = json.loads((coco_folder / "instances.json").read_text())
     data["images"][0]["width"] = 40
@@ -640,7 +640,7 @@ def test_cli_on_cub_and_mask_folder(user_model, coco_folder, tmp_path, one_threa
     base = ["claims", "--model", "test_vit", "--weights", str(user_model), "--image-size", "64", "--random-inits", "1",
             "--no-progress"]
     assert main([*base, "--data", "cub", "--data-root", str(info["root"]), "--split", "val",
-                 "--out", str(tmp_path / "cub")]) == 1  # an image was skipped (issue 21)
+                 "--out", str(tmp_path / "cub")]) == 1  # an image was skipped
     report = json.loads((tmp_path / "cub" / "claims.json").read_text())
     assert report["skipped"]["unreadable"] == 1  # id 6, a test image, is corrupt
     assert len(report["skipped_images"]) == 1 and report["skipped_images"][0]["reason"]

@@ -1,4 +1,4 @@
-"""Where outputs go and what a count may cost (issue 20, items 7, 9, 11, 12): per-image folders stay inside
+"""Where outputs go and what a count may cost: per-image folders stay inside
 --out, stats labels never collide, random-weights controls live one at a time, --status reads a study's own plan."""
 
 from __future__ import annotations

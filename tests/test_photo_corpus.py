@@ -1,4 +1,4 @@
-"""Odd photos (issue 21 item 2, issue 20 items 6 and 10): one reader for every command, and one image never ends a run.
+"""Odd photos: one reader for every command, and one image never ends a run.
 
 A folder of odd files goes through ``analyze``, ``claims`` and ``stats`` once each on the shipped demo ViT:
 every readable photo is analysed, every bad file is named with its reason, and the exit code is 1.

@@ -88,7 +88,7 @@ def test_mask_and_photo_crops_align(crop_pct, interpolation):
         p.mask(np.zeros((2, 3, 4)))
 
 
-# -- the ecosystem's pipelines, exactly (issue 21) ------------------------------------------------------------
+# -- the ecosystem's pipelines, exactly ------------------------------------------------------------
 
 def _timm_reference(model, size=None):
     """``timm.data.create_transform(**resolve_data_config(model=model))`` at the model's (or the given) size."""
@@ -129,7 +129,7 @@ def test_equals_timm_create_transform_on_every_square_size_and_random_shapes():
 
 
 def test_square_photos_at_crop_pct_one_and_the_models_full_size():
-    # the crash of issue 21: a square photo, crop_pct 1.0, 224 input ("box offset can't be negative")
+    # the crash: a square photo, crop_pct 1.0, 224 input ("box offset can't be negative")
     model = tiny_vit(img_size=224, patch_size=16)
     model.pretrained_cfg = {"crop_pct": 1.0, "interpolation": "bicubic"}
     ours, ref = Preprocess.for_model(model), _timm_reference(model)

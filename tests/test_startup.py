@@ -1,4 +1,4 @@
-"""The command line answers ``--help`` without importing the model and plotting libraries (issue 22)."""
+"""The command line answers ``--help`` without importing the model and plotting libraries."""
 
 from __future__ import annotations
 

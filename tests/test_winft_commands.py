@@ -1,4 +1,4 @@
-"""WinfT under the commands that hook its blocks (issue 20, item 2): a WinfT forward calls its blocks as modules,
+"""WinfT under the commands that hook its blocks: a WinfT forward calls its blocks as modules,
 so ``block_output_norms`` (``stats``, ``explore``) sees every block, as in a ViT."""
 
 from __future__ import annotations

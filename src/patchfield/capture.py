@@ -515,7 +515,7 @@ def capture_uncertainty(
 
     Memory is that of one layer's attention plus four float32 ``[B, k, N, N]`` tensors (the
     first layer's map, Welford's mean and squared deviations, one for the update), so large
-    images and batches fit; ``U`` still meets SPEC §2's bound (see :mod:`patchfield.uncertainty`).
+    images and batches fit; ``U`` still meets docs/spec.md §2's bound (see :mod:`patchfield.uncertainty`).
     Same arguments as :func:`capture_attention`.
     """
     acc = UncertaintyAccumulator(renormalize=renormalize)

@@ -1,4 +1,4 @@
-"""The reproduction study: the paper's protocol from a pretrained start, at a scale a 2-core CPU runs (issue 10).
+"""The reproduction study: the paper's protocol from a pretrained start, at a scale a 2-core CPU runs.
 
 1. Every row starts from the pretrained ViT of its patch size (:func:`patchfield.training.pretrain.pretrained_weights`,
    ``make pretrain``; the quick configuration pretrains its own in seconds). The baseline ViT is
