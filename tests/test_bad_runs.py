@@ -1,4 +1,5 @@
-"""Bad run folders and misleading model options end in one line naming the file or option: a truncated or empty model.safetensors, run.json without kind, weights of another depth, NaN weights,
+"""Bad run folders and misleading model options end in one line naming the file or option: a truncated or
+empty model.safetensors, run.json without kind, weights of another depth, NaN weights,
 --weights beside a run folder, a zero-byte .pth, a missing --baseline, a finished pretraining that cannot load."""
 
 from __future__ import annotations
