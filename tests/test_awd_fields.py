@@ -18,7 +18,7 @@ from patchfield.cli import main
 from patchfield.data import SyntheticShapes
 from patchfield.groundtruth import build_groundtruth
 from patchfield.images import read_image
-from patchfield.models import kind_by_name
+from patchfield.kinds import kind_by_name
 from patchfield.preprocess import Preprocess
 from patchfield.training import export_run
 

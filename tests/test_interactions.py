@@ -14,7 +14,7 @@ import patchfield.models as pm
 from patchfield.data import SyntheticShapes
 from patchfield.encoding import decode_field, encode_field
 from patchfield.interactions import count_interactions, expected_interactions
-from patchfield.models import KIND_NAMES, kind_by_name
+from patchfield.kinds import KIND_NAMES, kind_by_name
 
 
 def test_count_interactions_hand_worked_and_errors():

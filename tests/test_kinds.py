@@ -11,7 +11,18 @@ from conftest import tiny_vit
 
 import patchfield as pf
 import patchfield.models as pm
-from patchfield.models.kinds import AWD, AWD_DIP, KIND_NAMES, KINDS, VIT, WINFT_PAPER, WINFT_RESTRICT, Kind, as_kind
+from patchfield.kinds import (
+    AWD,
+    AWD_DIP,
+    KIND_NAMES,
+    KINDS,
+    VIT,
+    WINFT_PAPER,
+    WINFT_RESTRICT,
+    Kind,
+    as_kind,
+    kind_by_name,
+)
 from patchfield.training import TrainConfig
 
 # What every place of the code used to ask of the kind's name, and what its Kind now says.
@@ -33,7 +44,7 @@ def test_the_table_holds_the_five_kinds_in_order():
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_NAMES)
 def test_every_kind_round_trips_through_its_name(kind):
-    assert pm.kind_by_name(kind.name) is kind and as_kind(kind) is kind and as_kind(kind.name) is kind
+    assert kind_by_name(kind.name) is kind and as_kind(kind) is kind and as_kind(kind.name) is kind
     assert str(kind) == kind.name
     assert pickle.loads(pickle.dumps(kind)) is kind and copy.deepcopy(kind) is kind  # one object per kind
     cfg = TrainConfig(model="m", kind=kind.name, groundtruth="gt")
@@ -44,7 +55,7 @@ def test_every_kind_round_trips_through_its_name(kind):
 
 @pytest.mark.parametrize("name", KIND_NAMES)
 def test_every_property_is_what_the_old_string_checks_said(name):
-    kind = pm.kind_by_name(name)
+    kind = kind_by_name(name)
     got = (kind.patch, kind.winft_mode, kind.attends_fields, kind.drops_patches, kind.dip_fields, kind.learns_windows,
            kind.uses_groundtruth)
     assert got == EXPECTED[name]
@@ -61,7 +72,7 @@ def test_an_unknown_name_is_one_line_naming_the_known_kinds():
     for bad in ("cnn", "AWD", "", None):
         with pytest.raises(ValueError, match=r"^unknown kind .*: choose one of vit, awd, awd-dip, winft-paper, "
                                              r"winft-restrict$"):
-            pm.kind_by_name(bad)
+            kind_by_name(bad)
     with pytest.raises(ValueError, match="unknown kind 'cnn'"):
         TrainConfig(model="m", kind="cnn")
 
@@ -105,3 +116,13 @@ def test_forward_passes_only_the_arguments_the_kind_takes():
         assert WINFT_PAPER.forward(winft, x)[1] is None
     with pytest.raises(ValueError, match="needs the fields"):
         AWD.forward(awd, x)
+
+
+def test_winft_kinds_name_modes_the_patch_knows_and_kinds_import_no_timm():
+    import subprocess
+    import sys
+
+    assert [k.winft_mode for k in KINDS if k.patch == "winft"] == list(pm.MODES)
+    code = "import sys, patchfield.kinds; print('timm' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
+        == "False"  # command-line parsers read the kinds; the patches (and timm) load when a kind is applied

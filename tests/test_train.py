@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from conftest import single_thread
 from safetensors.torch import load_file
 
-from patchfield.models.kinds import VIT
+from patchfield.kinds import VIT
 from patchfield.training import (
     TrainConfig,
     accumulate_gradients,

@@ -43,9 +43,9 @@ _EXPORTS: dict[str, str] = {
     "count_interactions": "interactions",
     "load_model": "loading",
     "load_state_dict": "loading",
-    "KINDS": "models",
-    "Kind": "models",
-    "kind_by_name": "models",
+    "KINDS": "kinds",
+    "Kind": "kinds",
+    "kind_by_name": "kinds",
     "apply_awd": "models",
     "apply_winft": "models",
     "remove_patch": "models",
@@ -121,8 +121,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .field import ResponsiveField, responsive_field
     from .grid import Grid
     from .interactions import count_interactions
+    from .kinds import KINDS, Kind, kind_by_name
     from .loading import load_model, load_state_dict
-    from .models import KINDS, Kind, apply_awd, apply_winft, kind_by_name, remove_patch, window_bce_loss
+    from .models import apply_awd, apply_winft, remove_patch, window_bce_loss
     from .stats import HeadStats, head_statistics
     from .uncertainty import UncertaintyAccumulator, interaction_uncertainty
     from .windows import Windows, adaptive_windows

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -17,8 +17,10 @@ from .field import ResponsiveField, responsive_field
 from .grid import Grid
 from .interactions import expected_interactions
 from .introspect import is_classifier
-from .models.kinds import AWD_DIP, KINDS, Kind, as_kind
 from .windows import Windows, adaptive_windows
+
+if TYPE_CHECKING:
+    from .kinds import Kind
 
 __all__ = ["Analysis", "analyze", "analyze_map", "awd_forward_kwargs"]
 
@@ -162,7 +164,7 @@ def analyze(
 
 
 def awd_forward_kwargs(
-    baseline: nn.Module, images: torch.Tensor, alpha: float, beta: float = 0.0, kind: Kind | str = AWD_DIP, *,
+    baseline: nn.Module, images: torch.Tensor, alpha: float, beta: float = 0.0, kind: Kind | str = "awd-dip", *,
     amp: bool = False,
 ) -> dict[str, torch.Tensor | None]:
     """The forward arguments an AWD-ViT of ``kind`` gets for ``images``, computed from its baseline ViT.
@@ -171,7 +173,7 @@ def awd_forward_kwargs(
     from, at the ``alpha``/``beta`` of its ground-truth store (docs/spec.md §6, §7). For images outside that
     store (a user's photos) they are computed here the way the store holds them: ``awd`` attends
     within the windows alone (``dropped`` ``None``), ``awd-dip`` (whose
-    :attr:`~patchfield.models.Kind.dip_fields` and :attr:`~patchfield.models.Kind.drops_patches` are set) within
+    :attr:`~patchfield.kinds.Kind.dip_fields` and :attr:`~patchfield.kinds.Kind.drops_patches` are set) within
     the responsive fields ``S_p`` with ``D`` dropped. Pass the result as ``forward_kwargs`` to :func:`analyze` or
     :func:`patchfield.capture_attention`, or as ``model(images, **kwargs)``.
 
@@ -179,7 +181,7 @@ def awd_forward_kwargs(
         baseline: the ViT whose windows the AWD-ViT was trained with (a plain ViT, in eval mode).
         images: ``[B, C, H, W]`` normalised images, on the baseline's device.
         alpha, beta: the rates of the AWD-ViT's ground truth.
-        kind: an AWD kind (:attr:`~patchfield.models.Kind.attends_fields`), or its name: the ``kind`` of its
+        kind: an AWD kind (:attr:`~patchfield.kinds.Kind.attends_fields`), or its name: the ``kind`` of its
             ``run.json``, ``awd`` or ``awd-dip``.
         amp: bf16 autocast for the baseline's forward (see :func:`analyze`).
 
@@ -189,6 +191,8 @@ def awd_forward_kwargs(
     Raises:
         ValueError: another ``kind``, or rates out of range.
     """
+    from .kinds import KINDS, as_kind
+
     kind = as_kind(kind)
     if not kind.attends_fields:
         awd = " or ".join(repr(k.name) for k in KINDS if k.attends_fields)

@@ -59,8 +59,8 @@ def train_demo_models(folder: str | Path, progress: bool = True) -> dict[str, An
     """
     from .data import build_dataset
     from .groundtruth import build_groundtruth
+    from .kinds import VIT, WINFT_PAPER, Kind
     from .loading import load_run
-    from .models.kinds import VIT, WINFT_PAPER, Kind
     from .training import TrainConfig, train
     from .training.sources import model_normalisation
 

@@ -24,8 +24,8 @@ from torch import nn
 from .errors import UnsupportedModelError, UsageError
 from .families import TORCHVISION_VITS
 from .introspect import EMBEDDING_HEAD_ATTR, model_family, model_grid
+from .kinds import KINDS, Kind, as_kind
 from .models import patched_kind  # importing patchfield.models registers awd_/winft_ names
-from .models.kinds import KINDS, Kind, as_kind
 from .runs import MODEL_FILE, RUN_FILE, is_run_directory, read_run_info
 
 __all__ = [
@@ -526,11 +526,11 @@ def build_model(
     weights: str | Path | None = None,
     model_kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """A timm ViT for ``kind`` (a :class:`~patchfield.models.Kind` or its name: ``vit``, ``awd``, ...).
+    """A timm ViT for ``kind`` (a :class:`~patchfield.kinds.Kind` or its name: ``vit``, ``awd``, ...).
 
     Args:
         name: timm architecture name.
-        kind: the training kind; its :meth:`~patchfield.models.Kind.apply` patches the model (AWD kinds
+        kind: the training kind; its :meth:`~patchfield.kinds.Kind.apply` patches the model (AWD kinds
             :func:`patchfield.models.apply_awd`, WinfT kinds :func:`patchfield.models.apply_winft` in their mode).
         num_classes: classifier size.
         image_size: input size (position embeddings of ``weights`` are resampled to it).

@@ -250,7 +250,7 @@ def awd_fields_from_args(args: argparse.Namespace, model: nn.Module, device: Any
     """
     from ..analysis import awd_forward_kwargs
     from ..introspect import model_grid, required_forward_kwargs
-    from ..models.kinds import AWD_DIP, kind_by_name
+    from ..kinds import AWD_DIP, kind_by_name
     from ..runs import is_run_directory, read_run_info
     from ..utils.fingerprint import weights_hash
 

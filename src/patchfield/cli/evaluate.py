@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from ..models.kinds import KIND_NAMES, kind_by_name
+from ..kinds import KIND_NAMES, kind_by_name
 from ..utils.io import write_json_atomic
 from ._common import json_dict
 

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..models.kinds import KIND_NAMES, kind_by_name
+from ..kinds import KIND_NAMES, kind_by_name
 from ..training.config import OPTIMIZERS, RECIPES, TrainConfig, recipe_accumulation
 from ._common import json_dict
 

@@ -6,7 +6,6 @@
   or ``"restrict"`` mode; ``model(x, return_window_logits=True, return_windows=True, return_interactions=True)``.
 - :func:`window_bce_loss`: ``L_BCE`` of Eq. 11.
 - :func:`remove_patch`: back to the plain timm model.
-- :class:`Kind`, :data:`KINDS`, :func:`kind_by_name`: the model kinds a run trains (``vit``, ``awd``, ...).
 
 Importing this package registers the timm names in :data:`REGISTERED_NAMES`
 (``awd_vit_base_patch16_224``, ``winft_base_patch16_224``, ...).
@@ -14,25 +13,19 @@ Importing this package registers the timm names in :data:`REGISTERED_NAMES`
 
 from ._patch import patched_kind, remove_patch
 from .awd import apply_awd, awd_attention_mask
-from .kinds import KIND_NAMES, KINDS, Kind, as_kind, kind_by_name
 from .loss import window_bce_loss
 from .registry import AWD_NAMES, REGISTERED_NAMES, WINFT_NAMES
 from .winft import MODES, apply_winft, head_mean, window_mask
 
 __all__ = [
     "AWD_NAMES",
-    "KINDS",
-    "KIND_NAMES",
-    "Kind",
     "MODES",
     "REGISTERED_NAMES",
     "WINFT_NAMES",
     "apply_awd",
     "apply_winft",
-    "as_kind",
     "awd_attention_mask",
     "head_mean",
-    "kind_by_name",
     "patched_kind",
     "remove_patch",
     "window_bce_loss",

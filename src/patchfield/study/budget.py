@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..models.kinds import Kind
+from ..kinds import Kind
 from .config import MODEL, StudyConfig, all_seeds, study_rows, train_steps
 
 __all__ = ["estimate_budget", "log_budget", "step_key", "step_seconds"]

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, one_line
-from ..models.kinds import VIT, Kind
+from ..kinds import VIT, Kind
 from ..utils.io import write_json_atomic
 from .budget import estimate_budget, log_budget, step_key
 from .config import MODEL, StudyConfig, all_seeds, data_kwargs, run_folder, study_rows, train_steps

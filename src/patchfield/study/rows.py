@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..models.kinds import AWD, AWD_DIP, VIT, WINFT_PAPER, WINFT_RESTRICT, Kind
+from ..kinds import AWD, AWD_DIP, VIT, WINFT_PAPER, WINFT_RESTRICT, Kind
 
 __all__ = ["HEADLINE", "NOT_RUN_NOTE", "Row", "gpu_hours", "not_run_rows", "rows_for"]
 

@@ -11,7 +11,7 @@ processes; nccl on GPUs, gloo on CPUs)::
         --groundtruth gt/train --data imagefolder --data-root /data/imagenet --out runs/awd_dip
     patchfield evaluate runs/awd_dip --data imagefolder --data-root /data/imagenet --groundtruth gt/val
 
-Kinds (:data:`patchfield.models.KINDS`): ``vit``; ``awd`` (attention inside each image's window, docs/spec.md
+Kinds (:data:`patchfield.kinds.KINDS`): ``vit``; ``awd`` (attention inside each image's window, docs/spec.md
 §7); ``awd-dip`` (inside
 ``S_p``, and the patches in ``D`` zeroed at every block, §4, §5); ``winft-paper`` and
 ``winft-restrict`` (window-free attention trained with ``L_total = λ1·L_CE + λ2·L_BCE`` against

@@ -1,7 +1,7 @@
 """Models during training: the grid of a timm ViT and DDP unwrapping.
 
 ``build_model`` (a timm ViT patched into AWD-ViT or WinfT) lives in :mod:`patchfield.loading`, the forward
-of each kind in :meth:`patchfield.models.Kind.forward`.
+of each kind in :meth:`patchfield.kinds.Kind.forward`.
 """
 
 from __future__ import annotations

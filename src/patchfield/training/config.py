@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..models.kinds import VIT, Kind, as_kind
+from ..kinds import VIT, Kind, as_kind
 
 __all__ = ["OPTIMIZERS", "RECIPES", "TrainConfig", "RESUME_KEYS", "recipe_accumulation"]
 
@@ -59,7 +59,7 @@ class TrainConfig:
 
     Attributes:
         model: timm architecture name (``vit_base_patch16_224``) or any name ``timm.create_model`` knows.
-        kind: the model kind, a :class:`~patchfield.models.Kind`; its name (``"awd-dip"``) is taken too.
+        kind: the model kind, a :class:`~patchfield.kinds.Kind`; its name (``"awd-dip"``) is taken too.
         out: run folder (checkpoints, log, final ``model.safetensors`` + ``run.json``).
         data: data set name for :func:`patchfield.data.build_dataset` (``synthetic``, ``imagefolder``, ...).
         data_root: its folder, for folder data sets.

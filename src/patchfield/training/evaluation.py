@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..introspect import model_grid
-from ..models.kinds import VIT, Kind, as_kind, kind_by_name
+from ..kinds import VIT, Kind, as_kind, kind_by_name
 from ..utils.distributed import DistEnv, distributed_env
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
@@ -35,13 +35,13 @@ def evaluate(
 
     ``E_O`` by kind: ``vit`` ``N²`` per image; ``awd`` the windows' ``O`` (docs/spec.md §3) and
     ``awd-dip`` ``Σ_p |S_p|`` (§5), both counted on the masks the loader hands in; WinfT the
-    ones of its predicted ``W`` (§8); see :meth:`patchfield.models.Kind.forward`. Under an initialised process
+    ones of its predicted ``W`` (§8); see :meth:`patchfield.kinds.Kind.forward`. Under an initialised process
     group the sums are all-reduced (each process passing its own shard).
 
     Args:
         model: a model of ``kind`` (see :func:`patchfield.training.build_model`).
         loader: iterable of ``(images, labels)`` or, for the AWD kinds, ``(images, labels, field_mask, dropped)``.
-        kind: a :class:`~patchfield.models.Kind` (or its name, one of :data:`patchfield.models.KIND_NAMES`).
+        kind: a :class:`~patchfield.kinds.Kind` (or its name, one of :data:`patchfield.kinds.KIND_NAMES`).
         device: where to run; ``None`` keeps the model's device.
         amp: bf16 autocast; ``None`` turns it on exactly on CUDA.
         progress: show a progress bar.
@@ -123,7 +123,7 @@ def evaluate_run(
     """Evaluate a finished run folder, or a timm model with local weights, on a data set.
 
     Either ``run_dir`` (``model.safetensors`` + ``run.json``) or ``model_name`` (with ``weights``
-    and ``kind``, a :class:`~patchfield.models.Kind` or its name). The AWD kinds need ``groundtruth``: a
+    and ``kind``, a :class:`~patchfield.kinds.Kind` or its name). The AWD kinds need ``groundtruth``: a
     store built on this data set and split.
     Under ``torchrun`` every process evaluates every ``world_size``-th image and all return the
     totals over the whole data set.

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..errors import one_line
 from ..grid import Grid
-from ..models.kinds import VIT, Kind, as_kind
+from ..kinds import VIT, Kind, as_kind
 from ..utils.distributed import DistEnv, all_gather_objects, all_reduce_sum, distributed_env
 from ..utils.fingerprint import file_hash
 from ..utils.io import atomic_write
@@ -78,7 +78,7 @@ class StepSums:
         ce, bce, loss: the cross-entropy, window BCE and total loss, each times the micro-batch's images.
         correct: images whose top-1 prediction is their label.
         images: the images.
-        interactions: their ``E_O`` summands (:meth:`patchfield.models.Kind.forward`).
+        interactions: their ``E_O`` summands (:meth:`patchfield.kinds.Kind.forward`).
     """
 
     ce: float = 0.0
@@ -118,9 +118,9 @@ def accumulate_gradients(
 
     Args:
         model: the model (possibly DDP-wrapped), in train mode.
-        kind: the training kind (a :class:`~patchfield.models.Kind` or its name).
+        kind: the training kind (a :class:`~patchfield.kinds.Kind` or its name).
         micro_batches: ``(images, labels, field_mask, dropped)`` each, on the model's device.
-        num_patches: unused (the interactions come from :meth:`patchfield.models.Kind.forward`); kept so
+        num_patches: unused (the interactions come from :meth:`patchfield.kinds.Kind.forward`); kept so
             existing calls work.
         lambda_ce, lambda_bce: loss weights.
         autocast: a context factory (bf16 autocast on GPU).

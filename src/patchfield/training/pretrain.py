@@ -37,7 +37,6 @@ from typing import Any
 import torch
 
 from ..errors import InputError, one_line
-from ..loading import load_run
 from ..runs import MODEL_FILE, RUN_FILE, read_run_info
 from ..utils.io import write_json_atomic
 
@@ -260,7 +259,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     Returns the record (see the module docstring) with ``"out"`` (the folder) and ``"finished"``;
     a run stopped by ``stop_after_steps`` returns ``{"name", "out", "finished": False, "step"}``.
     """
-    from ..models.kinds import VIT
+    from ..kinds import VIT
     from .checkpoint import CHECKPOINT
     from .config import TrainConfig
     from .loop import LOG_FILE, train
@@ -278,6 +277,8 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
                 f"{out} holds a finished pretraining with other settings ({'; '.join(differ)}): remove the folder "
                 "to train again, or choose another --out"
             )
+        from ..loading import load_run
+
         try:  # finished means its weights load too: an empty or truncated model.safetensors is no pretraining
             load_run(out)
         except InputError as e:

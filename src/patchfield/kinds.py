@@ -1,6 +1,7 @@
 """The model kinds a run trains: plain ViT, AWD-ViT, AWD-ViT + DIP and WinfT in its two modes.
 
-A :class:`Kind` is everything the pipelines need to know about one kind: how its model is patched,
+A :class:`Kind` (a layer above :mod:`patchfield.models`, whose patches it applies) is everything the
+pipelines need to know about one kind: how its model is patched,
 what its forward takes, how its interactions (``E_O``) are counted and what it needs from a
 ground-truth store. :data:`KINDS` is the one table of them; a kind's :attr:`Kind.name` is the
 ``kind`` of ``run.json`` and of ``--kind``, and :func:`kind_by_name` turns it back into the object.
@@ -15,10 +16,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..interactions import count_interactions
-from ..introspect import model_grid
-from .awd import apply_awd
-from .winft import MODES, apply_winft
+from .interactions import count_interactions
+from .introspect import model_grid
 
 __all__ = ["AWD", "AWD_DIP", "KINDS", "KIND_NAMES", "VIT", "WINFT_PAPER", "WINFT_RESTRICT", "Kind", "as_kind",
            "kind_by_name"]
@@ -52,9 +51,9 @@ class Kind:
     learns_windows: bool = False
 
     def __post_init__(self) -> None:
-        if (self.patch == "winft") != (self.winft_mode is not None) or (
-                self.winft_mode is not None and self.winft_mode not in MODES):
-            raise ValueError(f"kind {self.name!r}: a WinfT kind needs a mode of {MODES}, the others none")
+        if (self.patch == "winft") != (self.winft_mode is not None):
+            raise ValueError(f"kind {self.name!r}: a WinfT kind needs a mode (patchfield.models.MODES), the others "
+                             "none")
         if self.attends_fields != (self.patch == "awd") or self.learns_windows != (self.patch == "winft"):
             raise ValueError(f"kind {self.name!r}: AWD kinds attend within fields, WinfT kinds learn windows")
         if self.drops_patches and not (self.attends_fields and self.dip_fields):
@@ -75,7 +74,14 @@ class Kind:
         return self.patch is not None
 
     def apply(self, model: nn.Module) -> nn.Module:
-        """Patch a timm ViT into this kind in place (:func:`apply_awd`, :func:`apply_winft` in its mode)."""
+        """Patch a timm ViT into this kind in place (:func:`patchfield.models.apply_awd`,
+        :func:`patchfield.models.apply_winft` in its mode, which checks the mode).
+
+        The patches are imported here, on first use: :mod:`patchfield.models` registers its timm names when
+        imported (it imports timm), and the kinds are read by command-line parsers that must not.
+        """
+        from .models import apply_awd, apply_winft
+
         if self.patch == "awd":
             return apply_awd(model)
         if self.patch == "winft":
