@@ -9,7 +9,7 @@ import torch
 from .checks import check_alpha
 from .grid import Grid, round_half_up
 
-__all__ = ["Windows", "adaptive_windows", "top_entries", "box_mask"]
+__all__ = ["Windows", "adaptive_windows", "box_mask", "local_windows", "top_entries"]
 
 
 def _check_map(U: torch.Tensor, grid: Grid) -> None:
@@ -131,3 +131,25 @@ def adaptive_windows(U: torch.Tensor, alpha: float, grid: Grid | tuple[int, int]
     top = torch.where(selected, y, big).amin(-1)
     bottom = torch.where(selected, y, -1).amax(-1)
     return Windows(left, right, top, bottom, g)
+
+
+def local_windows(grid: Grid | tuple[int, int], interactions: float) -> Windows:
+    """The same square window around every patch, its radius the one whose ``O`` is closest to ``interactions``.
+
+    The window of ``p`` is the square of half-side ``r`` centred on ``p``, clipped at the grid's edges; of the
+    radii ``0 … max(gh, gw) − 1`` the one whose ``O = Σ_p area_p`` (Eq. 5, inclusive) lies nearest to
+    ``interactions`` is taken (the smaller radius on a tie). A control for learned windows: locality alone at
+    about the same ``E_O``.
+
+    >>> w = local_windows((3, 3), 40.0)  # radius 1: corners 2x2, edges 2x3, the centre 3x3
+    >>> w.area().tolist(), int(w.interactions())
+    ([4, 6, 4, 6, 9, 6, 4, 6, 4], 49)
+    """
+    g = Grid.coerce(grid)
+    x, y = g.coords()
+    r = torch.arange(max(g.height, g.width))[:, None]  # [R, 1]: every radius against every patch
+    left, right = (x - r).clamp(min=0), (x + r).clamp(max=g.width - 1)
+    top, bottom = (y - r).clamp(min=0), (y + r).clamp(max=g.height - 1)
+    counts = ((right - left + 1) * (bottom - top + 1)).sum(-1).double()  # [R]: O of each radius
+    best = int((counts - float(interactions)).abs().argmin())  # argmin takes the first (smaller) on a tie
+    return Windows(left[best], right[best], top[best], bottom[best], g)
