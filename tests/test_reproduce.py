@@ -322,14 +322,20 @@ def test_the_budget_is_said_through_logging(caplog):
 def test_local_windows_match_the_interactions_by_hand():
     from patchfield.windows import local_windows
 
-    # 3x3 grid: radius 0 gives O = 9, radius 1 (corners 2x2, edges 2x3, centre 3x3) 4·4 + 4·6 + 9 = 49, radius 2: 81
-    w = local_windows((3, 3), 40.0)
-    assert int(w.interactions()) == 49 and w.bounds()[0].tolist() == [0, 1, 0, 1]  # patch 0: columns 0-1, rows 0-1
-    assert w.bounds()[4].tolist() == [0, 2, 0, 2]
-    assert int(local_windows((3, 3), 29.0).interactions()) == 9  # |9 - 29| = 20 < |49 - 29|: the smaller square
-    assert int(local_windows((3, 3), 70.0).interactions()) == 81
-    wide = local_windows((2, 4), 20.0)  # radius 1 on 2x4: areas 4, 6, 6, 4 per row: O = 40; radius 0: 8
-    assert int(wide.interactions()) == 8 and int(local_windows((2, 4), 25.0).interactions()) == 40
+    # 3x3 grid: radius 0 gives O = 9, radius 1 (corners 2x2, edges 2x3, centre 3x3) 4·4 + 4·6 + 9 = 49, radius 2 81.
+    # N = 9, s = 5 (coprime, nearest 9/φ = 5.56): patches grow to radius 1 in the order 0 5 1 6 2 7 3 8 4, by
+    # 3 5 5 3 3 5 5 3 8 cells: O = 9 + 3 + 5 + 5 = 22 after three, 9 + 3 + 5 + 5 + 3 = 25 after four
+    w = local_windows((3, 3), 23.0)
+    assert int(w.interactions()) == 22 and w.area().tolist() == [4, 6, 1, 1, 1, 6, 1, 1, 1]
+    assert w.bounds()[0].tolist() == [0, 1, 0, 1] and w.bounds()[4].tolist() == [1, 1, 1, 1]
+    assert int(local_windows((3, 3), 24.0).interactions()) == 25
+    assert int(local_windows((3, 3), 23.5).interactions()) == 22  # a tie: the fewer grown
+    assert local_windows((3, 3), 49.0).area().tolist() == [4, 6, 4, 6, 9, 6, 4, 6, 4]  # exactly radius 1
+    assert int(local_windows((3, 3), 5.0).interactions()) == 9  # no square is smaller than the patch itself
+    assert int(local_windows((3, 3), 1e9).interactions()) == 81
+    # 2x4 (s = 5): order 0 5 2 7 4 1 6 3, growth 3 5 5 3 3 5 5 3: O = 8, 11, 16, 21, 24, 27, ...
+    assert local_windows((2, 4), 20.0).area().tolist() == [4, 1, 6, 1, 1, 6, 1, 1]
+    assert int(local_windows((14, 14), 12345.0).interactions()) in range(12345 - 24, 12345 + 25)
 
 
 def test_the_14x14_plan_runs_every_row_of_a_seed_from_the_same_start():
@@ -405,9 +411,16 @@ def test_the_14x14_json_rows_verdicts_and_check(study14):
     for r in grid["rows"]:
         assert r["grid"] == [14, 14] and r["eo_full"] == 196**2 and 0 < r["eo_fraction"] <= 1.0
         assert r["eo_fraction"] == pytest.approx(r["eo"] / r["eo_full"], abs=1e-6)
-    local = [r["eo"] for r in grid["rows"] if r["row"] == "awd-0.1-local"]
-    squares = {int(local_windows((14, 14), o).interactions()) for o in range(0, 196**2 + 1, 196)}
-    assert all(eo in squares for eo in local)  # one fixed square for every image
+    for seed in {r["seed"] for r in grid["rows"] if r["row"] == "awd-0.1-local"}:
+        folder = study14 / "runs" / "synthetic" / "p4" / f"s{seed}" / "groundtruth"
+        made = json.loads((folder / "train_a0.1_b0_local" / "manifest.json").read_text())
+        trained = json.loads((folder / "train_a0.1_b0" / "manifest.json").read_text())
+        target = made["windows"]["target"]  # the E_O of the trained windows on the training images
+        assert target == pytest.approx(trained["expected_interactions"])
+        assert made["expected_interactions"] == int(local_windows((14, 14), target).interactions())
+        assert abs(made["expected_interactions"] - target) <= 8 * 14  # within one patch's growth
+        local = next(r for r in grid["rows"] if r["row"] == "awd-0.1-local" and r["seed"] == seed)
+        assert local["eo"] == made["expected_interactions"]  # the same windows for every image
     table = [v for v in grid["verdicts"] if v["table"] != "analysis"]
     assert [(v["a"], v["b"]) for v in table] == [
         ("awd-0.1", "vit"), ("awd-0.1", "awd-0.1-random-u"), ("awd-0.1", "awd-0.1-local"), ("winft-paper", "vit"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -134,22 +135,40 @@ def adaptive_windows(U: torch.Tensor, alpha: float, grid: Grid | tuple[int, int]
 
 
 def local_windows(grid: Grid | tuple[int, int], interactions: float) -> Windows:
-    """The same square window around every patch, its radius the one whose ``O`` is closest to ``interactions``.
+    """A fixed square window around every patch, sized so that ``O`` comes as close to ``interactions`` as squares
+    allow.
 
-    The window of ``p`` is the square of half-side ``r`` centred on ``p``, clipped at the grid's edges; of the
-    radii ``0 … max(gh, gw) − 1`` the one whose ``O = Σ_p area_p`` (Eq. 5, inclusive) lies nearest to
-    ``interactions`` is taken (the smaller radius on a tie). A control for learned windows: locality alone at
-    about the same ``E_O``.
+    The window of ``p`` is the square of half-side ``r_p`` centred on ``p``, clipped at the grid's edges. With
+    ``r`` the largest radius whose ``O = Σ_p area_p`` (Eq. 5, inclusive) does not pass ``interactions``, the first
+    ``k`` patches in the order ``p·s mod N`` (``s`` the integer coprime to ``N`` nearest ``N/φ``, which spreads
+    them over the grid) get ``r + 1``, the others ``r``; ``k`` (from 0 to ``N``) puts ``O`` nearest to
+    ``interactions`` (the smaller ``k`` on a tie). A control for learned windows: locality alone at the same
+    ``E_O``, to within one patch's growth.
 
-    >>> w = local_windows((3, 3), 40.0)  # radius 1: corners 2x2, edges 2x3, the centre 3x3
-    >>> w.area().tolist(), int(w.interactions())
-    ([4, 6, 4, 6, 9, 6, 4, 6, 4], 49)
+    >>> w = local_windows((3, 3), 40.0)  # r = 0 (O = 9); s = 5: patches 0 5 1 6 2 7 3 8 4 grow by 3 5 5 3 3 5 5 3 8
+    >>> w.area().tolist(), int(w.interactions())  # the first 8 grown: O = 9 + 32 = 41 (9 + 29 = 38 is farther)
+    ([4, 6, 4, 6, 1, 6, 4, 6, 4], 41)
     """
     g = Grid.coerce(grid)
+    n = g.n
     x, y = g.coords()
-    r = torch.arange(max(g.height, g.width))[:, None]  # [R, 1]: every radius against every patch
-    left, right = (x - r).clamp(min=0), (x + r).clamp(max=g.width - 1)
-    top, bottom = (y - r).clamp(min=0), (y + r).clamp(max=g.height - 1)
-    counts = ((right - left + 1) * (bottom - top + 1)).sum(-1).double()  # [R]: O of each radius
-    best = int((counts - float(interactions)).abs().argmin())  # argmin takes the first (smaller) on a tie
-    return Windows(left[best], right[best], top[best], bottom[best], g)
+
+    def square(r: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return ((x - r).clamp(min=0), (x + r).clamp(max=g.width - 1), (y - r).clamp(min=0),
+                (y + r).clamp(max=g.height - 1))
+
+    radii = torch.arange(max(g.height, g.width))[:, None]  # [R, 1]: every radius against every patch
+    left, right, top, bottom = square(radii)
+    areas = (right - left + 1) * (bottom - top + 1)  # [R, N]
+    totals = areas.sum(-1).double()
+    r = max(int((totals <= float(interactions)).sum()) - 1, 0)
+    radius = torch.full((n,), r)
+    if r + 1 < len(radii):
+        phi = (1 + 5 ** 0.5) / 2
+        s = min((c for c in range(1, n + 1) if math.gcd(c, n) == 1), key=lambda c: (abs(c - n / phi), c))
+        order = (torch.arange(n) * s) % n
+        grown = torch.cat([torch.zeros(1, dtype=torch.double),
+                           (areas[r + 1] - areas[r])[order].double().cumsum(0)]) + totals[r]  # O with k grown
+        k = int((grown - float(interactions)).abs().argmin())  # argmin takes the first (smaller k) on a tie
+        radius[order[:k]] = r + 1
+    return Windows(*square(radius), g)

@@ -149,7 +149,7 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
                   store_dir: Path, seed: int) -> dict[tuple[str, str, float, float], Path]:
     """Ground-truth stores for every ``(split, windows, alpha, beta)`` the rows need: those of the baseline at
     ``base_dir``, of a random-weights copy of it (``random-u``, initialised from ``seed``) and the local squares
-    (``local``, at the E_O of the baseline's windows on the training images)."""
+    (``local``, sized to the E_O of the baseline's windows on the training images)."""
     from ..claims import random_copy
     from ..data import build_dataset
     from ..groundtruth import build_groundtruth

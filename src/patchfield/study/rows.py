@@ -24,7 +24,7 @@ HEADLINE = ("vit", "awd-0.1", "winft-paper")
 
 #: Where a row's windows come from: ``trained``, the seed's fine-tuned ViT (docs/spec.md §3-§6); ``random-u``, the
 #: same architecture with random weights (the library's initialisation, :func:`patchfield.claims.random_copy`);
-#: ``local``, the square around each patch whose E_O is closest to the trained windows'
+#: ``local``, a fixed square around each patch, sized so that E_O is the trained windows' on the training images
 #: (:func:`patchfield.windows.local_windows`).
 WINDOW_SOURCES = ("trained", "random-u", "local")
 
