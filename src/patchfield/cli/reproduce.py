@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder of the study's runs (default runs/reproduce); a rerun resumes it")
     p.add_argument("--doc", help="the markdown report to write (default docs/reproduction.md; its .json and "
                    "curve PNGs beside it)")
-    p.add_argument("--grid", type=int, choices=(8, 14),
+    p.add_argument("--grid", choices=("8", "14"),
                    help="which study: 8, the small grid's Tables 1-3 (default); 14, the 14x14 grid (56x56 inputs, "
                    "patch 4) with the controls on U, in its own --out (default runs/reproduce-14x14). Both write "
                    "their part of the same report; --status without --grid covers both")
@@ -44,7 +44,7 @@ def _config(args: argparse.Namespace, grid: int) -> StudyConfig:
     from ..study.config import GRID14, QUICK, QUICK14, StudyConfig, config_with
 
     base = {8: (StudyConfig(), QUICK), 14: (GRID14, QUICK14)}[grid][bool(args.quick)]
-    mine = args.grid is None and grid == 8 or args.grid == grid  # --out and the scale options name this study
+    mine = int(args.grid or 8) == grid  # --out and the scale options name this study
     return config_with(
         base, doc=args.doc, pretrained_root=args.pretrained, progress=args.progress or None,
         **(dict(out=args.out, datasets=tuple(args.datasets) if args.datasets else None,
@@ -71,11 +71,11 @@ def _print_status(cfg: StudyConfig, jobs: int, title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..study.reproduce import run_study, write_study_report
 
-    grid = args.grid or 8
+    grid = int(args.grid or 8)
     cfg = _config(args, grid)
     if args.status:
         for g, title in ((8, "small-grid"), (14, "14x14 grid")):
-            if args.grid in (None, g):
+            if args.grid is None or grid == g:
                 _print_status(_config(args, g), max(args.jobs, 2), title)
         return 0
     if args.report_only:
