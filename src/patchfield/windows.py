@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,7 @@ import torch
 from .checks import check_alpha
 from .grid import Grid, round_half_up
 
-__all__ = ["Windows", "adaptive_windows", "top_entries", "box_mask"]
+__all__ = ["Windows", "adaptive_windows", "box_mask", "local_windows", "top_entries"]
 
 
 def _check_map(U: torch.Tensor, grid: Grid) -> None:
@@ -131,3 +132,43 @@ def adaptive_windows(U: torch.Tensor, alpha: float, grid: Grid | tuple[int, int]
     top = torch.where(selected, y, big).amin(-1)
     bottom = torch.where(selected, y, -1).amax(-1)
     return Windows(left, right, top, bottom, g)
+
+
+def local_windows(grid: Grid | tuple[int, int], interactions: float) -> Windows:
+    """A fixed square window around every patch, sized so that ``O`` comes as close to ``interactions`` as squares
+    allow.
+
+    The window of ``p`` is the square of half-side ``r_p`` centred on ``p``, clipped at the grid's edges. With
+    ``r`` the largest radius whose ``O = Σ_p area_p`` (Eq. 5, inclusive) does not pass ``interactions``, the first
+    ``k`` patches in the order ``p·s mod N`` (``s`` the integer coprime to ``N`` nearest ``N/φ``, which spreads
+    them over the grid) get ``r + 1``, the others ``r``; ``k`` (from 0 to ``N``) puts ``O`` nearest to
+    ``interactions`` (the smaller ``k`` on a tie). A control for learned windows: locality alone at the same
+    ``E_O``, to within one patch's growth.
+
+    >>> w = local_windows((3, 3), 40.0)  # r = 0 (O = 9); s = 5: patches 0 5 1 6 2 7 3 8 4 grow by 3 5 5 3 3 5 5 3 8
+    >>> w.area().tolist(), int(w.interactions())  # the first 8 grown: O = 9 + 32 = 41 (9 + 29 = 38 is farther)
+    ([4, 6, 4, 6, 1, 6, 4, 6, 4], 41)
+    """
+    g = Grid.coerce(grid)
+    n = g.n
+    x, y = g.coords()
+
+    def square(r: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return ((x - r).clamp(min=0), (x + r).clamp(max=g.width - 1), (y - r).clamp(min=0),
+                (y + r).clamp(max=g.height - 1))
+
+    radii = torch.arange(max(g.height, g.width))[:, None]  # [R, 1]: every radius against every patch
+    left, right, top, bottom = square(radii)
+    areas = (right - left + 1) * (bottom - top + 1)  # [R, N]
+    totals = areas.sum(-1).double()
+    r = max(int((totals <= float(interactions)).sum()) - 1, 0)
+    radius = torch.full((n,), r)
+    if r + 1 < len(radii):
+        phi = (1 + 5 ** 0.5) / 2
+        s = min((c for c in range(1, n + 1) if math.gcd(c, n) == 1), key=lambda c: (abs(c - n / phi), c))
+        order = (torch.arange(n) * s) % n
+        grown = torch.cat([torch.zeros(1, dtype=torch.double),
+                           (areas[r + 1] - areas[r])[order].double().cumsum(0)]) + totals[r]  # O with k grown
+        k = int((grown - float(interactions)).abs().argmin())  # argmin takes the first (smaller k) on a tie
+        radius[order[:k]] = r + 1
+    return Windows(*square(radius), g)

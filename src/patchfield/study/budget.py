@@ -64,7 +64,7 @@ def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], dat
     """Runs × steps × a step time measured now for each (kind, patch size) the study trains, on ``min(jobs, 2)``
     processes, +30% for the evaluations, stores and claims: ``hours`` from CPU time (idle cores),
     ``hours_at_current_load`` from wall time. ``step_seconds`` keys are ``"<kind>/p<patch>"``."""
-    plan = [(row, train_steps(cfg, dataset)) for dataset in datasets for seed in all_seeds(cfg, dataset)
+    plan = [(row, train_steps(cfg, dataset) * row.schedule) for dataset in datasets for seed in all_seeds(cfg, dataset)
             for row in study_rows(cfg, dataset, seed)]
     pairs = sorted({(row.kind, row.patch) for row, _ in plan}, key=lambda kp: (kp[0].name, kp[1]))
     measured = {(k, p): step_seconds(cfg, k, p, pretrained[p]["model_kwargs"]) for k, p in pairs}

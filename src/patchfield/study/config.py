@@ -11,10 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .rows import HEADLINE, Row, rows_for
+from .rows import CONTROL_HEADLINE, HEADLINE, Row, control_rows, rows_for
 
-__all__ = ["MODEL", "QUICK", "StudyConfig", "all_seeds", "config_with", "data_kwargs", "run_folder", "study_rows",
-           "train_steps"]
+__all__ = ["GRID14", "MODEL", "PLANS", "QUICK", "QUICK14", "StudyConfig", "all_seeds", "config_with", "data_kwargs",
+           "grid_of", "run_folder", "study_rows", "train_steps"]
+
+#: What a study trains: ``tables``, the paper's Tables 1-3 (:func:`.rows.rows_for`); ``controls``, the rows of the
+#: 14×14 grid (:func:`.rows.control_rows`).
+PLANS = ("tables", "controls")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,24 @@ class StudyConfig:
         margin: the equivalence margin (top-1 points) of "stays close" claims.
         well_trained_gain: a baseline gaining this many points or more over its last 20% is flagged.
         real_rows: the rows run on real sets (time budget).
+        image_size: input size of every model (``None``: the pretrained start's; position embeddings are
+            resampled to it).
+        plan: which rows (:data:`PLANS`); ``well_trained_seeds``: seeds whose baseline also trains at twice the
+            schedule (the ``controls`` plan's ``vit-2x`` row).
+
+    :data:`GRID14` is the 14×14 grid (N = 196): 56×56 inputs, patch 4, the embedded set, the ``controls`` plan
+    from the patch-4 formula-pretrained ViT with its position embeddings resampled. Its budget comes from step
+    times measured on the 2-core machine (one thread, batch 128, CPU seconds; the machine was shared with other
+    work while they were measured, so they are if anything high): a ViT step 0.80 s, AWD 0.95 s, AWD + DIP
+    0.96 s, WinfT (paper mode) 2.50 s (3.1× a ViT step). Seeds 0-2 run 7 rows (the ViT, AWD with windows from
+    the trained U, a random U and a local square, WinfT with and without BCE, AWD + DIP): 9.61 s per step of all
+    seven; seeds 3-7 run the 5 rows of :data:`.rows.CONTROL_HEADLINE`: 6.15 s; seed 0's ViT at twice the
+    schedule: 1.60 s. That is 3 × 9.61 + 5 × 6.15 + 1.60 = 61.2 s per step of the schedule over 47 runs; at
+    ``steps`` 400 (6.4 epochs of 8,000 images) 24,500 s of training on one process, +30% for the ground-truth
+    stores (three built per seed on the training and validation images, the local one copied), the evaluations
+    on 10,000 validation images and the analysis claims on 1,000: 31,800 s, on two processes 4.4 hours, within
+    the study's 5. The from-scratch arm is left out at 14×14: its own from-scratch baseline with AWD and WinfT
+    for 3 seeds would add 12.75 s per step, about 0.9 hour, past the 5 hours.
     """
 
     out: str = "runs/reproduce"
@@ -90,8 +112,13 @@ class StudyConfig:
     real_rows: tuple[str, ...] = ("vit", "awd-0.1", "awd-dip-0.2", "winft-paper", "winft-restrict", "vit-p8",
                                   "winft-paper-p8", "winft-restrict-p8")
     progress: bool = False
+    image_size: int | None = None
+    plan: str = "tables"
+    well_trained_seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.plan not in PLANS:
+            raise ValueError(f"plan must be one of {PLANS}, got {self.plan!r}")
         if self.curve_points < 5 or self.curve_points % 5:
             raise ValueError(f"curve_points must be a multiple of 5 (80% of the schedule is a point), got "
                              f"{self.curve_points}")
@@ -118,11 +145,29 @@ QUICK = StudyConfig(
     curve_images=24, claim_images=8, claim_random_inits=1, alphas=(0.5, 0.1, 0.025), betas=(0.2, 0.5),
 )
 
+#: The 14×14 grid (N = 196): 56×56 inputs with patch 4 on the embedded set, the ``controls`` plan.
+GRID14 = StudyConfig(
+    out="runs/reproduce-14x14", datasets=("synthetic",), patch_sizes=(4,), image_size=56, plan="controls",
+    seeds=(0, 1, 2), headline_seeds=(3, 4, 5, 6, 7), scratch_seeds=(), well_trained_seeds=(0,),
+    train_images=8000, val_images=10000, steps=400, curve_images=2000, claim_images=1000, betas=(0.2,),
+)
+
+#: The 14×14 grid's seconds-long configuration (the tests, ``patchfield reproduce --grid 14 --quick``).
+QUICK14 = replace(
+    GRID14, seeds=(0,), headline_seeds=(1,), well_trained_seeds=(0,), quick_pretrain=True, train_images=32,
+    val_images=16, steps=5, batch_size=16, warmup_steps=1, curve_points=5, curve_images=16, claim_images=8,
+    claim_random_inits=1,
+)
+
 MODEL = "vit_tiny_patch16_224"  # a timm name; the tiny configuration comes from the pretrained run's kwargs
 
 
 def study_rows(cfg: StudyConfig, dataset: str, seed: int) -> list[Row]:
     """The rows one seed trains on ``dataset``: pretrained-start rows, then the from-scratch arm."""
+    if cfg.plan == "controls":
+        rows = control_rows(min(cfg.patch_sizes), cfg.dip_alpha, 0.2, cfg.winft_alpha, cfg.winft_beta)
+        return [r for r in rows if (r.key in CONTROL_HEADLINE or seed in cfg.seeds)
+                and (r.schedule == 1 or seed in cfg.well_trained_seeds)]
     keep = None if dataset == "synthetic" else cfg.real_rows
     rows = rows_for(cfg.patch_sizes, cfg.alphas, cfg.betas, cfg.dip_alpha, cfg.winft_alpha, cfg.winft_beta, keep)
     if seed not in cfg.seeds:
@@ -138,6 +183,12 @@ def run_folder(cfg: StudyConfig, dataset: str, row: Row, seed: int) -> Path:
     return Path(cfg.out) / dataset / f"p{row.patch}" / f"s{seed}" / name
 
 
+def grid_of(cfg: StudyConfig | dict[str, Any], patch: int) -> list[int]:
+    """``[gh, gw]`` of a model at ``patch`` in a study (its ``image_size``, else the pretrained start's 32)."""
+    size = (cfg.get("image_size") if isinstance(cfg, dict) else cfg.image_size) or 32
+    return [size // patch, size // patch]
+
+
 def all_seeds(cfg: StudyConfig, dataset: str = "synthetic") -> list[int]:
     """The seeds run on ``dataset``: every row's, the headline rows' extra ones, the from-scratch arm's."""
     if dataset == "synthetic":
@@ -151,7 +202,7 @@ def data_kwargs(dataset: str, count: int) -> dict[str, Any]:
 
 
 def train_steps(cfg: StudyConfig, dataset: str) -> int:
-    """Optimiser steps of every run on ``dataset``."""
+    """Optimiser steps of every run on ``dataset`` (a row's are these times its ``schedule``)."""
     return cfg.steps if dataset == "synthetic" else cfg.real_steps
 
 

@@ -4,21 +4,32 @@ The document leads with a summary table (claim, paper, ours with a 95% interval,
 pretrained start, the protocol, the well-trained check of the baselines, Tables 1-3 per data set with
 their training curves, Table 4 and the ImageNet rows (*not run here*, with commands and GPU-hours), and
 the analysis claims per seed and combined over seeds. All statistics come from :mod:`.stats`.
+
+With the 14×14 grid's study (the ``controls`` plan), the document leads with its summary (table claims with
+Holm-adjusted p, analysis claims with a verdict against chance and one against random weights) and its
+hand-written reading, then the small grid's part unchanged, then the 14×14 protocol, the twice-the-schedule
+check, its rows and its analysis claims.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..utils.io import atomic_write, write_json_atomic
-from ..verdicts import VERDICT_MEANINGS
+from ..verdicts import VERDICT_MEANINGS, holm
+from .config import grid_of
 from .rows import NOT_RUN_NOTE
-from .stats import combine_claims, row_stats, table_verdicts
+from .stats import CONTROL_CLAIMS, TABLE_CLAIMS, combine_claims, row_stats, table_verdicts
 
-__all__ = ["FORMAT", "analysis_verdicts", "plot_curves", "write_report"]
+__all__ = ["FORMAT", "GRID_KEY", "analysis_verdicts", "plot_curves", "results_of_report", "well_trained",
+           "write_report"]
+
+#: The key of the 14×14 grid's part in ``reproduction.json``.
+GRID_KEY = "grid_14x14"
 
 _TABLES = (("1", "Table 1: adaptive window design (AWD)"), ("2", "Table 2: AWD + DIP"),
            ("3", "Table 3: window-free transformer (WinfT)"))
@@ -48,7 +59,9 @@ def analysis_verdicts(combined: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"dataset": "synthetic", "table": "analysis", "start": "pretrained",
                         "claim": f"{CLAIMS[key][0]} (α={setting['alpha']:g}, β={setting['beta']:g})", "key": key,
                         "diff": c["vs_random"]["diff"], "ci95": c["vs_random"]["ci95"], "n": c["vs_random"]["n"],
-                        "vs_null": c["vs_null"], "verdict": c["verdict"], "paper": None, "paper_diff": None})
+                        "vs_null": c["vs_null"], "verdict": c["verdict"], "paper": None, "paper_diff": None,
+                        "verdict_vs_chance": c.get("verdict_vs_chance"),
+                        "verdict_vs_random": c.get("verdict_vs_random")})
     return out
 
 
@@ -163,12 +176,18 @@ def _real_extra(cfg: dict[str, Any], datasets: list[str]) -> str:
 
 
 def _rows_meta(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    from .rows import rows_for
+    """The table rows of a study's plan (the 14×14 grid's twice-the-schedule ViT is a check, not a row)."""
+    from .rows import control_rows, rows_for
 
     cfg = results["config"]
     meta = {}
-    for r in rows_for(tuple(cfg["patch_sizes"]), tuple(cfg["alphas"]), tuple(cfg["betas"]), cfg["dip_alpha"],
-                      cfg["winft_alpha"], cfg["winft_beta"]):
+    if cfg.get("plan", "tables") == "controls":
+        rows = [r for r in control_rows(min(cfg["patch_sizes"]), cfg["dip_alpha"], 0.2, cfg["winft_alpha"],
+                                        cfg["winft_beta"]) if r.table != "check"]
+    else:
+        rows = rows_for(tuple(cfg["patch_sizes"]), tuple(cfg["alphas"]), tuple(cfg["betas"]), cfg["dip_alpha"],
+                        cfg["winft_alpha"], cfg["winft_beta"])
+    for r in rows:
         meta[r.key] = {"table": r.table, "label": r.label, "base": r.base, "paper_full": r.paper_full,
                        "paper_top1": r.paper[0] if r.paper else None, "paper_eo": r.paper[1] if r.paper else None}
     return meta
@@ -187,7 +206,7 @@ def _not_run(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _analysis(results: dict[str, Any], combined: list[dict[str, Any]]) -> list[str]:
+def _analysis(results: dict[str, Any], combined: list[dict[str, Any]], two_verdicts: bool = False) -> list[str]:
     from ..claims import CLAIMS, claims_table
 
     cfg = results["config"]
@@ -201,11 +220,23 @@ def _analysis(results: dict[str, Any], combined: list[dict[str, Any]]) -> list[s
              "the seed as the unit: each seed's mean over images, then the mean over seeds with a 95% t-interval "
              "(images are not pooled).", "",
              f"**What the verdicts mean.** {VERDICT_MEANINGS} Here, combined over seeds, the pairs are seeds.", "",
-             "### Combined over seeds", "",
-             "| claim | α, β | trained (mean over seeds) | random weights | null | trained − null, 95% CI | "
-             "trained − random, 95% CI | verdict |", "|---|---|---|---|---|---|---|---|"]
+             "### Combined over seeds", ""]
+    if two_verdicts:
+        lines += ["| claim | α, β | trained (mean over seeds) | random weights | null | trained − null, 95% CI | "
+                  "verdict vs chance | trained − random, 95% CI | verdict vs random weights |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+    else:
+        lines += ["| claim | α, β | trained (mean over seeds) | random weights | null | trained − null, 95% CI | "
+                  "trained − random, 95% CI | verdict |", "|---|---|---|---|---|---|---|---|"]
     for setting in combined:
         for key, c in setting["claims"].items():
+            if two_verdicts:
+                lines.append(f"| {CLAIMS[key][0]} | {setting['alpha']:g}, {setting['beta']:g} | "
+                             f"{_num(c['trained'][0], '.3f')} | {_num(c['random'][0], '.3f')} | "
+                             f"{_num(c['null'][0], '.3f')} | {_ci(c['vs_null'], '+.3f')} | "
+                             f"**{c['verdict_vs_chance']}** | {_ci(c['vs_random'], '+.3f')} | "
+                             f"**{c['verdict_vs_random']}** |")
+                continue
             lines.append(f"| {CLAIMS[key][0]} | {setting['alpha']:g}, {setting['beta']:g} | "
                          f"{_num(c['trained'][0], '.3f')} | {_num(c['random'][0], '.3f')} | "
                          f"{_num(c['null'][0], '.3f')} | {_ci(c['vs_null'], '+.3f')} | {_ci(c['vs_random'], '+.3f')} "
@@ -233,21 +264,32 @@ class _Study:
     def cfg(self) -> dict[str, Any]:
         return self.results["config"]
 
+    @property
+    def controls(self) -> bool:
+        """The 14×14 grid's study (the ``controls`` plan)."""
+        return self.cfg.get("plan", "tables") == "controls"
+
     @classmethod
     def of(cls, results: dict[str, Any], path: Path) -> _Study:
         cfg = results["config"]
         runs = results["rows"]
         meta = _rows_meta(results)
         datasets = [d for d in cfg["datasets"] if d not in results.get("skipped", {})]
+        claims = CONTROL_CLAIMS if cfg.get("plan", "tables") == "controls" else TABLE_CLAIMS
         stats: dict[str, list[dict[str, Any]]] = {}
         verdicts: list[dict[str, Any]] = []
         for dataset in datasets:
             stats[dataset] = [s for key in meta for start in ("pretrained", "scratch")
                               if (s := row_stats(runs, dataset, start, key, meta[key]["base"])) is not None]
-            verdicts += table_verdicts(runs, dataset, cfg["patch_sizes"], cfg["margin"])
+            verdicts += table_verdicts(runs, dataset, cfg["patch_sizes"], cfg["margin"], claims)
+        patch = {r["row"]: r["patch"] for r in runs}
+        for v, p in zip(verdicts, holm([math.nan if v["p"] is None else v["p"] for v in verdicts])):
+            v["grid"], v["p_holm"] = grid_of(cfg, patch[v["a"]]), None if math.isnan(p) else p
         combined = combine_claims(list(results["claims"].get("seeds", {}).values()))
-        verdicts += analysis_verdicts(combined)
-        return cls(results, path, meta, datasets, stats, verdicts, combined)
+        analysis = analysis_verdicts(combined)
+        for v in analysis:
+            v["grid"] = grid_of(cfg, min(cfg["patch_sizes"]))
+        return cls(results, path, meta, datasets, stats, verdicts + analysis, combined)
 
 
 def _title_section(study: _Study) -> list[str]:
@@ -375,24 +417,192 @@ _SECTIONS: tuple[Callable[[_Study], list[str]], ...] = (
 )
 
 
-def write_report(results: dict[str, Any], path: Path) -> dict[str, Any]:
+def _p(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3g}"
+
+
+def _grid_words(study: _Study) -> str:
+    cfg = study.cfg
+    g = grid_of(cfg, min(cfg["patch_sizes"]))
+    return f"{g[0]}×{g[1]} grid (N = {g[0] * g[1]}; {cfg['image_size']}×{cfg['image_size']} inputs, patch " \
+           f"{min(cfg['patch_sizes'])})"
+
+
+def _grid_title(study: _Study) -> list[str]:
+    results, budget = study.results, study.results["budget"]
+    return [
+        "# Reproduction of the paper's claims: a 14×14 grid, then the small grid",
+        "",
+        f"Generated by `patchfield reproduce`; every number below comes from `{study.path.with_suffix('.json').name}` "
+        f"beside this file. The {_grid_words(study)} comes first: {budget['runs']} runs, "
+        f"**{results['seconds'] / 3600.0:.2f} hours** (summed over the sessions that ran it) on {results['machine']}; "
+        f"estimated at the start of its last session from step times measured there: {budget['hours']:.1f} h on "
+        f"idle cores, {budget['hours_at_current_load']:.1f} h at the load of that moment. The small grid's study "
+        "(8×8 at patch 4, 4×4 at patch 8) follows as it was reported.",
+        "",
+    ]
+
+
+def _grid_summary(study: _Study) -> list[str]:
+    lines = ["## Summary: the 14×14 grid", "",
+             "| claim | paper | ours: difference, 95% CI (seeds) | p (Holm) | verdict |", "|---|---|---|---|---|"]
+    for v in study.verdicts:
+        if v["table"] == "analysis":
+            lines.append(f"| {v['claim']} | claimed (Sec. 4.2, 4.3) | vs chance {_ci(v['vs_null'], '+.3f')}; "
+                         f"vs random weights {_ci(v, '+.3f')} | — | vs chance **{v['verdict_vs_chance']}**; vs "
+                         f"random weights **{v['verdict_vs_random']}** |")
+            continue
+        paper = f"{v['paper'][0]:.2f} vs {v['paper'][1]:.2f} ({v['paper_diff']:+.2f})" if v["paper"] else "—"
+        lines.append(f"| {v['claim']} | {paper} | {_ci(v)} | {_p(v['p'])} ({_p(v['p_holm'])}) | "
+                     f"**{v['verdict']}** |")
+    return lines + [
+        "",
+        "**What the verdicts mean.** The unit is the seed: every row of a seed starts from the same pretrained "
+        "weights with the same data order and budget, so a claim is the per-seed difference of its two rows (top-1 "
+        "points), its mean and 95% Student-t interval over seeds: **supported** when the interval excludes 0 in the "
+        "claim's direction, **contradicted** when it excludes 0 the other way, else **not supported**. p is the "
+        "paired t-test's; Holm's adjustment is over the table's claims. Each analysis claim has two verdicts, read "
+        f"apart: against its null (chance) and against the same network with random weights. {VERDICT_MEANINGS}",
+        "",
+    ]
+
+
+def _grid_reading(study: _Study) -> list[str]:
+    """The hand-written reading ``<name>_14x14_reading.md`` beside the report, or a marked slot for it."""
+    notes = study.path.with_name(f"{study.path.stem}_14x14_reading.md")
+    if notes.is_file():
+        return [notes.read_text().rstrip(), ""]
+    return ["## Reading the 14×14 grid", "",
+            f"> **Slot for the hand-written reading** (`{notes.name}` beside this file): what the controls show about "
+            "U. Not written yet; nothing in this slot is a result.", ""]
+
+
+def _grid_protocol(study: _Study) -> list[str]:
+    cfg = study.cfg
+    extra = ", ".join(map(str, cfg["headline_seeds"]))
+    return [
+        "# The 14×14 grid: protocol, rows and analysis claims", "",
+        "## Protocol (14×14)", "",
+        f"The {_grid_words(study)} on the embedded set: every row starts from the formula-pretrained ViT of patch "
+        f"{min(cfg['patch_sizes'])} (32×32 inputs) with its position embeddings resampled to the grid. The baseline "
+        f"ViT is fine-tuned on {cfg['train_images']:,} training images for {cfg['steps']} steps of "
+        f"{cfg['batch_size']} ({cfg['optimizer']} at lr {cfg['lr']:g}, {cfg['warmup_steps']} warm-up steps, cosine, "
+        f"weight decay {cfg['weight_decay']:g}) and scored on {cfg['val_images']:,} validation images. Every row of "
+        "a seed starts from the same weights with the same budget and data order. AWD α=0.1 attends within windows "
+        "from that seed's fine-tuned ViT; its controls attend within windows of a random-weights U (the same "
+        "architecture with the library's initialisation, the same α) and within a fixed square around each patch "
+        "sized so that E_O is the trained windows' on the training images (to within one patch's growth). WinfT "
+        f"(paper mode, α={cfg['winft_alpha']:g}, β={cfg['winft_beta']:g}) is trained with its window BCE and "
+        "with λ2 = 0. Seeds "
+        f"{', '.join(map(str, cfg['seeds']))} run every row, {extra} more the ViT, AWD with its three window "
+        "sources and WinfT. The from-scratch arm is not run at 14×14: taken from the pretrained baseline its "
+        "windows would be teacher information the from-scratch ViT never gets, and its own from-scratch baseline "
+        "with its rows does not fit the study's 5 hours beside the controls. Every run records its validation curve "
+        f"at {cfg['curve_points']} points (first {cfg['curve_images']:,} validation images).",
+        "",
+    ]
+
+
+def _grid_baselines(study: _Study) -> list[str]:
+    checks = well_trained(_with_grid(study.results["rows"], study.cfg))
+    lines = ["## Is the baseline trained? (14×14)", "",
+             "One seed's baseline is also trained at twice the schedule (same start, data order and peak learning "
+             "rate, the cosine stretched): the gain is what the study's schedule leaves on the table.", "",
+             "| seed | top-1 % | top-1 % at twice the schedule | gain (points) |", "|---|---|---|---|"]
+    lines += [f"| {c['seed']} | {c['top1']:.2f} | {c['top1_2x']:.2f} | {c['gain']:+.2f} |" for c in checks]
+    gains = [f"{r['final_gain_last20pct']:+.2f}" for r in study.results["rows"] if r["row"] == "vit"]
+    return lines + ["", f"Gain over the last 20% of the schedule, per seed of the baseline: {', '.join(gains)}.", ""]
+
+
+def _grid_rows(study: _Study) -> list[str]:
+    stats = study.stats.get("synthetic", [])
+    keys = [s["row"] for s in stats]
+    png = plot_curves(study.results["rows"], "synthetic", "14×14", keys,
+                      study.path.parent / study.path.stem / "grid14-synthetic.png")
+    return ["## Rows (14×14)", "", *_table(stats, study.meta, "G"), "",
+            f"![training curves, 14×14 grid]({study.path.stem}/{png.name})", ""]
+
+
+def _grid_analysis(study: _Study) -> list[str]:
+    return ["## The analysis claims at 14×14", "", *_analysis(study.results, study.combined, two_verdicts=True), ""]
+
+
+#: The 14×14 grid's sections before the small grid's part, and after it.
+_GRID_HEAD: tuple[Callable[[_Study], list[str]], ...] = (_grid_title, _grid_summary, _grid_reading)
+_GRID_TAIL: tuple[Callable[[_Study], list[str]], ...] = (_grid_protocol, _grid_baselines, _grid_rows, _grid_analysis)
+
+
+def well_trained(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The twice-the-schedule check: per seed with a ``vit-2x`` run, the baseline's top-1 and the 2× one's."""
+    out = []
+    for long in (r for r in runs if r["row"] == "vit-2x"):
+        base = next((r for r in runs if r["row"] == "vit" and r["dataset"] == long["dataset"] and
+                     r["seed"] == long["seed"] and r["start"] == long["start"]), None)
+        if base is not None:
+            out.append({"dataset": long["dataset"], "row": "vit", "grid": long["grid"], "seed": long["seed"],
+                        "top1": base["top1"], "top1_2x": long["top1"], "gain": round(long["top1"] - base["top1"], 4)})
+    return out
+
+
+def _with_grid(runs: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run with its ``grid`` and ``eo_fraction`` (E_O / N²), for runs recorded before they were."""
+    return [{**r, "grid": r.get("grid") or grid_of(cfg, r["patch"]),
+             "eo_fraction": r.get("eo_fraction", round(r["eo"] / r["eo_full"], 6))} for r in runs]
+
+
+def _doc(study: _Study) -> dict[str, Any]:
+    """The JSON object of one grid's study: its results, rows with their grid, verdicts, tables and analysis."""
+    results = study.results
+    return {**{k: v for k, v in results.items() if k != "claims"}, "rows": _with_grid(results["rows"], study.cfg),
+            "verdicts": study.verdicts, "tables": study.stats,
+            "analysis": {"combined": study.combined, "seeds": results["claims"].get("seeds", {})}}
+
+
+def results_of_report(doc: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``(small grid's results, 14×14 grid's results)`` back from a report's JSON (``None`` for a part it lacks),
+    as :func:`write_report` takes them: ``--report-only`` regenerates a report from its JSON alone."""
+    def back(part: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in part.items() if k not in ("verdicts", "tables", "analysis", "well_trained", GRID_KEY)}
+        return {**out, "claims": {"seeds": part.get("analysis", {}).get("seeds", {})}}
+
+    small = back(doc) if "rows" in doc else None
+    return small, back(doc[GRID_KEY]) if doc.get(GRID_KEY) else None
+
+
+def write_report(results: dict[str, Any] | None, path: Path, grid: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the markdown report, its JSON (``path`` with ``.json``) and the curve PNGs (``<stem>/``) of a study.
 
-    A file ``<name>_reading.md`` beside the report (the hand-written reading of this run) is included after the
-    summary, so that regenerating the report keeps it; no other file beside the report is included. Returns the
-    JSON object written.
+    ``results`` is the small grid's study (Tables 1-3), ``grid`` the 14×14 grid's (the ``controls`` plan); either
+    may be left out. With both, the report leads with the 14×14 grid's summary and reading, then the small grid's
+    part exactly as it reads alone, then the 14×14 grid's protocol, rows and analysis claims.
+
+    A file ``<name>_reading.md`` beside the report (the hand-written reading of the small grid) is included after
+    its summary, ``<name>_14x14_reading.md`` after the 14×14 summary (a marked slot while there is none), so that
+    regenerating the report keeps them; no other file beside the report is included. Returns the JSON object
+    written: the small grid's keys, ``well_trained`` and the 14×14 grid's under ``"grid_14x14"``.
 
     Raises:
-        ValueError: ``results`` were written by an older patchfield (another format).
+        ValueError: ``results`` were written by an older patchfield (another format), or neither part is given.
     """
-    if results.get("format") != FORMAT:
-        raise ValueError("these results were written by an older patchfield (another format): rerun "
-                         "`patchfield reproduce` to produce them again")
+    if results is None and grid is None:
+        raise ValueError("no study to report: give the small grid's results, the 14×14 grid's, or both")
+    for part in (results, grid):
+        if part is not None and part.get("format") != FORMAT:
+            raise ValueError("these results were written by an older patchfield (another format): rerun "
+                             "`patchfield reproduce` to produce them again")
     path = Path(path)
-    study = _Study.of(results, path)
-    lines = [line for section in _SECTIONS for line in section(study)]
-    doc = {**{k: v for k, v in results.items() if k != "claims"}, "verdicts": study.verdicts,
-           "tables": study.stats, "analysis": {"combined": study.combined, "seeds": results["claims"].get("seeds", {})}}
+    small = _Study.of(results, path) if results is not None else None
+    big = _Study.of(grid, path) if grid is not None else None
+    lines: list[str] = []
+    if big is not None:
+        lines += [line for section in _GRID_HEAD for line in section(big)]
+    if small is not None:
+        lines += [line for section in _SECTIONS for line in section(small)]
+    if big is not None:
+        lines += [line for section in _GRID_TAIL for line in section(big)]
+    doc = _doc(small) if small is not None else {}
+    if big is not None:
+        doc = {**doc, "well_trained": well_trained(_with_grid(big.results["rows"], big.cfg)), GRID_KEY: _doc(big)}
     with atomic_write(path) as tmp:
         tmp.write_text("\n".join(lines))
     write_json_atomic(path.with_suffix(".json"), doc)

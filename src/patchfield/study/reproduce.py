@@ -13,6 +13,11 @@
 4. Every run records its validation curve (:mod:`.curve`); the analysis claims are measured per seed on the
    fine-tuned baseline (:mod:`patchfield.claims`) and combined with seeds as the unit (:mod:`.stats`).
 
+The 14×14 grid (:data:`patchfield.study.config.GRID14`, the ``controls`` plan) runs the same steps with its own
+rows (:func:`patchfield.study.rows.control_rows`): AWD's windows also come from a random-weights copy of the
+baseline and as fixed local squares (:func:`write_local_store`), WinfT also runs without its BCE, and one seed's
+baseline also trains at twice the schedule.
+
 Every finished run leaves ``eval.json`` in its folder with the settings it was run with; a rerun skips
 it, so a killed study resumes where it stopped (also across sessions), and a folder made with other settings
 is refused. :func:`patchfield.study.report.write_report` renders ``docs/reproduction.md`` and ``.json``.
@@ -33,14 +38,15 @@ from typing import Any
 import torch
 
 from ..errors import InputError, one_line
+from ..groundtruth import GroundTruthStore
 from ..kinds import VIT, Kind
 from ..utils.io import write_json_atomic
 from .budget import estimate_budget, log_budget, step_key
-from .config import MODEL, StudyConfig, all_seeds, data_kwargs, run_folder, study_rows, train_steps
-from .report import FORMAT, write_report
+from .config import MODEL, StudyConfig, all_seeds, data_kwargs, grid_of, run_folder, study_rows, train_steps
+from .report import FORMAT, results_of_report, write_report
 from .rows import Row, not_run_rows
 
-__all__ = ["run_study", "study_status"]
+__all__ = ["run_study", "study_status", "write_local_store", "write_study_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,8 @@ def _pretrained(cfg: StudyConfig) -> dict[int, dict[str, Any]]:
         weights = pretrained_weights(patch, root)
         info = read_run_info(weights.parent)
         kwargs = {k: v for k, v in info["model_kwargs"].items() if k != "num_classes"}
+        if cfg.image_size is not None:  # the start's position embeddings are resampled to this grid
+            kwargs["img_size"] = int(cfg.image_size)
         out[patch] = {"weights": str(weights.resolve()), "model_kwargs": kwargs,
                       "record": {k: info[k] for k in ("name", "patch", "source", "source_top1", "train_seconds",
                                                       "steps", "images", "seed")}}
@@ -75,9 +83,7 @@ def _pretrained(cfg: StudyConfig) -> dict[int, dict[str, Any]]:
 def _fingerprint(tc: Any, row: Row, pre: dict[str, Any], cfg: StudyConfig, val_kwargs: dict[str, Any]) -> dict:
     """The settings a run folder was made with (paths left out, the pretrained start by its record)."""
     skip = {"out", "weights", "groundtruth", "progress", "resume", "stop_after_steps", "checkpoint_every", "log_every"}
-    shaping = ("key", "kind", "patch", "alpha", "beta", "start")  # not its label or the paper's numbers
-    return {"train": {k: v for k, v in tc.to_dict().items() if k not in skip},
-            "row": {**{k: getattr(row, k) for k in shaping}, "kind": row.kind.name},
+    return {"train": {k: v for k, v in tc.to_dict().items() if k not in skip}, "row": row.shaping(),
             "pretrained": pre["record"] if row.start == "pretrained" else None, "val_data_kwargs": val_kwargs,
             "curve_points": cfg.curve_points, "curve_images": cfg.curve_images}
 
@@ -98,13 +104,13 @@ def _settings_guard(folder: Path, settings: dict[str, Any]) -> None:
 
 
 def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir: Path,
-                    stores: dict[tuple[str, float, float], Path], num_classes: int,
+                    stores: dict[tuple[str, str, float, float], Path], num_classes: int,
                     pre: dict[str, Any]) -> dict[str, Any]:
     """Train one row for one seed with its validation curve (skipped when finished) and evaluate it on ``val``."""
     from ..training import TrainConfig, evaluate_run
     from .curve import curve_evaluator, final_gain, train_with_curve
 
-    key = (row.alpha, row.beta)
+    key = (row.windows, row.alpha, row.beta)
     train_store = stores.get(("train", *key)) if row.kind.uses_groundtruth else None
     val_store = stores.get(("val", *key)) if row.kind.attends_fields else None
     val_kwargs = data_kwargs(dataset, cfg.val_images)
@@ -113,8 +119,8 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
         data_kwargs=data_kwargs(dataset, cfg.train_images),
         model_kwargs={**pre["model_kwargs"], "num_classes": num_classes},
         weights=pre["weights"] if row.start == "pretrained" else None,
-        groundtruth=str(train_store) if train_store else None, steps=train_steps(cfg, dataset),
-        batch_size=cfg.batch_size,
+        groundtruth=str(train_store) if train_store else None, steps=train_steps(cfg, dataset) * row.schedule,
+        batch_size=cfg.batch_size, lambda_bce=row.lambda_bce,
         optimizer=cfg.optimizer, lr=cfg.lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         checkpoint_every=0, seed=seed, progress=cfg.progress,
     )
@@ -133,15 +139,19 @@ def _train_and_eval(cfg: StudyConfig, dataset: str, row: Row, seed: int, run_dir
         "patch": row.patch, "seed": seed, "start": row.start, "top1": round(100.0 * result["top1"], 4),
         "eo": result["eo"], "eo_full": result["eo_full"], "final_gain_last20pct": final_gain(curve, result["top1"]),
         "curve": curve, "val_images": result["num_images"], "alpha": row.alpha, "beta": row.beta,
-        "train_seconds": round(train_s, 1),
+        "train_seconds": round(train_s, 1), "grid": grid_of(cfg, row.patch),
+        "eo_fraction": round(result["eo"] / result["eo_full"], 6),
     }
     write_json_atomic(done, record)
     return record
 
 
 def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row], patch: int,
-                  store_dir: Path) -> dict[tuple[str, float, float], Path]:
-    """Ground-truth stores of the baseline at ``base_dir`` for every ``(split, alpha, beta)`` the rows need."""
+                  store_dir: Path, seed: int) -> dict[tuple[str, str, float, float], Path]:
+    """Ground-truth stores for every ``(split, windows, alpha, beta)`` the rows need: those of the baseline at
+    ``base_dir``, of a random-weights copy of it (``random-u``, initialised from ``seed``) and the local squares
+    (``local``, sized to the E_O of the baseline's windows on the training images)."""
+    from ..claims import random_copy
     from ..data import build_dataset
     from ..groundtruth import build_groundtruth
     from ..loading import load_run
@@ -151,23 +161,51 @@ def _build_stores(cfg: StudyConfig, dataset: str, base_dir: Path, rows: list[Row
                                 "train_images": cfg.train_images, "val_images": cfg.val_images})
     model, _ = load_run(base_dir)
     norm = model_normalisation(model)
-    stores = {}
-    for row in rows:
-        if row.patch != patch or not row.kind.uses_groundtruth:
-            continue
-        splits = ("train", "val") if row.kind.attends_fields else ("train",)  # AWD evaluates on fields too
-        for split in splits:
-            key = (split, row.alpha, row.beta)
-            if key in stores:
-                continue
-            count = cfg.train_images if split == "train" else cfg.val_images
-            ds = build_dataset(dataset, split, model.patch_embed.img_size[0], **data_kwargs(dataset, count), **norm)
-            path = store_dir / f"{split}_a{row.alpha:g}_b{row.beta:g}"
-            if not (path / "manifest.json").is_file():
-                build_groundtruth(model, ds, path, alpha=row.alpha, beta=row.beta, batch_size=128,
-                                  progress=cfg.progress)
-            stores[key] = path
+    needed = sorted({(split, row.windows, row.alpha, row.beta) for row in rows
+                     if row.patch == patch and row.kind.uses_groundtruth
+                     for split in (("train", "val") if row.kind.attends_fields else ("train",))},
+                    key=lambda k: (k[1] == "local", k))  # the local squares read the trained stores
+    stores: dict[tuple[str, str, float, float], Path] = {}
+    for split, windows, alpha, beta in needed:
+        name = f"{split}_a{alpha:g}_b{beta:g}" + ("" if windows == "trained" else f"_{windows}")
+        path = store_dir / name
+        if not (path / "manifest.json").is_file():
+            if windows == "local":
+                target = GroundTruthStore(stores["train", "trained", alpha, beta]).expected_interactions(dip=False)
+                write_local_store(stores[split, "trained", alpha, beta], path, target)
+            else:
+                count = cfg.train_images if split == "train" else cfg.val_images
+                ds = build_dataset(dataset, split, model.patch_embed.img_size[0], **data_kwargs(dataset, count),
+                                   **norm)
+                source = random_copy(model, 7919 * (seed + 1)) if windows == "random-u" else model
+                build_groundtruth(source, ds, path, alpha=alpha, beta=beta, batch_size=128, progress=cfg.progress)
+        stores[split, windows, alpha, beta] = path
     return stores
+
+
+def write_local_store(trained: Path, out: Path, interactions: float) -> Path:
+    """A copy of the store at ``trained`` whose every window is the square of :func:`patchfield.windows.local_windows`
+    at ``interactions`` (``D`` empty): the same images, labels and settings, only the fields replaced."""
+    import numpy as np
+
+    from ..groundtruth.store import MANIFEST, read_shard, write_shard
+    from ..windows import local_windows
+
+    manifest = json.loads((trained / MANIFEST).read_text())
+    windows = local_windows(tuple(manifest["grid"]), interactions)
+    bounds = windows.bounds().numpy()
+    o = int(windows.interactions())
+    out.mkdir(parents=True, exist_ok=True)
+    for shard in manifest["shards"]:
+        arrays, meta = read_shard(trained / shard["file"])
+        b = len(arrays["valid"])
+        arrays = {**arrays, "bounds": np.broadcast_to(bounds.astype(arrays["bounds"].dtype), (b, *bounds.shape)).copy(),
+                  "dropped": np.zeros_like(arrays["dropped"]), "interactions": np.full(b, o, dtype=np.int64),
+                  "window_interactions": np.full(b, o, dtype=np.int64)}
+        write_shard(out / shard["file"], arrays, meta)
+    write_json_atomic(out / MANIFEST, {**manifest, "expected_interactions": float(o),
+                                       "windows": {"source": "local", "of": str(trained), "target": interactions}})
+    return out
 
 
 def _claims_baseline(cfg: StudyConfig, seed: int) -> Path:
@@ -220,7 +258,7 @@ def _run_seed(cfg: StudyConfig, dataset: str, seed: int, num_classes: int, pretr
         base_dir = run_folder(cfg, dataset, base_row, seed)
         pre = pretrained[patch]
         runs.append(_train_and_eval(cfg, dataset, base_row, seed, base_dir, {}, num_classes, pre))
-        stores = _build_stores(cfg, dataset, base_dir, rows, patch, base_dir.parent / "groundtruth")
+        stores = _build_stores(cfg, dataset, base_dir, rows, patch, base_dir.parent / "groundtruth", seed)
         for row in rows:
             if row.patch == patch and row is not base_row:
                 folder = run_folder(cfg, dataset, row, seed)
@@ -282,8 +320,31 @@ def run_study(cfg: StudyConfig, jobs: int = 1) -> dict[str, Any]:
         seconds = clock.stop()
     results["seconds"] = seconds
     write_json_atomic(out / "results.json", results)
-    write_report(results, Path(cfg.doc))
+    write_study_report(cfg, results)
     return results
+
+
+def write_study_report(cfg: StudyConfig, results: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``cfg.doc`` from this study's results and the other grid's part of the report there now.
+
+    ``results`` ``None`` reads ``<out>/results.json``, else this grid's part of the report's JSON
+    (``cfg.doc`` with ``.json``): a report regenerates from its JSON alone. The small grid's study is the
+    ``tables`` plan, the 14×14 grid's the ``controls`` plan (:func:`patchfield.study.report.write_report`).
+
+    Raises:
+        FileNotFoundError: neither ``<out>/results.json`` nor this grid's part of the report's JSON exists.
+    """
+    doc_json = Path(cfg.doc).with_suffix(".json")
+    parts = list(results_of_report(json.loads(doc_json.read_text()))) if doc_json.is_file() else [None, None]
+    mine = 1 if cfg.plan == "controls" else 0
+    if results is None:
+        path = Path(cfg.out) / "results.json"
+        results = read_study_json(path) if path.is_file() else parts[mine]
+        if results is None:
+            raise FileNotFoundError(f"no finished study in {cfg.out} ({path} is missing) and no such part in "
+                                    f"{doc_json}: run it first")
+    parts[mine] = results
+    return write_report(parts[0], Path(cfg.doc), grid=parts[1])
 
 
 def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -298,7 +359,8 @@ def _train_all(cfg: StudyConfig, jobs: int, pretrained: dict[int, dict[str, Any]
     budget = estimate_budget(cfg, pretrained, datasets, jobs)
     log_budget(budget, jobs)
     step = budget["step_seconds"]
-    cost = {(d, s): sum(train_steps(cfg, d) * step[step_key(r.kind, r.patch)] for r in study_rows(cfg, d, s))
+    cost = {(d, s): sum(train_steps(cfg, d) * r.schedule * step[step_key(r.kind, r.patch)]
+                        for r in study_rows(cfg, d, s))
             for d in datasets for s in all_seeds(cfg, d)}
     tasks = sorted(cost, key=lambda t: -cost[t])  # the longest first: the processes finish together
     if jobs > 1:
@@ -391,7 +453,7 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
             for row in study_rows(cfg, dataset, seed):
                 planned += 1
                 folder = run_folder(cfg, dataset, row, seed)
-                steps = train_steps(cfg, dataset)
+                steps = train_steps(cfg, dataset) * row.schedule
                 if (folder / "eval.json").is_file():
                     done += 1
                     seconds = _number(read_study_json(folder / "eval.json"), "train_seconds", folder / "eval.json")

@@ -2,9 +2,11 @@
 
 A :class:`Row` is one line of Tables 1-3 at the study's scale: a model kind with fixed fields, trained
 from the pretrained start (``start="pretrained"``) or from random weights (``start="scratch"``, the
-headline rows only). :data:`NOT_RUN` lists the paper's rows that need ImageNet-1k or CUB-200-2011 at
-ViT-B scale, with the commands that run them on a user's machine and an estimate of their GPU-hours
-(:func:`gpu_hours`).
+headline rows only). :func:`control_rows` are the rows of the 14×14 grid: AWD with its windows from the
+fine-tuned ViT and from two controls (:data:`WINDOW_SOURCES`), WinfT with and without its window BCE, and
+the ViT at twice the schedule (the well-trained check). :data:`NOT_RUN` lists the paper's rows that need
+ImageNet-1k or CUB-200-2011 at ViT-B scale, with the commands that run them on a user's machine and an
+estimate of their GPU-hours (:func:`gpu_hours`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,20 @@ from typing import Any
 
 from ..kinds import AWD, AWD_DIP, VIT, WINFT_PAPER, WINFT_RESTRICT, Kind
 
-__all__ = ["HEADLINE", "NOT_RUN_NOTE", "Row", "gpu_hours", "not_run_rows", "rows_for"]
+__all__ = ["CONTROL_HEADLINE", "HEADLINE", "NOT_RUN_NOTE", "WINDOW_SOURCES", "Row", "control_rows", "gpu_hours",
+           "not_run_rows", "rows_for"]
 
 #: Rows run with the extra headline seeds and, from random weights, in the from-scratch arm.
 HEADLINE = ("vit", "awd-0.1", "winft-paper")
+
+#: Where a row's windows come from: ``trained``, the seed's fine-tuned ViT (docs/spec.md §3-§6); ``random-u``, the
+#: same architecture with random weights (the library's initialisation, :func:`patchfield.claims.random_copy`);
+#: ``local``, a fixed square around each patch, sized so that E_O is the trained windows' on the training images
+#: (:func:`patchfield.windows.local_windows`).
+WINDOW_SOURCES = ("trained", "random-u", "local")
+
+#: The 14×14 rows run with every seed (``seeds`` and ``headline_seeds``); the others run with ``seeds`` only.
+CONTROL_HEADLINE = ("vit", "awd-0.1", "awd-0.1-random-u", "awd-0.1-local", "winft-paper")
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,22 @@ class Row:
     paper_full: int = 38416  # N² of that row's paper model (B/16: 38,416; B/32: 2,401)
     base: str = "vit"  # key of the ViT this row is compared with (same patch size, same start)
     start: str = "pretrained"
+    windows: str = "trained"  # where its fields come from (WINDOW_SOURCES)
+    lambda_bce: float = 1.0  # WinfT's λ2 (0: no window BCE)
+    schedule: int = 1  # its steps are the study's times this
+
+    def __post_init__(self) -> None:
+        if self.windows not in WINDOW_SOURCES:
+            raise ValueError(f"row {self.key!r}: windows must be one of {WINDOW_SOURCES}, got {self.windows!r}")
+
+    def shaping(self) -> dict[str, Any]:
+        """What makes its runs (not its label or the paper's numbers), as recorded in a run folder's settings;
+        the fields at their defaults are left out, so a folder of the 8×8 study keeps its record."""
+        out = {"key": self.key, "kind": self.kind.name, "patch": self.patch, "alpha": self.alpha,
+               "beta": self.beta, "start": self.start}
+        extra = {"windows": (self.windows, "trained"), "lambda_bce": (self.lambda_bce, 1.0),
+                 "schedule": (self.schedule, 1)}
+        return out | {k: v for k, (v, default) in extra.items() if v != default}
 
 
 # The paper's rows (docs/spec.md §11) beside ours: ViT-B/16 ↔ our small patch, B/32 ↔ the larger one.
@@ -67,6 +95,28 @@ def rows_for(patch_sizes: tuple[int, ...], alphas: tuple[float, ...], betas: tup
                             "vit" if p == small else f"vit-p{p}"))
     if keep is not None:
         rows = [r for r in rows if r.key in keep]
+    return rows
+
+
+def control_rows(patch: int, alpha: float, dip_beta: float, winft_alpha: float, winft_beta: float) -> list[Row]:
+    """The 14×14 grid's rows: the ViT, AWD at ``alpha`` with windows from each of :data:`WINDOW_SOURCES`, WinfT
+    (paper mode) with and without its window BCE, AWD + DIP ``dip_beta``, and the ViT at twice the schedule
+    (key ``vit-2x``, table ``check``). Every row is compared with the ViT of its seed."""
+    a = f"{alpha:g}"
+    rows = [Row("G", "vit", f"ViT /{patch}", VIT, patch, paper=(81.20, 38416)),
+            Row("G", f"awd-{a}", f"AWD-ViT α={a}, windows of the fine-tuned ViT", AWD, patch, alpha, 0.0,
+                _T1.get(alpha)),
+            Row("G", f"awd-{a}-random-u", f"AWD-ViT α={a}, windows of a random-weights U", AWD, patch, alpha,
+                windows="random-u"),
+            Row("G", f"awd-{a}-local", "AWD-ViT, a square window at the same E_O", AWD, patch, alpha,
+                windows="local"),
+            Row("G", "winft-paper", f"WinfT /{patch} (paper mode)", WINFT_PAPER, patch, winft_alpha, winft_beta,
+                (83.11, 16938)),
+            Row("G", "winft-paper-no-bce", f"WinfT /{patch} (paper mode), λ2 = 0", WINFT_PAPER, patch, winft_alpha,
+                winft_beta, lambda_bce=0.0),
+            Row("G", f"awd-dip-{dip_beta:g}", f"AWD-ViT α={a} + DIP β={dip_beta:g}", AWD_DIP, patch, alpha,
+                dip_beta, _T2.get(dip_beta)),
+            Row("check", "vit-2x", f"ViT /{patch}, twice the schedule", VIT, patch, schedule=2)]
     return rows
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from ..verdicts import claim_verdicts, equivalence_p, equivalent, mean_interval, paired_comparison, verdict
 
-__all__ = ["TABLE_CLAIMS", "close_verdict", "combine_claims", "paired_rows", "row_stats", "table_verdicts"]
+__all__ = ["CONTROL_CLAIMS", "TABLE_CLAIMS", "close_verdict", "combine_claims", "paired_rows", "row_stats",
+           "table_verdicts"]
 
 
 #: (table, claim, row a, row b, test, the paper's (a, b) top-1) — ``{small}``/``{big}``: the patch sizes.
@@ -33,6 +34,19 @@ TABLE_CLAIMS: tuple[tuple[str, str, str, str, str, tuple[float, float] | None], 
     ("3", "WinfT (paper mode) beats the ViT, patch {big}", "winft-paper-p{big}", "vit-p{big}", "greater",
      (78.74, 74.46)),
     ("3", "WinfT (restrict mode) beats the ViT, patch {big}", "winft-restrict-p{big}", "vit-p{big}", "greater", None),
+)
+
+#: The 14×14 grid's claims (the ``controls`` plan, :func:`patchfield.study.rows.control_rows`), in the same form.
+CONTROL_CLAIMS: tuple[tuple[str, str, str, str, str, tuple[float, float] | None], ...] = (
+    ("G", "AWD-ViT α=0.1 beats the ViT", "awd-0.1", "vit", "greater", (81.90, 81.20)),
+    ("G", "AWD-ViT α=0.1: the trained U's windows beat a random U's", "awd-0.1", "awd-0.1-random-u", "greater",
+     None),
+    ("G", "AWD-ViT α=0.1: the trained U's windows beat a square window at the same E_O", "awd-0.1",
+     "awd-0.1-local", "greater", None),
+    ("G", "WinfT (paper mode) beats the ViT, patch {small}", "winft-paper", "vit", "greater", (83.11, 81.20)),
+    ("G", "WinfT (paper mode) beats the same WinfT without its window BCE (λ2 = 0)", "winft-paper",
+     "winft-paper-no-bce", "greater", None),
+    ("G", "AWD α=0.1 + DIP β=0.2 beats AWD α=0.1", "awd-dip-0.2", "awd-0.1", "greater", (82.40, 81.90)),
 )
 
 
@@ -87,15 +101,16 @@ def row_stats(runs: Sequence[dict[str, Any]], dataset: str, start: str, key: str
 
 
 def table_verdicts(runs: Sequence[dict[str, Any]], dataset: str, patch_sizes: Sequence[int],
-                   margin: float) -> list[dict[str, Any]]:
-    """The tables' claims on one data set, per start with runs of both rows: paired difference and verdict.
+                   margin: float, claims: Sequence[tuple] = TABLE_CLAIMS) -> list[dict[str, Any]]:
+    """The tables' claims (``claims``: :data:`TABLE_CLAIMS`, or :data:`CONTROL_CLAIMS`) on one data set, per start
+    with runs of both rows: paired difference and verdict.
 
     ``p`` is the paired t-test's two-sided p-value over seeds (``test`` ``"close"``: the equivalence test's,
     :func:`patchfield.verdicts.equivalence_p`).
     """
     small, big = min(patch_sizes), max(patch_sizes)
     out = []
-    for table, text, a, b, test, paper in TABLE_CLAIMS:
+    for table, text, a, b, test, paper in claims:
         a, b, text = (s.format(small=small, big=big) for s in (a, b, text))
         for start in ("pretrained", "scratch"):
             seeds, x, y = paired_rows(runs, dataset, start, a, b)
