@@ -175,10 +175,15 @@ def _free(device: torch.device) -> None:
 
 
 def _block_outputs_finite(model: torch.nn.Module, run: Callable[[], torch.Tensor]) -> bool:
-    """Whether every block's output and the logits of ``run()`` are free of NaN and Inf."""
+    """Whether every block's output and the logits of ``run()`` are free of NaN and Inf (a WinfT block returns
+    its tokens with its windows: the tokens are checked)."""
     bad = []
-    handles = [blk.register_forward_hook(lambda _m, _i, out: bad.append(not bool(torch.isfinite(out).all())))
-               for blk in model.blocks]
+
+    def hook(_m: torch.nn.Module, _i: Any, out: Any) -> None:
+        tokens = out[0] if isinstance(out, tuple) else out
+        bad.append(not bool(torch.isfinite(tokens).all()))
+
+    handles = [blk.register_forward_hook(hook) for blk in model.blocks]
     try:
         logits = run()
     finally:

@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "decode_field": "encoding",
     "encode_field": "encoding",
     "explore": "explorer",
+    "ViTFamily": "families",
+    "register_family": "families",
     "ResponsiveField": "field",
     "responsive_field": "field",
     "Grid": "grid",
@@ -70,6 +72,7 @@ __all__ = [
     "ResponsiveField",
     "UncertaintyAccumulator",
     "UncertaintyCapture",
+    "ViTFamily",
     "Windows",
     "adaptive_windows",
     "apply_awd",
@@ -95,6 +98,7 @@ __all__ = [
     "load_state_dict",
     "measure_claims",
     "patch_keep_mask",
+    "register_family",
     "remove_patch",
     "responsive_field",
     "window_bce_loss",
@@ -118,6 +122,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .dip import column_variance, indiscriminative_patches, patch_keep_mask
     from .encoding import FieldCode, decode_field, encode_field
     from .explorer import explore
+    from .families import ViTFamily, register_family
     from .field import ResponsiveField, responsive_field
     from .grid import Grid
     from .interactions import count_interactions
