@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser datasets reproduce pretrain gpu-check docs
+.PHONY: demo test lint bench clean browser datasets reproduce reproduce-14 pretrain gpu-check docs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ gpu-check:
 # took 4.5 hours on 2 cores (it prints its own estimate at the start); resumable across sessions.
 reproduce: $(STAMP) datasets
 	$(PY) -m patchfield reproduce --jobs 2
+
+# The 14x14-grid study (docs/study.md): controls on U, about 4.4 hours on 2 cores by its own estimate; resumable
+# (rerun the same line), `patchfield reproduce --grid 14 --status` says how far it is.
+reproduce-14: $(STAMP)
+	$(PY) -m patchfield reproduce --grid 14 --jobs 2
 
 # The study's pretrained start: one tiny ViT per patch size on generated radial contours, written into
 # src/patchfield/assets/pretrained (estimated 2 hours on 2 cores; resumable, finished runs skipped).
