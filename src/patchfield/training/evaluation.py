@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,36 @@ from ..kinds import VIT, Kind, as_kind, kind_by_name
 from ..utils.distributed import DistEnv, distributed_env
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
-__all__ = ["evaluate", "evaluate_run"]
+__all__ = ["EvalSums", "evaluate", "evaluate_run"]
+
+
+@dataclass(frozen=True)
+class EvalSums:
+    """Counts over the images one process evaluated (summed across processes by :meth:`all_reduced`).
+
+    Attributes:
+        top1, topk: images whose label is the first, or among the first ``k``, predictions.
+        images: the images.
+        interactions: their ``E_O`` summands (:meth:`patchfield.kinds.Kind.forward`).
+    """
+
+    top1: float = 0.0
+    topk: float = 0.0
+    images: float = 0.0
+    interactions: float = 0.0
+
+    def __add__(self, other: EvalSums) -> EvalSums:
+        return EvalSums(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def all_reduced(self, device: torch.device) -> EvalSums:
+        """The sums over every process of an initialised group (itself without one); ``device`` for nccl."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        total = torch.tensor(astuple(self), dtype=torch.float64)
+        on = device if dist.get_backend() == "nccl" else total.device  # nccl reduces GPU tensors only
+        total = total.to(on)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return EvalSums(*(float(v) for v in total.cpu().tolist()))
 
 
 @torch.no_grad()
@@ -56,7 +86,7 @@ def evaluate(
     grid = model_grid(model)
     use_amp = amp if amp is not None else dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_amp else nullcontext
-    sums = torch.zeros(4, dtype=torch.float64)  # top1, topk, n, interactions
+    sums = EvalSums()
     k = None
     bar = tqdm(loader, unit="batch", desc=f"evaluate {kind.name}", file=sys.stderr, disable=not progress)
     for batch in bar:
@@ -75,22 +105,17 @@ def evaluate(
         k = min(5, logits.shape[-1])
         top = logits.float().topk(k, dim=-1).indices
         hit = top == labels[:, None]
-        n = labels.shape[0]
-        eo = interactions.double().sum().item()
-        sums += torch.tensor([hit[:, 0].sum().item(), hit.any(-1).sum().item(), n, eo], dtype=torch.float64)
+        sums += EvalSums(float(hit[:, 0].sum()), float(hit.any(-1).sum()), float(labels.shape[0]),
+                         interactions.double().sum().item())
     bar.close()
-    if dist.is_available() and dist.is_initialized():
-        on = dev if dist.get_backend() == "nccl" else sums.device  # nccl reduces GPU tensors only
-        total = sums.to(on)
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-        sums = total.cpu()
-    count = sums[2].item()
+    sums = sums.all_reduced(dev)
+    count = sums.images
     if count == 0:
         raise ValueError("the data set is empty: nothing to evaluate")
     full = float(grid.n * grid.n)
-    eo = sums[3].item() / count
+    eo = sums.interactions / count
     return {
-        "kind": kind.name, "num_images": int(count), "top1": sums[0].item() / count, "top5": sums[1].item() / count,
+        "kind": kind.name, "num_images": int(count), "top1": sums.top1 / count, "top5": sums.topk / count,
         "top5_k": int(k), "eo": eo, "eo_full": full, "eo_ratio": eo / full, "grid": [grid.height, grid.width],
     }
 
