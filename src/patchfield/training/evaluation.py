@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..introspect import model_grid
 from ..kinds import VIT, Kind, as_kind, kind_by_name
-from ..utils.distributed import DistEnv, distributed_env
+from ..utils.distributed import DistEnv, Sums, distributed_env, sum_over_group
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
 __all__ = ["EvalSums", "evaluate", "evaluate_run"]
 
 
 @dataclass(frozen=True)
-class EvalSums:
-    """Counts over the images one process evaluated (summed across processes by :meth:`all_reduced`).
+class EvalSums(Sums):
+    """Counts over the images one process evaluated (summed across processes by ``sum_over_group``).
 
     Attributes:
         top1, topk: images whose label is the first, or among the first ``k``, predictions.
@@ -36,19 +35,6 @@ class EvalSums:
     topk: float = 0.0
     images: float = 0.0
     interactions: float = 0.0
-
-    def __add__(self, other: EvalSums) -> EvalSums:
-        return EvalSums(*(a + b for a, b in zip(astuple(self), astuple(other))))
-
-    def all_reduced(self, device: torch.device) -> EvalSums:
-        """The sums over every process of an initialised group (itself without one); ``device`` for nccl."""
-        if not (dist.is_available() and dist.is_initialized()):
-            return self
-        total = torch.tensor(astuple(self), dtype=torch.float64)
-        on = device if dist.get_backend() == "nccl" else total.device  # nccl reduces GPU tensors only
-        total = total.to(on)
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-        return EvalSums(*(float(v) for v in total.cpu().tolist()))
 
 
 @torch.no_grad()
@@ -108,7 +94,7 @@ def evaluate(
         sums += EvalSums(float(hit[:, 0].sum()), float(hit.any(-1).sum()), float(labels.shape[0]),
                          interactions.double().sum().item())
     bar.close()
-    sums = sums.all_reduced(dev)
+    sums = EvalSums.from_tensor(sum_over_group(sums.as_tensor(), dev))
     count = sums.images
     if count == 0:
         raise ValueError("the data set is empty: nothing to evaluate")

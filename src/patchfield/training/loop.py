@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..errors import one_line
 from ..grid import Grid
 from ..kinds import VIT, Kind, as_kind
-from ..utils.distributed import DistEnv, all_gather_objects, all_reduce_sum, distributed_env
+from ..utils.distributed import DistEnv, Sums, all_gather_objects, all_reduce_sum, distributed_env
 from ..utils.fingerprint import file_hash
 from ..utils.io import atomic_write
 from ..utils.lock import FolderLock, FolderLockedError
@@ -71,7 +71,7 @@ def _grouped(loader, size: int):
 
 
 @dataclass
-class StepSums:
+class StepSums(Sums):
     """Sums over the images of some micro-batches (one process): what a log line averages.
 
     Attributes:
@@ -87,18 +87,6 @@ class StepSums:
     correct: float = 0.0
     images: float = 0.0
     interactions: float = 0.0
-
-    def __add__(self, other: StepSums) -> StepSums:
-        return StepSums(*(a + b for a, b in zip(astuple(self), astuple(other))))
-
-    def as_tensor(self) -> torch.Tensor:
-        """float64 ``[6]`` in field order (for all-reduces and checkpoints)."""
-        return torch.tensor(astuple(self), dtype=torch.float64)
-
-    @classmethod
-    def from_tensor(cls, values: torch.Tensor) -> StepSums:
-        """The sums of :meth:`as_tensor` (a checkpoint's ``log_sums``)."""
-        return cls(*(float(v) for v in values.tolist()))
 
 
 def accumulate_gradients(

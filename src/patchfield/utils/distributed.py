@@ -12,15 +12,17 @@ import datetime
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import astuple, dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from ..devices import resolve_device
 
-__all__ = ["DistEnv", "distributed_env", "all_reduce_sum", "all_gather_objects"]
+__all__ = ["DistEnv", "Sums", "all_gather_objects", "all_reduce_sum", "distributed_env", "sum_over_group"]
+
+_S = TypeVar("_S", bound="Sums")
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,35 @@ def all_reduce_sum(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
 
     On nccl the sum travels through this process's GPU and comes back on ``values``' device.
     """
-    if env.distributed:
-        home = values.device
-        values = values.to(env.device if dist.get_backend() == "nccl" else home, copy=True)
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        values = values.to(home)
-    return values
+    return sum_over_group(values, env.device) if env.distributed else values
+
+
+def sum_over_group(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Sum a tensor over the processes of the initialised process group (identity without one); on nccl the sum
+    travels through ``device`` (this process's GPU) and comes back on ``values``' device."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    home = values.device
+    values = values.to(device if dist.get_backend() == "nccl" else home, copy=True)
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values.to(home)
+
+
+class Sums:
+    """Base of the dataclasses of named float sums (a training log interval's, an evaluation's): added field by
+    field, and carried as one float64 vector in field order through all-reduces and checkpoints."""
+
+    def __add__(self: _S, other: _S) -> _S:
+        return type(self)(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def as_tensor(self) -> torch.Tensor:
+        """float64 ``[fields]`` in field order."""
+        return torch.tensor(astuple(self), dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls: type[_S], values: torch.Tensor) -> _S:
+        """The sums of :meth:`as_tensor`."""
+        return cls(*(float(v) for v in values.tolist()))
 
 
 def all_gather_objects(obj: Any, env: DistEnv) -> list[Any]:
