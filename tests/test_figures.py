@@ -333,6 +333,14 @@ def test_mask_follows_the_photo_crop(tmp_path):
     assert got[:, :22].sum() == 0 and got[:, 26:].all()
     with pytest.raises(FileNotFoundError, match="mask file"):
         _read_mask(tmp_path / "none.png", pre)
+    # a palette mask is read by its index, as the data sets read it: palette entry 0 (background) is white here
+    pal = Image.fromarray((mask > 0).astype(np.uint8), mode="P")
+    pal.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    pal.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(_read_mask(tmp_path / "p.png", pre).numpy(), got)
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(ValueError, match="bad.png is not a readable image"):
+        _read_mask(tmp_path / "bad.png", pre)
 
 
 def test_pair_attention_dataset_streams_the_same_statistic():

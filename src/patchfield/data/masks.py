@@ -32,7 +32,7 @@ from ..introspect import IMAGENET_MEAN, IMAGENET_STD
 from ..preprocess import DEFAULT_CROP_PCT, Preprocess
 from .folder import IMAGE_EXTENSIONS
 
-__all__ = ["MaskFolder", "MaskedFiles", "WithMasks", "mask_array"]
+__all__ = ["MaskFolder", "MaskedFiles", "WithMasks", "mask_array", "read_mask_file"]
 
 _UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
@@ -42,6 +42,22 @@ def mask_array(image: Image.Image) -> np.ndarray:
     if image.mode not in ("1", "L", "P", "I", "I;16", "F"):
         image = image.convert("L")
     return np.asarray(image) != 0
+
+
+def read_mask_file(path: str | Path) -> np.ndarray:
+    """A mask image file as bool ``[H, W]`` (:func:`mask_array`), in its stored pixel grid.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a readable image; the message names it.
+    """
+    try:
+        with Image.open(path) as im:
+            return mask_array(im)
+    except FileNotFoundError:
+        raise
+    except (*_UNREADABLE, Image.DecompressionBombError) as e:
+        raise ValueError(f"mask {path} is not a readable image ({e})") from None
 
 
 class WithMasks(Dataset):
@@ -177,8 +193,4 @@ class MaskFolder(MaskedFiles):
         path = self.mask_path(self.files[index])
         if not path.is_file():
             return None
-        try:
-            with Image.open(path) as im:
-                return mask_array(im)
-        except (*_UNREADABLE, Image.DecompressionBombError) as e:
-            raise ValueError(f"mask {path} is not a readable image ({e})") from None
+        return read_mask_file(path)

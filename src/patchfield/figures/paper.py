@@ -58,15 +58,13 @@ def _read_mask(mask: MaskLike, preprocess: Preprocess, photo: Photo | None = Non
     """A mask (in the photo's stored pixel grid) through the photo's EXIF orientation and geometry."""
     if mask is None:
         return None
-    if isinstance(mask, (str, Path)):
+    if isinstance(mask, (str, Path)):  # the data sets' mask reader: palette masks by index, the rest by value
+        from ..data.masks import read_mask_file
+
         try:
-            with Image.open(mask) as im:
-                im.load()
-                mask = im.convert("L")
+            mask = read_mask_file(mask)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"mask file {mask} does not exist") from e
-        except OSError as e:
-            raise ValueError(f"mask file {mask} is not a readable image ({e})") from e
     if not isinstance(mask, Image.Image):
         a = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
         if a.ndim != 2:
