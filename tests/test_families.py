@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from patchfield import attention_hooks, capture_attention, capture_uncertainty, find_attention_modules, load_model
-from patchfield.errors import UnsupportedModelError, UsageError
+from patchfield.errors import InputError, UnsupportedModelError, UsageError
 from patchfield.families import TORCHVISION_VITS
 from patchfield.introspect import (
     has_class_token,
@@ -415,6 +415,30 @@ def test_open_clip_checkpoint_loads_its_image_tower(tmp_path, tiny_open_clip_nam
         load_model("open_clip:hf-hub:timm/ViT-B-16-SigLIP", tmp_path / "open_clip.pt")
     with pytest.raises(UnsupportedModelError, match="model.visual"):
         capture_attention(clip, x)
+
+
+def test_open_clip_reads_openai_torchscript_files(tmp_path, tiny_open_clip_name):
+    """OpenAI's CLIP ``.pt`` files are TorchScript archives in float16, with the causal ``attn_mask`` (-inf) in
+    their state: read by torch.jit.load, the -inf mask not taken for a diverged run, fp16 loaded into float32."""
+    import open_clip
+
+    torch.manual_seed(0)
+    clip = open_clip.create_model(tiny_open_clip_name, pretrained=None).eval().half()
+    torch.jit.save(torch.jit.script(clip), tmp_path / "ViT-tiny.pt")
+    tower = load_model(f"open_clip:{tiny_open_clip_name}", tmp_path / "ViT-tiny.pt")
+    assert next(tower.parameters()).dtype == torch.float32
+    reference = open_clip.create_model(tiny_open_clip_name, pretrained=None).eval()
+    reference.load_state_dict(clip.float().state_dict())
+    x = _images()
+    with torch.no_grad():
+        _close(tower(x), reference.encode_image(x))
+    nan = {k: v.clone() for k, v in reference.state_dict().items()}
+    nan["visual.proj"][0, 0] = float("nan")
+    broken = open_clip.create_model(tiny_open_clip_name, pretrained=None).eval()
+    broken.load_state_dict(nan)
+    torch.jit.save(torch.jit.script(broken), tmp_path / "nan.pt")
+    with pytest.raises(InputError, match=r"nan\.pt hold NaN or Inf values in 1 tensor\(s\): visual\.proj"):
+        load_model(f"open_clip:{tiny_open_clip_name}", tmp_path / "nan.pt")
 
 
 def test_open_clip_checkpoint_converts_into_timm_clip_vit(tmp_path, tiny_open_clip_name):

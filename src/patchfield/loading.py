@@ -41,6 +41,9 @@ _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from a local file, unwrapping ``model``/``state_dict``/``module.`` wrappers.
 
+    ``.safetensors`` files are read by safetensors, TorchScript archives (OpenAI's CLIP ``.pt`` files) by
+    ``torch.jit.load`` and every other file by ``torch.load(weights_only=True)``.
+
     Raises:
         FileNotFoundError: the file is missing (the message says how to give weights).
         ValueError: the file is not a readable checkpoint.
@@ -56,6 +59,8 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             sd: Any = load_file(str(path))
+        elif _is_torchscript(path):  # OpenAI's CLIP files (open_clip's ``pretrained="openai"``)
+            sd = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file
@@ -71,6 +76,19 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (``torch.jit.save``): a zip holding ``constants.pkl`` and ``code/``, which
+    ``torch.load(weights_only=True)`` refuses; its tensors are read by ``torch.jit.load`` (no Python pickle)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
 def _reason(error: BaseException, path: Path) -> str:
     """Why ``path`` could not be read, on one line and never empty (an empty file says so)."""
     try:
@@ -82,10 +100,19 @@ def _reason(error: BaseException, path: Path) -> str:
 
 
 def check_finite_weights(sd: dict[str, torch.Tensor], source: str | Path) -> None:
-    """``InputError`` naming the tensors of ``sd`` that hold NaN or Inf (a diverged or corrupt checkpoint)."""
+    """``InputError`` naming the tensors of ``sd`` that hold NaN or Inf (a diverged or corrupt checkpoint).
+
+    Attention masks (a name ending in ``mask``, such as a TorchScript CLIP's causal ``attn_mask``) hold -inf by
+    design: only NaN is refused there.
+    """
     from .errors import InputError
 
-    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    def broken(key: str, v: torch.Tensor) -> bool:
+        if not v.is_floating_point():
+            return False
+        return bool(torch.isnan(v).any()) if key.endswith("mask") else not bool(torch.isfinite(v).all())
+
+    bad = [k for k, v in sd.items() if broken(k, v)]
     if bad:
         raise InputError(f"weights {source} hold NaN or Inf values in {len(bad)} tensor(s): {', '.join(bad[:6])}"
                          + (" ..." if len(bad) > 6 else "") + "; the checkpoint is corrupt or its training diverged")
