@@ -439,7 +439,9 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
     Returns ``{"datasets": {name: {"planned", "done", "started", "steps_left"}}, "claims_done", "claims_planned",
     "seconds"`` (the study time summed over sessions), ``"hours_left"`` (the steps left at the seconds per step of
     the finished runs of the same kind and patch size, else of the same patch size, on ``jobs`` processes;
-    ``None`` while a patch size with steps left has no finished run)``}``. A
+    ``None`` while a patch size with steps left has no finished run), ``"untimed"`` (the ``"<kind>/p<patch>"``
+    with steps left and no finished run, counted at another kind's time per step: every kind costs at least a
+    ViT step, so with any, ``hours_left`` is a lower bound)``}``. A
     ``started`` run has its settings recorded and validation points written but no ``eval.json``; its
     ``steps_left`` count from its last point.
     """
@@ -480,6 +482,7 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
     if all(rate.values()):
         work = sum(left[key] * sum(times) / len(times) for key, times in rate.items())
         hours_left = round(work / max(1, min(int(jobs), 2)) / 3600.0, 2)
+    untimed = sorted(step_key(kind, patch) for kind, patch in rate if (kind, patch) not in per_step)
     return {"datasets": datasets, "claims_done": claims_done, "claims_planned": len(claims_seeds),
-            "seconds": round(seconds, 1), "hours_left": hours_left}
+            "seconds": round(seconds, 1), "hours_left": hours_left, "untimed": untimed}
 
