@@ -79,8 +79,8 @@ def _print_status(cfg: StudyConfig, jobs: int, title: str, named: bool) -> None:
     print(f"  analysis claims: {st['claims_done']} of {st['claims_planned']} seeds")
     left = "unknown until a run of each patch size finishes" if st["hours_left"] is None else (
         f"{'at least' if st['untimed'] else 'about'} {st['hours_left']:.1f} h of training on {jobs} processes (the "
-        "finished runs' time per step" + (f"; {', '.join(st['untimed'])} not yet timed, counted at the finished "
-                                          "kinds' rate" if st["untimed"] else "")
+        "runs' logged time per step" + (f"; {', '.join(st['untimed'])} not yet timed, counted at the other "
+                                        "kinds' rate" if st["untimed"] else "")
         + "; stores, evaluations and claims come on top)")
     print(f"  left: {left}")
 

@@ -438,13 +438,16 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
 
     Returns ``{"datasets": {name: {"planned", "done", "started", "steps_left"}}, "claims_done", "claims_planned",
     "seconds"`` (the study time summed over sessions), ``"hours_left"`` (the steps left at the seconds per step of
-    the finished runs of the same kind and patch size, else of the same patch size, on ``jobs`` processes;
-    ``None`` while a patch size with steps left has no finished run), ``"untimed"`` (the ``"<kind>/p<patch>"``
-    with steps left and no finished run, counted at another kind's time per step: every kind costs at least a
-    ViT step, so with any, ``hours_left`` is a lower bound)``}``. A
+    the runs of the same kind and patch size, else of the same patch size, on ``jobs`` processes;
+    ``None`` while a patch size with steps left has no timed run), ``"untimed"`` (the ``"<kind>/p<patch>"`` with
+    steps left and no run that has trained yet, counted at another kind's time per step: every kind costs at least
+    a ViT step, so with any, ``hours_left`` is a lower bound)``}``. A run's time per step is its training log's
+    (:func:`patchfield.training.loop.logged_time`, over every session that trained it). A
     ``started`` run has its settings recorded and validation points written but no ``eval.json``; its
     ``steps_left`` count from its last point.
     """
+    from ..training.loop import LOG_FILE, logged_time
+
     out = Path(cfg.out)
     per_step: dict[tuple[Kind, int], list[float]] = {}
     left: dict[tuple[Kind, int], int] = {}
@@ -456,10 +459,11 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
                 planned += 1
                 folder = run_folder(cfg, dataset, row, seed)
                 steps = train_steps(cfg, dataset) * row.schedule
+                seconds, trained = logged_time(folder / LOG_FILE)
+                if trained:
+                    per_step.setdefault((row.kind, row.patch), []).append(seconds / trained)
                 if (folder / "eval.json").is_file():
                     done += 1
-                    seconds = _number(read_study_json(folder / "eval.json"), "train_seconds", folder / "eval.json")
-                    per_step.setdefault((row.kind, row.patch), []).append(seconds / steps)
                     continue
                 curve = folder / "curve.json"
                 points = read_study_json(curve, list) if curve.is_file() else []

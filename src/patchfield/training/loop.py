@@ -40,10 +40,25 @@ from .losses import total_loss
 from .schedule import build_scheduler
 from .sources import attach_fields, model_image_size, model_normalisation, open_dataset, split_batch
 
-__all__ = ["train", "accumulate_gradients", "build_optimizer", "LOG_FILE", "Prepared", "StepSums"]
+__all__ = ["train", "accumulate_gradients", "build_optimizer", "logged_time", "LOG_FILE", "Prepared", "StepSums"]
 
 LOG_FILE = "log.jsonl"
 logger = logging.getLogger(__name__)
+
+
+def logged_time(log: Path) -> tuple[float, int]:
+    """``(seconds, steps)`` of training a run's log (``log.jsonl``) accounts for: the sum of ``images /
+    images_per_s`` over its lines and the last line's step (``(0.0, 0)`` without a log). The log is trimmed to the
+    checkpoint on resume, so its lines cover steps 1 to the last one, over every session that trained it."""
+    if not log.is_file():
+        return 0.0, 0
+    seconds, step = 0.0, 0
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("images_per_s"):
+            seconds += row["images"] / row["images_per_s"]
+        step = max(step, int(row.get("step", 0)))
+    return seconds, step
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -153,18 +153,6 @@ def _source_kwargs(cfg: PretrainConfig, count: int) -> dict[str, Any]:
     return {"num_images": int(count), "num_classes": cfg.num_classes, "seed": cfg.source_seed}
 
 
-def _logged_seconds(log: Path) -> float:
-    """Training time of the kept steps: the sum of ``images / images_per_s`` over the log's lines."""
-    if not log.is_file():
-        return 0.0
-    total = 0.0
-    for line in log.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("images_per_s"):
-            total += row["images"] / row["images_per_s"]
-    return total
-
-
 def source_accuracy(run_dir: str | Path, num_images: int | None = None, progress: bool = False) -> float:
     """Top-1 (fraction) of a pretrained ViT on the first ``num_images`` held-out images of its source.
 
@@ -262,7 +250,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     from ..kinds import VIT
     from .checkpoint import CHECKPOINT
     from .config import TrainConfig
-    from .loop import LOG_FILE, train
+    from .loop import LOG_FILE, logged_time, train
 
     name = run_name(cfg.source, patch)
     out = cfg.root_dir() / name
@@ -305,7 +293,7 @@ def pretrain_one(cfg: PretrainConfig, patch: int) -> dict[str, Any]:
     top1 = source_accuracy(out, progress=cfg.progress)
     info["source_eval"] = {**ev, "check_top1": source_accuracy(out, check)}
     record = {"name": name, "patch": int(patch), "source": cfg.source, "source_top1": top1,
-              "train_seconds": round(_logged_seconds(out / LOG_FILE), 1), "steps": int(result["step"]),
+              "train_seconds": round(logged_time(out / LOG_FILE)[0], 1), "steps": int(result["step"]),
               "images": int(result["step"]) * cfg.batch_size, "seed": cfg.seed}
     write_json_atomic(out / RUN_FILE, {**info, **record, "pretrain": asdict(cfg)})
     (out / CHECKPOINT).unlink(missing_ok=True)  # only the final weights are kept (and shipped)
