@@ -468,3 +468,17 @@ def test_starting_weights_with_another_head_and_size(tmp_path, caplog):
     torch.save({"state_dict": {"blocks.0.norm1.weight": torch.ones(3)}}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="do not fit"):
         build_model("vit_tiny_patch16_224", "vit", num_classes=5, model_kwargs=TINY, weights=tmp_path / "bad.pth")
+
+
+def test_logged_time_sums_the_log_and_passes_over_cut_lines(tmp_path):
+    """A run's training time from its log: images / images_per_s summed, the last step; a line cut short by a kill
+    (or anything that is not a record) does not count."""
+    from patchfield.training.loop import logged_time
+
+    log = tmp_path / "log.jsonl"
+    assert logged_time(log) == (0.0, 0)
+    lines = [json.dumps({"step": 10, "images": 1280, "images_per_s": 128.0}),
+             json.dumps({"step": 20, "images": 1280, "images_per_s": 64.0}),
+             "[1, 2]", json.dumps({"step": "30", "images": 1, "images_per_s": 1.0}), '{"step": 30, "ima']
+    log.write_text("\n".join(lines))
+    assert logged_time(log) == (pytest.approx(10.0 + 20.0), 20)

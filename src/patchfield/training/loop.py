@@ -49,15 +49,22 @@ logger = logging.getLogger(__name__)
 def logged_time(log: Path) -> tuple[float, int]:
     """``(seconds, steps)`` of training a run's log (``log.jsonl``) accounts for: the sum of ``images /
     images_per_s`` over its lines and the last line's step (``(0.0, 0)`` without a log). The log is trimmed to the
-    checkpoint on resume, so its lines cover steps 1 to the last one, over every session that trained it."""
+    checkpoint on resume, so its lines cover steps 1 to the last one, over every session that trained it. A line
+    that is not a log record (cut short by a kill, not yet trimmed by a resume) is passed over."""
     if not log.is_file():
         return 0.0, 0
     seconds, step = 0.0, 0
-    for line in log.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("images_per_s"):
-            seconds += row["images"] / row["images_per_s"]
-        step = max(step, int(row.get("step", 0)))
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        numbers = [row.get(k) if isinstance(row, dict) else None for k in ("step", "images", "images_per_s")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            continue
+        if numbers[2] > 0:
+            seconds += numbers[1] / numbers[2]
+        step = max(step, int(numbers[0]))
     return seconds, step
 
 
