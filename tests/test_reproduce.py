@@ -358,7 +358,7 @@ def test_the_14x14_plan_runs_every_row_of_a_seed_from_the_same_start():
 
     rows = [(r.key, r.start) for s in all_seeds(GRID14) for r in study_rows(GRID14, "synthetic", s)]
     count = {k: rows.count((k, "pretrained")) for k, _ in rows}
-    assert count == {"vit": 8, "awd-0.1": 8, "awd-0.1-random-u": 8, "awd-0.1-local": 8, "winft-paper": 8,
+    assert count == {"vit": 6, "awd-0.1": 6, "awd-0.1-random-u": 6, "awd-0.1-local": 6, "winft-paper": 6,
                      "awd-dip-0.2": 3, "winft-paper-no-bce": 3, "vit-2x": 1}
     assert grid_of(GRID14, 4) == [14, 14] and GRID14.val_images == 10000 and GRID14.claim_images == 1000
     by_key = {r.key: r for r in study_rows(GRID14, "synthetic", 0)}
