@@ -321,6 +321,21 @@ def test_the_committed_study_is_consistent_with_its_own_rows():
         assert line.rstrip().endswith(f"**{v['verdict']}** |")
 
 
+def test_with_two_processes_the_budget_times_steps_in_two_processes_at_once():
+    """Two training processes slow each other's steps: with ``--jobs 2`` every pair is timed in two workers at once
+    (the slower one counts), each the same (CPU, wall) pair of positive times as one process gives."""
+    from patchfield.kinds import AWD, VIT
+    from patchfield.study.budget import _measure
+    from patchfield.study.config import QUICK
+
+    tiny = {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2}
+    pairs = [(VIT, 4, tiny), (AWD, 4, tiny)]
+    for procs in (1, 2):
+        measured = _measure(QUICK, pairs, procs)
+        assert list(measured) == [(VIT, 4), (AWD, 4)]
+        assert all(cpu > 0 and wall > 0 for cpu, wall in measured.values())
+
+
 def test_the_budget_is_said_through_logging(caplog):
     from patchfield.study.budget import log_budget
 

@@ -63,19 +63,43 @@ def estimate_budget(cfg: StudyConfig, pretrained: dict[int, dict[str, Any]], dat
                     jobs: int) -> dict[str, Any]:
     """Runs × steps × a step time measured now for each (kind, patch size) the study trains, on ``min(jobs, 2)``
     processes, +30% for the evaluations, stores and claims: ``hours`` from CPU time (idle cores),
-    ``hours_at_current_load`` from wall time. ``step_seconds`` keys are ``"<kind>/p<patch>"``."""
+    ``hours_at_current_load`` from wall time. ``step_seconds`` keys are ``"<kind>/p<patch>"``.
+
+    With two processes every step is timed in two processes at once (the slower of the two), as the study runs
+    them: two training processes share the memory bandwidth and caches, and at the 14×14 grid each of their
+    steps took 1.2-1.5× a step timed alone."""
     plan = [(row, train_steps(cfg, dataset) * row.schedule) for dataset in datasets for seed in all_seeds(cfg, dataset)
             for row in study_rows(cfg, dataset, seed)]
     pairs = sorted({(row.kind, row.patch) for row, _ in plan}, key=lambda kp: (kp[0].name, kp[1]))
-    measured = {(k, p): step_seconds(cfg, k, p, pretrained[p]["model_kwargs"]) for k, p in pairs}
+    procs = max(1, min(jobs, 2))
+    measured = _measure(cfg, [(k, p, pretrained[p]["model_kwargs"]) for k, p in pairs], procs)
     cpu = sum(steps * measured[row.kind, row.patch][0] for row, steps in plan)
     wall = sum(steps * measured[row.kind, row.patch][1] for row, steps in plan)
-    procs = max(1, min(jobs, 2))
     return {"runs": len(plan), "steps": sum(steps for _, steps in plan),
             "step_seconds": {step_key(k, p): round(m[0], 4) for (k, p), m in measured.items()},
             "step_seconds_wall": {step_key(k, p): round(m[1], 4) for (k, p), m in measured.items()},
             "train_seconds_one_process": round(cpu, 1), "hours": round(1.3 * cpu / procs / 3600.0, 2),
             "hours_at_current_load": round(1.3 * wall / procs / 3600.0, 2), "jobs": jobs}
+
+
+def _measure_all(cfg: StudyConfig, pairs: list[tuple[Kind, int, dict[str, Any]]]) -> list[tuple[float, float]]:
+    """:func:`step_seconds` of every ``(kind, patch, model_kwargs)`` in turn."""
+    return [step_seconds(cfg, k, p, kw) for k, p, kw in pairs]
+
+
+def _measure(cfg: StudyConfig, pairs: list[tuple[Kind, int, dict[str, Any]]],
+             procs: int) -> dict[tuple[Kind, int], tuple[float, float]]:
+    """:func:`step_seconds` of every ``(kind, patch, model_kwargs)``: in this process, or with ``procs`` > 1 in
+    that many worker processes at once, each timing every pair in the same order (each pair's slowest)."""
+    if procs == 1:
+        times = [_measure_all(cfg, pairs)]
+    else:
+        from ..utils.processes import worker_pool
+
+        with worker_pool(procs) as pool:
+            times = pool.starmap(_measure_all, [(cfg, pairs)] * procs, chunksize=1)
+    return {(k, p): (max(t[i][0] for t in times), max(t[i][1] for t in times))
+            for i, (k, p, _) in enumerate(pairs)}
 
 
 def log_budget(budget: dict[str, Any], jobs: int) -> None:
