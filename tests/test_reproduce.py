@@ -416,10 +416,12 @@ def test_the_14x14_grid_leads_the_report_and_keeps_the_small_grid(study14):
     from pathlib import Path
 
     committed = (Path(__file__).resolve().parents[1] / "docs" / "reproduction.md").read_text()
+    small = committed[committed.index("# Reproduction of the paper's claims at small scale"):
+                      committed.index("# The 14×14 grid: protocol")]
     doc = (study14 / "reproduction.md").read_text()
-    assert committed in doc  # the small grid's part, byte for byte
+    assert small.count("\n") > 100 and small in doc  # the small grid's part, byte for byte
     assert doc.index("## Summary: the 14×14 grid") < doc.index("Slot for the hand-written reading") \
-        < doc.index(committed) < doc.index("## Protocol (14×14)") < doc.index("## Is the baseline trained? (14×14)")
+        < doc.index(small) < doc.index("## Protocol (14×14)") < doc.index("## Is the baseline trained? (14×14)")
     first = doc
     assert main(["reproduce", "--grid", "14", "--quick", "--out", str(study14 / "none"),
                  "--doc", str(study14 / "reproduction.md"), "--report-only"]) == 0
@@ -472,3 +474,26 @@ def test_status_covers_the_14x14_grid(study14, capsys):
     assert main(["reproduce", "--grid", "14", "--quick", "--out", str(study14 / "runs"), "--status"]) == 0
     out = capsys.readouterr().out
     assert "14x14 grid study" in out and "synthetic: 13 of 13 runs done" in out and "small-grid" not in out
+
+
+def test_the_committed_14x14_study_has_the_keys_the_issue_asks_for():
+    """docs/reproduction.json's 14x14 part (the committed run): 37 runs on the 14x14 grid, 6 seeds of the headline
+    rows and 3 of the others, verdicts with Holm's p and two analysis verdicts, and the 2x-schedule check."""
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "docs" / "reproduction.json").read_text())
+    grid = doc["grid_14x14"]
+    rows = grid["rows"]
+    assert len(rows) == 37 and all(r["grid"] == [14, 14] and r["eo_full"] == 196**2 for r in rows)
+    assert all(r["eo_fraction"] == pytest.approx(r["eo"] / r["eo_full"], abs=1e-6) for r in rows)
+    seeds = {k: sorted(r["seed"] for r in rows if r["row"] == k) for k in {r["row"] for r in rows}}
+    assert seeds["awd-0.1-random-u"] == list(range(6)) and seeds["winft-paper-no-bce"] == [0, 1, 2]
+    for v in grid["verdicts"]:
+        assert v["grid"] == [14, 14] and v["verdict"] in VERDICTS
+        if v["table"] == "analysis":
+            assert v["verdict_vs_chance"] in VERDICTS and v["verdict_vs_random"] in VERDICTS
+        else:
+            assert 0 <= v["p"] <= v["p_holm"] <= 1
+    [check] = doc["well_trained"]
+    vit = next(r["top1"] for r in rows if r["row"] == "vit" and r["seed"] == check["seed"])
+    assert check["top1"] == vit and check["gain"] == pytest.approx(check["top1_2x"] - check["top1"])
