@@ -65,9 +65,9 @@ def analysis_verdicts(combined: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def plot_curves(runs: list[dict[str, Any]], dataset: str, table: str, keys: list[str], path: Path) -> Path:
+def plot_curves(runs: list[dict[str, Any]], dataset: str, title: str, keys: list[str], path: Path) -> Path:
     """Validation top-1 over the schedule of ``keys``: one thin line per seed, one colour per row; a panel per
-    start (pretrained, and from scratch when that arm ran)."""
+    start (pretrained, and from scratch when that arm ran), titled ``"<dataset>, <title>, <start> start"``."""
     from ..drawing import new_figure, save_figure
 
     mine = [r for r in runs if r["dataset"] == dataset and r["row"] in keys]
@@ -84,7 +84,7 @@ def plot_curves(runs: list[dict[str, Any]], dataset: str, table: str, keys: list
             labelled.add(r["row"])
         ax.axvline(0.8, color="#999999", lw=0.8, ls=":")
         ax.set_xlabel("share of the schedule (dotted: 80%)")
-        ax.set_title(f"{dataset}, Table {table}, {start} start: a line per seed", fontsize=9)
+        ax.set_title(f"{dataset}, {title}, {start} start: a line per seed", fontsize=9)
         ax.legend(fontsize=7, ncol=2)
     axes[0].set_ylabel("validation top-1 % (curve images)")
     return save_figure(fig, path)
@@ -386,7 +386,8 @@ def _dataset_section(study: _Study, dataset: str) -> list[str]:
         if not any(meta[s["row"]]["table"] == table and s["row"] != "vit" for s in stats):
             continue  # no row of this table ran on this data set (the ViT alone is no table)
         keys = sorted({s["row"] for s in stats if meta[s["row"]]["table"] == table} | {"vit"})
-        png = plot_curves(study.results["rows"], dataset, table, keys, figures / f"{dataset}-table{table}.png")
+        png = plot_curves(study.results["rows"], dataset, f"Table {table}", keys,
+                          figures / f"{dataset}-table{table}.png")
         lines += [f"### {title}", "", *_table(stats, meta, table), "",
                   f"![training curves, {dataset}, Table {table}]({figures.name}/{png.name})", ""]
     eos = [(s["row"], s["eo"]) for s in stats if s["row"].startswith("awd-") and
@@ -517,7 +518,7 @@ def _grid_baselines(study: _Study) -> list[str]:
 def _grid_rows(study: _Study) -> list[str]:
     stats = study.stats.get("synthetic", [])
     keys = [s["row"] for s in stats]
-    png = plot_curves(study.results["rows"], "synthetic", "14×14", keys,
+    png = plot_curves(study.results["rows"], "synthetic", "14×14 grid", keys,
                       study.path.parent / study.path.stem / "grid14-synthetic.png")
     return ["## Rows (14×14)", "", *_table(stats, study.meta, "G"), "",
             f"![training curves, 14×14 grid]({study.path.stem}/{png.name})", ""]
