@@ -68,11 +68,11 @@ class StudyConfig:
     DIP); seeds 3-5 run the 5 rows of :data:`.rows.CONTROL_HEADLINE`; seed 0's ViT also trains at twice the
     schedule: 37 runs of ``steps`` 400 (6.4 epochs of 8,000 images). Step times on the 2-core machine (batch 128,
     one thread per process), as the runs logged them with two processes at once: a ViT step 0.97-1.79 s, AWD
-    1.15-1.53 s, AWD + DIP 1.10 s, WinfT (paper mode) 3.6-3.9 s (about 3× a ViT step), 1.2-1.5× the times
-    measured one process at a time (0.80, 0.95, 0.96 and 2.50 s) that the plan of 8 seeds (47 runs, 4.4 hours)
-    was made from. At the logged times 8 seeds take about 6.5 hours of the study's 5, 6 seeds about 5.4
-    (training, the ground-truth stores, the evaluations on 10,000 validation images and the analysis claims on
-    1,000): 6 seeds is the most that comes near it. The from-scratch arm is left out at 14×14: its own
+    1.15-1.53 s, AWD + DIP 1.10 s, WinfT (paper mode) 3.6-3.9 s (about 3× a ViT step), 1.2-1.5× the same steps
+    timed one process at a time (0.80, 0.95, 0.96 and 2.50 s). At the logged times 8 seeds of the headline rows
+    (47 runs) take about 6.5 hours of the study's 5 and 6 seeds about 5.4 (training, the ground-truth stores,
+    the evaluations on 10,000 validation images and the analysis claims on 1,000): 6 seeds is the most that
+    comes near it. The from-scratch arm is left out at 14×14: its own
     from-scratch baseline with AWD and WinfT for 3 seeds would add about an hour more.
     """
 

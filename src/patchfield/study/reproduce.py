@@ -463,7 +463,7 @@ def study_status(cfg: StudyConfig, jobs: int = 2) -> dict[str, Any]:
                 if trained:
                     per_step.setdefault((row.kind, row.patch), []).append(seconds / trained)
                 if (folder / "eval.json").is_file():
-                    _number(read_study_json(folder / "eval.json"), "top1", folder / "eval.json")  # the report's
+                    _number(read_study_json(folder / "eval.json"), "top1", folder / "eval.json")  # the report reads it
                     done += 1
                     continue
                 curve = folder / "curve.json"
